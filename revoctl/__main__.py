@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from revoctl.cli import main
+
+main()

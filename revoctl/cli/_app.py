@@ -1,0 +1,206 @@
+"""The root command: global options, lazily mounted groups, and the one exit path.
+
+Command groups live in ``revoctl/cli/<group>.py`` and are imported only when
+they run (or when help lists them), so ``revoctl --help``, ``--version`` and
+TAB completion never import a back end. Errors are turned into the CONTRACT's
+exit codes here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from typer.core import TyperGroup
+
+from revoctl import __version__
+from revoctl.cli._console import Console
+from revoctl.core.errors import RevoctlError, UsageError
+from revoctl.core.redaction import redact, redact_exception
+
+if TYPE_CHECKING:
+    from revoctl.config import LoadedConfig, Settings
+
+T = TypeVar("T")
+
+# name -> module holding `app`: a Typer group, or a single command when the name is in SINGLE.
+COMMANDS: dict[str, str] = {
+    "config": "revoctl.cli.config",
+    "db": "revoctl.cli.db",
+    "health": "revoctl.cli.health",
+}
+SINGLE = frozenset({"health"})
+ALIASES: dict[str, str] = {"secret": "secrets", "limit": "limits", "breaker": "breakers"}
+
+
+class LazyGroup(TyperGroup):
+    """Imports a command group's module the first time the group is asked for."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        name = ALIASES.get(cmd_name, cmd_name)
+        if name not in COMMANDS:
+            return None
+        if name not in self.commands:
+            module = importlib.import_module(COMMANDS[name])
+            build = typer.main.get_command if name in SINGLE else typer.main.get_group
+            command = build(module.app)
+            command.name = name
+            self.commands[name] = command
+        return self.commands[name]
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        _, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command else None), command, rest
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RevoctlError as exc:
+            _fail(ctx, str(exc), exc.exit_code, exc)
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            _fail(ctx, f"unexpected {type(exc).__name__}: {exc} (run with -v for details)", 1, exc)
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the CLI; usage errors become one ``error:`` line and exit 2."""
+        try:
+            code = super().main(args, prog_name or "revoctl", complete_var, standalone_mode=False,
+                                **extra)
+        except typer.TyperException as exc:  # click's usage and parameter errors
+            code = exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                typer.echo(exc.format_message(), err=True)
+            else:
+                hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+                Console().error(exc.format_message() + hint)
+        except typer.Abort:
+            Console().error("aborted")
+            code = 130
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _fail(ctx: typer.Context, message: str, code: int, exc: BaseException) -> NoReturn:
+    state = ctx.find_object(AppState)
+    console = state.console if state else Console()
+    if console.verbose:
+        sys.stderr.write(redact_exception(exc))
+    console.error(message)
+    raise typer.Exit(code)
+
+
+@dataclass
+class AppState:
+    """What the global options set; commands receive it through ``ctx.obj``."""
+
+    config_file: Path | None = None
+    profile: str | None = None
+    verbose: int = 0
+    no_color: bool = False
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def console(self) -> Console:
+        return Console(no_color=self.no_color, verbose=self.verbose)
+
+    @cached_property
+    def loaded(self) -> LoadedConfig:
+        """The configuration, loaded on first use (so ``--help`` never parses it)."""
+        from revoctl.config import load_config
+        from revoctl.core.logs import configure_logging
+
+        loaded = load_config(self.config_file, self.profile, overrides=self.overrides)
+        level = "debug" if self.verbose > 1 else "info" if self.verbose else None
+        configure_logging(level or loaded.settings.logging.level, loaded.settings.logging.format)
+        return loaded
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    @classmethod
+    def of(cls, ctx: typer.Context) -> AppState:
+        state = ctx.find_object(cls)
+        if state is None:  # a group module run on its own, as in some tests
+            state = ctx.ensure_object(cls)
+        return state
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one core coroutine to completion: the CLI's only bridge into async code."""
+    return asyncio.run(coro)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"revoctl {__version__}")
+        raise typer.Exit()
+
+
+def _parse_set(values: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE with a dotted key, got {item!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    name="revoctl",
+    help="Operate the platform's secrets, rate limits, database and circuit breakers.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Config file (else REVOCTL_CONFIG, ./revoctl.toml, ~/.config/revoctl/config.toml).", dir_okay=False)
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Profile laid over the config (else REVOCTL_PROFILE).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override one setting, e.g. database.pool_size=5.")
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging; tracebacks on errors.")] = 0,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR works too).")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Operate the platform's secrets, rate limits, database and circuit breakers."""
+    state = ctx.ensure_object(AppState)
+    state.config_file, state.profile = config, profile
+    state.verbose, state.no_color = verbose, no_color
+    try:
+        state.overrides = _parse_set(set_ or [])
+    except UsageError as exc:
+        _fail(ctx, str(exc), exc.exit_code, exc)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    typer.main.get_command(app).main(prog_name="revoctl")

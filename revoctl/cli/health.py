@@ -1,0 +1,46 @@
+"""``revoctl health``: every service's status in one report."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from revoctl.cli._app import AppState, run
+from revoctl.cli._console import OutputFormat, OutputOption
+
+app = typer.Typer()
+
+
+class FailOn(StrEnum):
+    degraded = "degraded"
+    unhealthy = "unhealthy"
+
+
+@app.command()
+def health(
+    ctx: typer.Context,
+    output: OutputOption = OutputFormat.table,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 when the status is this bad or worse.")
+    ] = FailOn.unhealthy,
+) -> None:
+    """Check every service; exit 1 when the status reaches --fail-on."""
+    from revoctl.core.health import at_or_past
+    from revoctl.core.services import health_report
+
+    state = AppState.of(ctx)
+    report = run(health_report(state.loaded))
+    if output is OutputFormat.table:
+        rows = [[name, svc["status"], _detail(svc)] for name, svc in report["services"].items()]
+        state.console.table(["service", "status", "detail"], rows)
+        state.console.info(f"overall: {report['status']}")
+    else:
+        state.console.emit(report, output)
+    if at_or_past(report["status"], fail_on.value):
+        raise typer.Exit(1)
+
+
+def _detail(service: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in service.items() if k != "status" and not isinstance(v, dict))

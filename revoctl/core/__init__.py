@@ -1,0 +1,51 @@
+"""The services the platform runtime imports; the CLI drives the same ones.
+
+Names are resolved lazily (PEP 562) so that importing `revoctl.core` costs
+nothing until a service is used: the CLI's start-up depends on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from revoctl.config import DatabaseConfig, SecretConfig
+    from revoctl.core.db import DatabaseManager
+    from revoctl.core.errors import (
+        BackendUnavailableError,
+        CheckFailedError,
+        ConfigError,
+        NotFoundError,
+        RevoctlError,
+        UsageError,
+    )
+    from revoctl.core.services import Services, load_services
+
+_EXPORTS: dict[str, str] = {
+    "BackendUnavailableError": "revoctl.core.errors",
+    "CheckFailedError": "revoctl.core.errors",
+    "ConfigError": "revoctl.core.errors",
+    "DatabaseConfig": "revoctl.config",
+    "DatabaseManager": "revoctl.core.db",
+    "NotFoundError": "revoctl.core.errors",
+    "RevoctlError": "revoctl.core.errors",
+    "SecretConfig": "revoctl.config",
+    "Services": "revoctl.core.services",
+    "UsageError": "revoctl.core.errors",
+    "load_services": "revoctl.core.services",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'revoctl.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

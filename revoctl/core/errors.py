@@ -1,0 +1,51 @@
+"""The errors revoctl raises, one tree for the library and the CLI.
+
+::
+
+    RevoctlError
+    ├── UsageError                 bad input: an invalid name, value or flag       (exit 2)
+    │   └── ConfigError            an invalid configuration file, key or value     (exit 2)
+    ├── NotFoundError              a secret, version, rule, breaker or revision    (exit 3)
+    ├── BackendUnavailableError    Key Vault, Redis or the database unreachable    (exit 4)
+    └── CheckFailedError           unhealthy, denied, breaker not closed           (exit 1)
+
+Each class carries its CLI exit code, so the CLI maps errors to exit codes in one
+place. Messages never hold secret values: adapters build them from names, never
+from the payloads they carry.
+"""
+
+from __future__ import annotations
+
+
+class RevoctlError(Exception):
+    """Root of every error revoctl raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(RevoctlError):
+    """The caller gave an invalid name, value or combination of options."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The configuration is invalid: the message names the source, key and problem."""
+
+
+class NotFoundError(RevoctlError):
+    """The named secret, version, rule, breaker or revision does not exist."""
+
+    exit_code = 3
+
+
+class BackendUnavailableError(RevoctlError):
+    """A back end (Key Vault, Redis, the database) could not be reached, after retries."""
+
+    exit_code = 4
+
+
+class CheckFailedError(RevoctlError):
+    """A check ran and failed: unhealthy, denied by a limit, breaker not closed."""
+
+    exit_code = 1
