@@ -202,7 +202,9 @@ def load_config(
     return LoadedConfig(settings, home, path, profile, layers.sources)
 
 
-def _find_config_file(explicit: str | Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+def _find_config_file(
+    explicit: str | Path | None, env: Mapping[str, str], cwd: Path
+) -> Path | None:
     chosen = explicit or env.get(ENV_CONFIG)
     if chosen:
         path = Path(chosen).expanduser()
@@ -234,7 +236,7 @@ def _defaults(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
-    """``REVOCTL_A__B=v`` -> ``{"a.b": (v, "env REVOCTL_A__B")}``; names without ``__`` are not keys."""
+    """``REVOCTL_A__B=v`` -> ``{"a.b": (v, "env REVOCTL_A__B")}``; other names are skipped."""
     values: dict[str, tuple[Any, str]] = {}
     for name, value in env.items():
         if name.startswith(ENV_PREFIX) and "__" in name:
@@ -334,7 +336,9 @@ def _suggestion(key: str) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|token|api_key|apikey|credential|private_key)$")
+_SECRET_KEY = re.compile(
+    r"(?i)(password|passwd|secret|token|api_key|apikey|credential|private_key)$"
+)
 
 
 def describe_config(loaded: LoadedConfig) -> dict[str, Any]:
@@ -350,7 +354,9 @@ def describe_config(loaded: LoadedConfig) -> dict[str, Any]:
         leaf = key.rpartition(".")[2]
         if isinstance(value, str) and value:
             value = MASK if _SECRET_KEY.search(leaf) and "${secret:" not in value else redact(value)
-        entries.append({"key": key, "value": value, "source": origin.split(" ", 1)[0], "origin": origin})
+        entries.append(
+            {"key": key, "value": value, "source": origin.split(" ", 1)[0], "origin": origin}
+        )
     return {
         "config_file": str(loaded.config_file) if loaded.config_file else None,
         "profile": loaded.profile,

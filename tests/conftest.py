@@ -41,7 +41,9 @@ def unavailable(what: str, exc: BaseException) -> None:
 def revoctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own REVOCTL_HOME and XDG dirs, no stray REVOCTL_* settings, no colour."""
     for name in list(os.environ):
-        if name.startswith("REVOCTL_") and not name.startswith(("REVOCTL_TEST_", "REVOCTL_REQUIRE")):
+        if name.startswith("REVOCTL_") and not name.startswith(
+            ("REVOCTL_TEST_", "REVOCTL_REQUIRE")
+        ):
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("REVOCTL_HOME", str(home))
@@ -73,13 +75,19 @@ def cli() -> object:
 
 
 def run_revoctl(
-    args: Sequence[str], *, input: str | None = None, env: dict[str, str] | None = None,
+    args: Sequence[str],
+    *,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m revoctl`` in a child process (for exit codes, timing, several processes)."""
     return subprocess.run(
         [sys.executable, "-m", "revoctl", *args],
-        input=input, capture_output=True, text=True, timeout=timeout,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -100,7 +108,7 @@ def postgres_url() -> Iterator[str]:
 
     try:
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     yield f"{base}/{name}"

@@ -23,9 +23,12 @@ from typer.core import TyperGroup
 from revoctl import __version__
 from revoctl.cli._console import Console
 from revoctl.core.errors import RevoctlError, UsageError
-from revoctl.core.redaction import redact, redact_exception
+from revoctl.core.redaction import redact_exception
 
 if TYPE_CHECKING:
+    # Typer vendors click; overrides of its Group methods take click's own Context.
+    from typer._click.core import Command, Context
+
     from revoctl.config import LoadedConfig, Settings
 
 T = TypeVar("T")
@@ -43,10 +46,10 @@ ALIASES: dict[str, str] = {"secret": "secrets", "limit": "limits", "breaker": "b
 class LazyGroup(TyperGroup):
     """Imports a command group's module the first time the group is asked for."""
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return sorted(COMMANDS)
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         name = ALIASES.get(cmd_name, cmd_name)
         if name not in COMMANDS:
             return None
@@ -58,11 +61,13 @@ class LazyGroup(TyperGroup):
             self.commands[name] = command
         return self.commands[name]
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
         _, command, rest = super().resolve_command(ctx, args)
         return (command.name if command else None), command, rest
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except RevoctlError as exc:
@@ -72,12 +77,20 @@ class LazyGroup(TyperGroup):
         except Exception as exc:
             _fail(ctx, f"unexpected {type(exc).__name__}: {exc} (run with -v for details)", 1, exc)
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         """Run the CLI; usage errors become one ``error:`` line and exit 2."""
         try:
-            code = super().main(args, prog_name or "revoctl", complete_var, standalone_mode=False,
-                                **extra)
+            code = super().main(
+                args, prog_name or "revoctl", complete_var, False, windows_expand_args, **extra
+            )
         except typer.TyperException as exc:  # click's usage and parameter errors
             code = exc.exit_code
             ctx = getattr(exc, "ctx", None)
@@ -95,7 +108,7 @@ class LazyGroup(TyperGroup):
         return code
 
 
-def _fail(ctx: typer.Context, message: str, code: int, exc: BaseException) -> NoReturn:
+def _fail(ctx: Context, message: str, code: int, exc: BaseException) -> NoReturn:
     state = ctx.find_object(AppState)
     console = state.console if state else Console()
     if console.verbose:
@@ -177,18 +190,34 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Config file (else REVOCTL_CONFIG, ./revoctl.toml, ~/.config/revoctl/config.toml).", dir_okay=False)
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Config file (else REVOCTL_CONFIG, ./revoctl.toml, the XDG config).",
+            dir_okay=False,
+        ),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", help="Profile laid over the config (else REVOCTL_PROFILE).")
+        str | None,
+        typer.Option("--profile", help="Profile laid over the config (else REVOCTL_PROFILE)."),
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override one setting, e.g. database.pool_size=5.")
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="Override one setting, e.g. database.pool_size=5."
+        ),
     ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging; tracebacks on errors.")] = 0,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR works too).")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging; tracebacks on errors.")
+    ] = 0,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colour (NO_COLOR works too).")
+    ] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Operate the platform's secrets, rate limits, database and circuit breakers."""

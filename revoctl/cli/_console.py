@@ -48,7 +48,7 @@ class Console:
         self.verbose = verbose
 
     def emit(self, data: Any, output: OutputFormat, columns: Columns | None = None) -> None:
-        """Print ``data`` (JSON-able) in the chosen format; ``columns`` picks and orders table columns."""
+        """Print JSON-able ``data``; ``columns`` picks and orders the table columns."""
         if output is OutputFormat.json:
             self._write_stdout(json.dumps(data, indent=2, default=str))
         elif output is OutputFormat.yaml:
@@ -72,7 +72,9 @@ class Console:
         widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
         lines = [[h.upper() for h in headers], *cells]
         for line in lines:
-            self._write_stdout("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+            self._write_stdout(
+                "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+            )
 
     def line(self, text: str) -> None:
         """A line of data on stdout, as is (e.g. a secret value for ``$(...)``)."""

@@ -43,4 +43,6 @@ def health(
 
 
 def _detail(service: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in service.items() if k != "status" and not isinstance(v, dict))
+    return ", ".join(
+        f"{k}={v}" for k, v in service.items() if k != "status" and not isinstance(v, dict)
+    )

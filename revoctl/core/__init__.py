@@ -36,7 +36,19 @@ _EXPORTS: dict[str, str] = {
     "load_services": "revoctl.core.services",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BackendUnavailableError",
+    "CheckFailedError",
+    "ConfigError",
+    "DatabaseConfig",
+    "DatabaseManager",
+    "NotFoundError",
+    "RevoctlError",
+    "SecretConfig",
+    "Services",
+    "UsageError",
+    "load_services",
+]
 
 
 def __getattr__(name: str) -> Any:

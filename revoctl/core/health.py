@@ -10,14 +10,14 @@ Status = Literal["healthy", "degraded", "unhealthy"]
 STATUSES: tuple[Status, ...] = ("healthy", "degraded", "unhealthy")
 
 
-def worst(statuses: list[str]) -> Status:
+def worst(statuses: list[Status]) -> Status:
     """The least healthy of ``statuses`` (healthy when there are none)."""
-    return max(statuses, key=STATUSES.index, default="healthy")  # type: ignore[return-value]
+    return max(statuses, key=STATUSES.index, default="healthy")
 
 
-def at_or_past(status: str, threshold: str) -> bool:
+def at_or_past(status: Status, threshold: Status) -> bool:
     """Whether ``status`` is as bad as ``threshold`` or worse (for ``--fail-on``)."""
-    return STATUSES.index(status) >= STATUSES.index(threshold)  # type: ignore[arg-type]
+    return STATUSES.index(status) >= STATUSES.index(threshold)
 
 
 async def gather_health(checks: Mapping[str, Awaitable[dict[str, Any]]]) -> dict[str, Any]:

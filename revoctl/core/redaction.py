@@ -17,9 +17,12 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4
 """Shorter values are not registered: masking every "abc" would garble logs, not protect them."""
 
-_URL_CREDENTIALS = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)[^@/?#\s]+(?=@)")
+# A `${secret:NAME}` reference is a name, not a value: it stays readable.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)(?!\$\{secret:)[^@/?#\s]+(?=@)"
+)
 _TOKEN_HEADER = re.compile(
-    r"(?i)(?P<head>\b(?:authorization|proxy-authorization|x-api-key|api-key|x-identity-header|"
+    r"(?i)(?P<head>(?<!\$\{)\b(?:authorization|proxy-authorization|x-api-key|api-key|x-identity-header|"
     r"secret|client_secret|password|passwd|pwd|token|access_token|refresh_token|cookie|set-cookie)"
     r"[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)(?P<value>[^\s\"',;&]+)"
 )

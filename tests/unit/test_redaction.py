@@ -1,0 +1,72 @@
+"""Redaction: known values, URL credentials and token headers never reach a log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from revoctl.core.logs import configure_logging
+from revoctl.core.redaction import Redactor, redact, register_secret
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("connect postgresql://app:Sup3rS3cret@db:5432/app failed", "Sup3rS3cret"),
+        ("redis://:r3dispass@cache:6379/0", "r3dispass"),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig", "eyJhbGciOiJIUzI1NiJ9"),
+        ("headers={'x-api-key': 'sk-live-123456789'}", "sk-live-123456789"),
+        ("api-key=abcd1234efgh", "abcd1234efgh"),
+        ("password=hunter2hunter2 user=bob", "hunter2hunter2"),
+        ("X-IDENTITY-HEADER: 0123-4567-89ab", "0123-4567-89ab"),
+    ],
+)
+def test_credentials_that_look_like_credentials_are_masked(text: str, leak: str) -> None:
+    assert leak not in redact(text)
+    assert "***" in redact(text)
+
+
+def test_registered_values_are_masked_anywhere() -> None:
+    redactor = Redactor()
+    redactor.register("canary-7f3a9c")
+    redactor.register("ab")  # too short to mask safely: ignored
+    assert (
+        redactor.redact("value is canary-7f3a9c, again canary-7f3a9c") == "value is ***, again ***"
+    )
+    assert redactor.redact("about ab") == "about ab"
+
+
+def test_longest_value_wins_when_one_contains_another() -> None:
+    redactor = Redactor()
+    redactor.register("secret-value")
+    redactor.register("secret-value-long")
+    assert redactor.redact("x secret-value-long y") == "x *** y"
+
+
+def test_plain_text_is_untouched() -> None:
+    text = "GET /v1/models 200 in 12.5 ms for user alice"
+    assert redact(text) == text
+
+
+def test_log_records_and_tracebacks_are_redacted_in_json_lines() -> None:
+    register_secret("canary-logging-91c2")
+    stream = io.StringIO()
+    handler = configure_logging("debug", "json", stream=stream)
+    log = logging.getLogger("revoctl.test")
+    try:
+        log.info("using key %s", "canary-logging-91c2", extra={"service": "openai_api"})
+        try:
+            raise RuntimeError("provider said canary-logging-91c2 is bad")
+        except RuntimeError:
+            log.exception("call failed for postgresql://u:pw123456@h/db")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    output = stream.getvalue()
+    assert "canary-logging-91c2" not in output and "pw123456" not in output
+    first, second = (json.loads(line) for line in output.splitlines())
+    assert first["message"] == "using key ***"
+    assert first["service"] == "openai_api" and first["level"] == "info"
+    assert "RuntimeError: provider said *** is bad" in second["exception"]
