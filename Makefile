@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine (see README "Quick start"):
+#   make demo   install, migrate the embedded SQLite database, show `revoctl health`
+#   make test   install with test tools, then lint, type-check and run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+demo: $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/revoctl db migrate
+	$(BIN)/revoctl health
+
+test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/ruff check revoctl tests benchmarks
+	$(BIN)/ruff format --check revoctl tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

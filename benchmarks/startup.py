@@ -1,0 +1,106 @@
+"""Start-up cost of the CLI against a bare Typer hello-world, in the same run.
+
+Times whole processes (interpreter start-up included, as a user pays it):
+``revoctl --version``, ``revoctl --help`` and one TAB-completion request, and
+the same three against a one-command Typer app. Prints the medians and the
+ratios revoctl / bare Typer.
+
+    python benchmarks/startup.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HELLO = '''
+import typer
+
+app = typer.Typer()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print("hello 1.0")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True)) -> None:
+    """A bare Typer app."""
+
+
+@app.command()
+def ping(name: str = "world") -> None:
+    """Say hello."""
+    print(f"hello {name}")
+
+
+@app.command()
+def pong() -> None:
+    """Say goodbye."""
+
+
+if __name__ == "__main__":
+    app(prog_name="hello")
+'''
+
+
+def time_command(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+
+    revoctl = [sys.executable, "-m", "revoctl"]
+    with tempfile.TemporaryDirectory() as tmp:
+        hello_path = Path(tmp) / "hello.py"
+        hello_path.write_text(HELLO)
+        hello = [sys.executable, str(hello_path)]
+        base = {**os.environ, "NO_COLOR": "1"}
+        complete_revoctl = {
+            **base,
+            "_REVOCTL_COMPLETE": "complete_bash",
+            "COMP_WORDS": "revoctl db ",
+            "COMP_CWORD": "2",
+        }
+        complete_hello = {
+            **base,
+            "_HELLO_COMPLETE": "complete_bash",
+            "COMP_WORDS": "hello p",
+            "COMP_CWORD": "1",
+        }
+        cases = [
+            ("--version", revoctl + ["--version"], base, hello + ["--version"], base),
+            ("--help", revoctl + ["--help"], base, hello + ["--help"], base),
+            ("completion", revoctl, complete_revoctl, hello, complete_hello),
+        ]
+        python = statistics.median(time_command([sys.executable, "-c", "pass"], base, args.runs))
+        print(f"python -c pass: {python:.1f} ms (median of {args.runs}; included in every row)\n")
+        print(f"{'case':<12} {'revoctl ms':>11} {'bare typer ms':>14} {'ratio':>7}")
+        for name, ours, our_env, theirs, their_env in cases:
+            time_command(ours, our_env, 2)  # warm the page cache and bytecode
+            time_command(theirs, their_env, 2)
+            mine = statistics.median(time_command(ours, our_env, args.runs))
+            bare = statistics.median(time_command(theirs, their_env, args.runs))
+            print(f"{name:<12} {mine:>11.1f} {bare:>14.1f} {mine / bare:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
