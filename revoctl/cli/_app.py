@@ -8,7 +8,6 @@ exit codes here and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
 from collections.abc import Coroutine, Sequence
@@ -156,6 +155,8 @@ class AppState:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one core coroutine to completion: the CLI's only bridge into async code."""
+    import asyncio  # not at module level: it costs start-up time that --help never needs
+
     return asyncio.run(coro)
 
 
