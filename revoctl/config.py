@@ -18,10 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from revoctl.core.errors import ConfigError
 from revoctl.core.redaction import MASK, redact
+from revoctl.core.secrets.base import SecretProvider
 
 ENV_PREFIX = "REVOCTL_"
 ENV_CONFIG = "REVOCTL_CONFIG"
@@ -59,15 +67,46 @@ class AzureKeyVaultConfig(_Section):
     verify_challenge_resource: bool = True
 
 
-class SecretConfig(_Section):
-    """How secrets are read: the provider, its fallback, the cache and its bounds."""
+_FLAT_AZURE_KEYS = {
+    "azure_vault_url": "vault_url",
+    "azure_tenant_id": "tenant_id",
+    "azure_client_id": "client_id",
+}
 
-    provider: Literal["local", "azure_key_vault"] = "local"
+
+class SecretConfig(_Section):
+    """How secrets are read: the provider, its fallback, the cache and its bounds.
+
+    The design notes' flat ``azure_vault_url``/``azure_tenant_id``/``azure_client_id``
+    keyword arguments are accepted and moved into ``azure``.
+    """
+
+    provider: SecretProvider = SecretProvider.LOCAL
     fallback: Literal["local", "none"] = "local"
     cache_ttl_seconds: float = Field(3600, ge=0)
     max_stale_seconds: float = Field(86400, ge=0)
     timeout_seconds: float = Field(10, gt=0)
     azure: AzureKeyVaultConfig = AzureKeyVaultConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_azure_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not _FLAT_AZURE_KEYS.keys() & data.keys():
+            return data
+        data = dict(data)
+        azure = data.get("azure", {})
+        azure = dict(azure.model_dump() if isinstance(azure, BaseModel) else azure)
+        for flat, key in _FLAT_AZURE_KEYS.items():
+            if flat in data:
+                azure[key] = data.pop(flat)
+        data["azure"] = azure
+        return data
+
+    @model_validator(mode="after")
+    def _vault_url_when_azure(self) -> SecretConfig:
+        if self.provider is SecretProvider.AZURE_KEY_VAULT and not self.azure.vault_url:
+            raise ValueError("azure.vault_url is required when provider is azure_key_vault")
+        return self
 
 
 class DatabaseConfig(_Section):

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "config": "revoctl.cli.config",
     "db": "revoctl.cli.db",
     "health": "revoctl.cli.health",
+    "secrets": "revoctl.cli.secrets",
 }
 SINGLE = frozenset({"health"})
 ALIASES: dict[str, str] = {"secret": "secrets", "limit": "limits", "breaker": "breakers"}

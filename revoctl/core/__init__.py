@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         RevoctlError,
         UsageError,
     )
+    from revoctl.core.secrets import SecretManager, SecretProvider
     from revoctl.core.services import Services, load_services
 
 _EXPORTS: dict[str, str] = {
@@ -31,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "NotFoundError": "revoctl.core.errors",
     "RevoctlError": "revoctl.core.errors",
     "SecretConfig": "revoctl.config",
+    "SecretManager": "revoctl.core.secrets",
+    "SecretProvider": "revoctl.core.secrets",
     "Services": "revoctl.core.services",
     "UsageError": "revoctl.core.errors",
     "load_services": "revoctl.core.services",
@@ -45,6 +48,8 @@ __all__ = [
     "NotFoundError",
     "RevoctlError",
     "SecretConfig",
+    "SecretManager",
+    "SecretProvider",
     "Services",
     "UsageError",
     "load_services",

@@ -11,6 +11,7 @@ from typing import Any
 from revoctl.config import LoadedConfig, Settings, load_config
 from revoctl.core.db import DatabaseManager
 from revoctl.core.health import gather_health
+from revoctl.core.secrets import DatabaseAuditSink, SecretManager
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Services:
 
     config: LoadedConfig
     db: DatabaseManager
+    secrets: SecretManager
 
     @property
     def settings(self) -> Settings:
@@ -26,7 +28,9 @@ class Services:
 
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service."""
-        return await gather_health({"database": self.db.health_check()})
+        return await gather_health(
+            {"secrets": self.secrets.health_check(), "database": self.db.health_check()}
+        )
 
 
 @contextlib.asynccontextmanager
@@ -43,12 +47,17 @@ async def load_services(
     :raises ConfigError: the configuration is invalid.
     """
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, profile)
-    db = DatabaseManager(loaded.settings.database, role=role)
-    await db.initialize()
+    secrets = SecretManager(loaded.settings.secrets, home=loaded.home)
+    await secrets.initialize()
+    # The database URL may reference secrets; secret changes are audited in the database.
+    db = DatabaseManager(loaded.settings.database, role=role, resolve=secrets.resolve_references)
+    secrets.audit = DatabaseAuditSink(db)
     try:
-        yield Services(loaded, db)
+        await db.initialize()
+        yield Services(loaded, db, secrets)
     finally:
         await db.close()
+        await secrets.close()
 
 
 async def health_report(config: LoadedConfig, *, role: str = "cli") -> dict[str, Any]:

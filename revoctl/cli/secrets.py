@@ -1,0 +1,202 @@
+"""``revoctl secrets``: read, write, rotate and list secrets (Key Vault or the local store).
+
+Values are read from stdin, a hidden prompt or a file, never from an argument
+(arguments end up in shell history and ``ps``). Only ``get`` and ``rotate --show``
+print a value. The core is imported inside each command, so ``revoctl --help``
+imports no back end.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from revoctl.cli._app import AppState, run
+from revoctl.cli._console import OutputFormat, OutputOption
+from revoctl.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from revoctl.core.secrets import SecretManager, SecretProperties
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Read, write, rotate and list secrets (Azure Key Vault or the local store).",
+    no_args_is_help=True,
+)
+
+NameArgument = Annotated[str, typer.Argument(help="Secret name: 1-127 letters, digits, dashes.")]
+
+_DURATION = re.compile(r"(\d+)([wdhms])")
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+@app.command("get")
+def get(
+    ctx: typer.Context,
+    name: NameArgument,
+    version: Annotated[
+        str | None, typer.Option("--version", help="A version id (default: the latest).")
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Print a secret's value alone, for $(...); -o json/yaml add its version and dates."""
+    state = AppState.of(ctx)
+    secret = run(_with_manager(state, lambda manager: manager.read_secret(name, version)))
+    if output is OutputFormat.table:
+        state.console.line(secret.value)
+        return
+    document = {
+        "name": secret.name,
+        "value": secret.value,
+        "version": secret.version,
+        "updated_on": _timestamp(secret.updated_on),
+        "enabled": secret.enabled,
+        "provider": secret.provider.value,
+    }
+    state.console.emit(document, output)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="Only secrets unchanged for this long (due for rotation), e.g. 90d, 12h, 30m.",
+        ),
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List secrets with their latest version and date; never their values."""
+    state = AppState.of(ctx)
+    age = _duration(older_than) if older_than is not None else None
+    found = run(_with_manager(state, lambda manager: manager.list_secrets(older_than=age)))
+    rows = [{"name": props.name, **_version_record(props)} for props in found]
+    state.console.emit(rows, output, ["name", "version", "updated_on", "enabled"])
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    name: NameArgument,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from-file", dir_okay=False, help="Read the value from this file."),
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Store a new version of a secret, read from stdin, a hidden prompt or --from-file.
+
+    One trailing newline is dropped from the value, so `echo VALUE | revoctl secrets set
+    NAME` stores VALUE.
+    """
+    from revoctl.core.secrets import validate_name
+
+    state = AppState.of(ctx)
+    value = _read_value(validate_name(name), from_file)
+    written = run(_with_manager(state, lambda manager: manager.set_secret(name, value), audit=True))
+    state.console.emit({"name": written.name, "version": written.version}, output)
+
+
+@app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    name: NameArgument,
+    length: Annotated[
+        int, typer.Option("--length", help="Random bytes in the generated value.")
+    ] = 32,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the new value from stdin instead of generating.")
+    ] = False,
+    show: Annotated[bool, typer.Option("--show", help="Print the new value too.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Write a new version of a secret (random URL-safe text by default); the old stays readable."""
+    from revoctl.core.secrets import validate_name
+
+    state = AppState.of(ctx)
+    value = _read_value(validate_name(name), None) if stdin else None
+    done = run(
+        _with_manager(state, lambda manager: manager.rotate(name, value, length), audit=True)
+    )
+    document: dict[str, Any] = {
+        "name": done.name,
+        "version": done.version,
+        "previous_version": done.previous_version,
+        "rotated_on": _timestamp(done.rotated_on),
+        "audited": done.audited,
+    }
+    if show:
+        document["value"] = done.value
+    state.console.emit(document, output)
+
+
+@app.command("versions")
+def versions(
+    ctx: typer.Context, name: NameArgument, output: OutputOption = OutputFormat.table
+) -> None:
+    """List every version of a secret, newest first; never the values."""
+    state = AppState.of(ctx)
+    found = run(_with_manager(state, lambda manager: manager.versions(name)))
+    state.console.emit([_version_record(props) for props in found], output)
+
+
+async def _with_manager(
+    state: AppState, op: Callable[[SecretManager], Awaitable[T]], *, audit: bool = False
+) -> T:
+    """``op`` on a manager built from the configuration; ``audit`` records changes in the
+    database's audit log (a failure to do so is a warning, not an error)."""
+    from revoctl.core.secrets import open_secret_manager
+
+    async with open_secret_manager(state.loaded, audit=audit) as manager:
+        return await op(manager)
+
+
+def _read_value(name: str, path: Path | None) -> str:
+    """The value from ``path``, stdin (not a TTY) or a hidden prompt, less a trailing newline."""
+    if path is not None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    elif not sys.stdin.isatty():
+        raw = typer.get_binary_stream("stdin").read()
+    else:
+        prompted: str = typer.prompt(
+            f"Value for {name}", hide_input=True, confirmation_prompt=True, err=True
+        )
+        raw = prompted.encode()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("the value is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``1w2d`` ... as a timedelta."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise UsageError(f"invalid duration {text!r}: use e.g. 90d, 12h, 30m or 1w2d")
+    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
+def _version_record(props: SecretProperties) -> dict[str, Any]:
+    return {
+        "version": props.version,
+        "updated_on": _timestamp(props.updated_on),
+        "enabled": props.enabled,
+    }
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()

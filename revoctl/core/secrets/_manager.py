@@ -1,0 +1,426 @@
+"""`SecretManager`: one cached, bounded, fail-soft way to read and change secrets.
+
+Reads go through an in-memory TTL cache keyed by (name, version). Concurrent
+misses for one key share one provider call (single-flight). Every provider call
+is bounded by ``timeout_seconds``. When the provider fails, a read is served,
+in this order, from the cached value (stale for at most ``max_stale_seconds``
+past its TTL), from the fallback store, or not at all (`BackendUnavailableError`).
+
+Every value the manager hands out or is handed is registered with the log
+redaction filter first, so it can never reach a log line, an error or a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets as token_source
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
+from revoctl.core.redaction import register_secret
+from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink, default_actor
+from revoctl.core.secrets.base import (
+    Secret,
+    SecretProperties,
+    SecretProvider,
+    SecretStore,
+    validate_name,
+    validate_value,
+)
+
+if TYPE_CHECKING:
+    from revoctl.config import SecretConfig
+
+T = TypeVar("T")
+_Key = tuple[str, str | None]
+
+logger = logging.getLogger("revoctl.secrets")
+
+REFERENCE = re.compile(r"\$\{secret:([^}]*)\}")
+"""``${secret:NAME}`` in a configuration string."""
+
+FALLBACK_TTL_SECONDS = 30.0
+"""How long a value read from the fallback is cached, so the primary is retried soon."""
+
+MIN_GENERATED_BYTES = 16
+MAX_GENERATED_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The outcome of `SecretManager.rotate`; ``value`` stays out of ``repr``."""
+
+    name: str
+    version: str
+    previous_version: str | None
+    rotated_on: datetime
+    value: str = field(repr=False)
+    audited: bool
+
+
+@dataclass
+class _Entry:
+    secret: Secret
+    expires_at: float
+
+
+class SecretManager:
+    """Secrets from the configured provider, cached, with stale-if-error and a fallback.
+
+    ``store``, ``fallback_store`` and ``clock`` are for tests; by default the stores
+    are built from ``config`` and the clock is `time.monotonic`.
+    """
+
+    def __init__(
+        self,
+        config: SecretConfig,
+        *,
+        home: Path | None = None,
+        audit: AuditSink | None = None,
+        store: SecretStore | None = None,
+        fallback_store: SecretStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from revoctl.config import state_dir
+
+        self.config = config
+        self.home = home if home is not None else state_dir()
+        self.audit = audit
+        self._clock = clock
+        self._injected = (store, fallback_store)
+        self._cache: dict[_Key, _Entry] = {}
+        self._inflight: dict[_Key, asyncio.Future[Secret]] = {}
+        self._hits = self._misses = self._stale_served = self._fallback_served = 0
+        self._last_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @cached_property
+    def store(self) -> SecretStore:
+        """The primary store, built on first use."""
+        return self._injected[0] or self._build(self.config.provider)
+
+    @cached_property
+    def fallback_store(self) -> SecretStore | None:
+        """The local store when it backs up another provider, else None."""
+        if self._injected[1] is not None:
+            return self._injected[1]
+        if self.config.fallback == "none" or self.config.provider is SecretProvider.LOCAL:
+            return None
+        return self._build(SecretProvider.LOCAL)
+
+    def _build(self, provider: SecretProvider) -> SecretStore:
+        from revoctl.core.secrets.stores import secret_store_for
+
+        return secret_store_for(provider, self.config, home=self.home)
+
+    async def initialize(self) -> None:
+        """Build the stores, so a configuration error surfaces now; contacts no back end."""
+        _ = self.store, self.fallback_store
+
+    async def close(self) -> None:
+        """Close the stores that were built and forget every cached value."""
+        for name in ("store", "fallback_store"):
+            built = self.__dict__.pop(name, None)
+            if built is not None:
+                await built.close()
+        self._cache.clear()
+
+    async def __aenter__(self) -> SecretManager:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_secret(self, name: str, version: str | None = None) -> str:
+        """The value of ``name`` (latest, or ``version``).
+
+        :raises UsageError: the name is invalid.
+        :raises NotFoundError: no such secret or version (or it is disabled).
+        :raises BackendUnavailableError: the provider failed and neither a cached value
+            nor the fallback could stand in.
+        """
+        return (await self.read_secret(name, version)).value
+
+    async def read_secret(self, name: str, version: str | None = None) -> Secret:
+        """Like `get_secret`, with the version, dates and the provider that answered."""
+        key = (name, version)
+        entry = self._cache.get(key)
+        if entry is not None and self._clock() < entry.expires_at:
+            self._hits += 1
+            return entry.secret
+        validate_name(name)
+        self._misses += 1
+        flight = self._inflight.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._load(key))
+            self._inflight[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        # Shielded: a caller that gives up does not cancel the read for the others.
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: _Key, flight: asyncio.Future[Secret]) -> None:
+        self._inflight.pop(key, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved here, so no "never retrieved" noise if nobody waits
+
+    async def _load(self, key: _Key) -> Secret:
+        name, version = key
+        try:
+            secret = await self._call(self.store, lambda store: store.get(name, version))
+        except BackendUnavailableError as exc:
+            self._last_error = str(exc)
+            stale = self._cache.get(key)
+            if (
+                stale is not None
+                and self._clock() - stale.expires_at <= self.config.max_stale_seconds
+            ):
+                self._stale_served += 1
+                logger.warning("serving the cached value of secret %r: %s", name, exc)
+                return stale.secret
+            secret = await self._from_fallback(exc, lambda store: store.get(name, version))
+            self._fallback_served += 1
+            self._remember(key, secret, min(self.config.cache_ttl_seconds, FALLBACK_TTL_SECONDS))
+            return secret
+        self._last_error = None
+        self._remember(key, secret, self.config.cache_ttl_seconds)
+        return secret
+
+    def _remember(self, key: _Key, secret: Secret, ttl: float) -> None:
+        register_secret(secret.value)
+        self._cache[key] = _Entry(secret, self._clock() + ttl)
+
+    async def list_secrets(self, *, older_than: timedelta | None = None) -> list[SecretProperties]:
+        """The latest version of every secret, without values; with ``older_than``, only those
+        whose latest version is at least that old (due for rotation).
+
+        :raises BackendUnavailableError: the provider failed and there is no fallback.
+        """
+        found = await self._read(lambda store: store.list_secrets())
+        if older_than is None:
+            return found
+        cutoff = datetime.now(UTC) - older_than
+        return [props for props in found if props.updated_on <= cutoff]
+
+    async def versions(self, name: str) -> list[SecretProperties]:
+        """Every version of ``name``, newest first, without values.
+
+        :raises UsageError: the name is invalid.
+        :raises NotFoundError: no such secret.
+        :raises BackendUnavailableError: the provider failed and there is no fallback.
+        """
+        validate_name(name)
+        return await self._read(lambda store: store.versions(name))
+
+    async def resolve_references(self, text: str) -> str:
+        """``text`` with each ``${secret:NAME}`` replaced by that secret's current value.
+
+        :raises UsageError: a reference names an invalid secret name.
+        :raises NotFoundError: a referenced secret does not exist.
+        :raises BackendUnavailableError: a referenced secret could not be read.
+        """
+        names = dict.fromkeys(REFERENCE.findall(text))
+        if not names:
+            return text
+        values = {name: await self.get_secret(validate_name(name)) for name in names}
+        return REFERENCE.sub(lambda match: values[match.group(1)], text)
+
+    # ------------------------------------------------------------------ writes
+
+    async def set_secret(
+        self, name: str, value: str, *, actor: str | None = None
+    ) -> SecretProperties:
+        """Write ``value`` as the new version of ``name`` (creating it) and audit the change.
+
+        :raises UsageError: the name or value is invalid.
+        :raises BackendUnavailableError: the provider could not be reached (writes never
+            go to the fallback: that would split the secret across two stores).
+        """
+        validate_name(name)
+        register_secret(validate_value(value))
+        written = await self._call(self.store, lambda store: store.set(name, value))
+        self._invalidate(name)
+        await self._audit("set", written, None, actor)
+        return written.properties
+
+    async def rotate(
+        self, name: str, value: str | None = None, length: int = 32, *, actor: str | None = None
+    ) -> Rotation:
+        """Write a new version of an existing secret: ``value``, or ``length`` random bytes as
+        URL-safe text. The previous version stays readable.
+
+        The change is recorded in the audit log. When the log cannot be written (no
+        database, not migrated) the rotation still stands: the failure is logged as a
+        warning and ``audited`` is False.
+
+        :raises UsageError: the name, value or length is invalid.
+        :raises NotFoundError: no such secret (rotate never creates one; use `set_secret`).
+        :raises BackendUnavailableError: the provider could not be reached.
+        """
+        validate_name(name)
+        if value is None:
+            if not MIN_GENERATED_BYTES <= length <= MAX_GENERATED_BYTES:
+                bounds = f"{MIN_GENERATED_BYTES}-{MAX_GENERATED_BYTES}"
+                raise UsageError(f"length must be {bounds} bytes, got {length}")
+            value = token_source.token_urlsafe(length)
+        register_secret(validate_value(value))
+        before = await self._call(self.store, lambda store: store.versions(name))
+        written = await self._call(self.store, lambda store: store.set(name, value))
+        self._invalidate(name)
+        after = await self._call(self.store, lambda store: store.versions(name))
+        previous = _version_before(written.version, after) or before[0].version
+        audited = await self._audit("rotate", written, previous, actor)
+        return Rotation(name, written.version, previous, written.updated_on, value, audited)
+
+    def _invalidate(self, name: str) -> None:
+        for key in [key for key in self._cache if key[0] == name]:
+            del self._cache[key]
+
+    async def _audit(
+        self, action: AuditAction, written: Secret, previous: str | None, actor: str | None
+    ) -> bool:
+        if self.audit is None:
+            return False
+        event = AuditEvent(
+            secret_name=written.name,
+            action=action,
+            version=written.version,
+            previous_version=previous,
+            provider=self.store.provider.value,
+            actor=actor or default_actor(),
+            occurred_at=datetime.now(UTC),
+        )
+        try:
+            async with asyncio.timeout(self.config.timeout_seconds):
+                await self.audit.record(event)
+        except Exception as exc:  # any failure of the log must leave the change standing
+            logger.warning(
+                "%s of secret %r (version %s) was not recorded in the audit log: %s: %s",
+                action,
+                written.name,
+                written.version,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        return True
+
+    # ------------------------------------------------------------------ health
+
+    async def health_check(self) -> dict[str, Any]:
+        """Provider reachability and latency, cache figures, staleness and fallback use.
+
+        ``status`` is healthy when the provider answers; degraded when it does not but
+        reads can still be served (the fallback answers, or cached values are within
+        their stale bound); unhealthy otherwise.
+        """
+        started = time.perf_counter()
+        error = await self._probe(self.store)
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        now = self._clock()
+        stale_bound = self.config.max_stale_seconds
+        servable = sum(now - entry.expires_at <= stale_bound for entry in self._cache.values())
+        fallback_ok = False
+        if error is not None and self.fallback_store is not None:
+            fallback_ok = await self._probe(self.fallback_store) is None
+        if error is None:
+            status = "healthy"
+        elif fallback_ok or servable:
+            status = "degraded"
+        else:
+            status = "unhealthy"
+        lookups = self._hits + self._misses
+        return {
+            "status": status,
+            "provider": self.store.provider.value,
+            "reachable": error is None,
+            "latency_ms": latency_ms,
+            "error": error,
+            "fallback": self.config.fallback,
+            "fallback_in_use": error is not None and fallback_ok,
+            "cache": {
+                "size": len(self._cache),
+                "expired": sum(now >= entry.expires_at for entry in self._cache.values()),
+                "hits": self._hits,
+                "misses": self._misses,
+                "hit_rate": round(self._hits / lookups, 4) if lookups else None,
+            },
+            "stale_served": self._stale_served,
+            "fallback_served": self._fallback_served,
+            "last_error": self._last_error,
+        }
+
+    async def _probe(self, store: SecretStore) -> str | None:
+        """None when ``store`` answers a ping, else why not."""
+        try:
+            await self._call(store, lambda s: s.ping())
+        except RevoctlError as exc:
+            return str(exc)
+        return None
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _call(self, store: SecretStore, op: Callable[[SecretStore], Awaitable[T]]) -> T:
+        """``op(store)``, bounded by ``timeout_seconds`` (the store's own retries included)."""
+        timeout = self.config.timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                return await op(store)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"secret provider {store.provider.value} did not answer within {timeout:g}s"
+            ) from None
+
+    async def _read(self, op: Callable[[SecretStore], Awaitable[T]]) -> T:
+        """``op`` on the primary store, or on the fallback when the primary is unavailable."""
+        try:
+            result = await self._call(self.store, op)
+        except BackendUnavailableError as exc:
+            self._last_error = str(exc)
+            return await self._from_fallback(exc, op)
+        self._last_error = None
+        return result
+
+    async def _from_fallback(
+        self, failure: BackendUnavailableError, op: Callable[[SecretStore], Awaitable[T]]
+    ) -> T:
+        fallback = self.fallback_store
+        if fallback is None:
+            raise BackendUnavailableError(f"{failure} (no cached value, no fallback)") from failure
+        try:
+            result = await self._call(fallback, op)
+        except (NotFoundError, BackendUnavailableError, UsageError) as exc:
+            raise BackendUnavailableError(
+                f"{failure}; the {fallback.provider.value} fallback could not stand in: {exc}"
+            ) from failure
+        logger.warning(
+            "secret provider unavailable, answered from the %s fallback: %s",
+            fallback.provider.value,
+            failure,
+        )
+        return result
+
+
+def _version_before(version: str, newest_first: list[SecretProperties]) -> str | None:
+    """The version written just before ``version``, from a newest-first history."""
+    ids = [props.version for props in newest_first]
+    if version in ids and ids.index(version) + 1 < len(ids):
+        return ids[ids.index(version) + 1]
+    return None

@@ -1,0 +1,202 @@
+"""`KeyVaultSecretStore`: Azure Key Vault through the async ``azure-keyvault-secrets`` client.
+
+Authentication is azure-identity's `DefaultAzureCredential` (environment, workload
+identity, managed identity, Azure CLI, ...), optionally pinned to a user-assigned
+identity by ``client_id``. The aiohttp transport reads the CA bundle once, when
+aiohttp is imported, so ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` are read here and
+passed explicitly to the credential and the client: a private CA then works
+however late the variable was set. This is the only module that imports the Azure
+SDK, and it is imported only when the provider is ``azure_key_vault``. Values are
+never written to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
+from azure.identity.aio import DefaultAzureCredential
+from azure.keyvault.secrets import SecretProperties as AzureSecretProperties
+from azure.keyvault.secrets.aio import SecretClient
+
+from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
+from revoctl.core.secrets.base import (
+    Secret,
+    SecretDisabledError,
+    SecretProperties,
+    SecretProvider,
+)
+
+if TYPE_CHECKING:
+    from revoctl.config import SecretConfig
+
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+RETRIES = 2
+"""azure-core retries on top of the first attempt; the manager bounds the total time."""
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+class KeyVaultSecretStore:
+    """Secrets in one Azure Key Vault; a rotation is a new version (Key Vault has no rotate)."""
+
+    provider = SecretProvider.AZURE_KEY_VAULT
+
+    def __init__(
+        self,
+        vault_url: str,
+        *,
+        client_id: str = "",
+        tenant_id: str = "",
+        verify_challenge_resource: bool = True,
+        timeout: float = 10.0,
+    ) -> None:
+        self.vault_url = vault_url
+        transport: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout}
+        ca_bundle = next(
+            (os.environ[name] for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None
+        )
+        if ca_bundle:
+            transport["connection_verify"] = ca_bundle
+        identity: dict[str, Any] = {"process_timeout": timeout}
+        if client_id:
+            identity["managed_identity_client_id"] = client_id
+        if tenant_id:
+            identity["workload_identity_tenant_id"] = tenant_id
+            identity["shared_cache_tenant_id"] = tenant_id
+        self._credential = DefaultAzureCredential(**identity, **transport)
+        self._client = SecretClient(
+            vault_url,
+            self._credential,
+            verify_challenge_resource=verify_challenge_resource,
+            retry_total=RETRIES,
+            retry_backoff_factor=0.2,
+            retry_backoff_max=2,
+            **transport,
+        )
+
+    @classmethod
+    def from_config(cls, config: SecretConfig, *, home: Path) -> KeyVaultSecretStore:
+        azure = config.azure
+        return cls(
+            azure.vault_url,
+            client_id=azure.client_id,
+            tenant_id=azure.tenant_id,
+            verify_challenge_resource=azure.verify_challenge_resource,
+            timeout=config.timeout_seconds,
+        )
+
+    async def get(self, name: str, version: str | None = None) -> Secret:
+        with self._translate_errors(name, version):
+            found = await self._client.get_secret(name, version)
+        props = _properties(found.properties)
+        return Secret(
+            name,
+            found.value or "",
+            found.properties.version or "",
+            props.updated_on,
+            props.enabled,
+            self.provider,
+        )
+
+    async def set(self, name: str, value: str) -> Secret:
+        with self._translate_errors(name):
+            written = await self._client.set_secret(name, value)
+        props = _properties(written.properties)
+        return Secret(
+            name,
+            value,
+            written.properties.version or "",
+            props.updated_on,
+            props.enabled,
+            self.provider,
+        )
+
+    async def list_secrets(self) -> list[SecretProperties]:
+        """The latest version of each secret. Key Vault's listing leaves out the current
+        version id, so ``version`` is None here; `versions` names them."""
+        with self._translate_errors():
+            found = [_properties(p) async for p in self._client.list_properties_of_secrets()]
+        return sorted(found, key=lambda props: props.name)
+
+    async def versions(self, name: str) -> list[SecretProperties]:
+        with self._translate_errors(name):
+            pager = self._client.list_properties_of_secret_versions(name)
+            found = [_properties(p) async for p in pager]
+        if not found:
+            raise NotFoundError(f"secret {name!r} not found in {self.vault_url}")
+        # The service lists versions in no promised order: newest first by date, and among
+        # versions of the same second (dates have whole seconds) the later-listed first.
+        return sorted(reversed(found), key=lambda props: props.updated_on, reverse=True)
+
+    async def ping(self) -> None:
+        """One page of one secret's properties: proves the token and the vault."""
+        with self._translate_errors():
+            async for _ in self._client.list_properties_of_secrets(max_page_size=1).by_page():
+                break
+
+    async def close(self) -> None:
+        await self._client.close()
+        await self._credential.close()
+
+    @contextlib.contextmanager
+    def _translate_errors(self, name: str = "", version: str | None = None) -> Iterator[None]:
+        """Azure errors as revoctl's; messages name the vault and the secret, never a value."""
+        what = f"secret {name!r}" + (f" version {version!r}" if version else "") if name else ""
+        try:
+            yield
+        except ResourceNotFoundError:
+            raise NotFoundError(f"{what or 'secret'} not found in {self.vault_url}") from None
+        except ClientAuthenticationError as exc:
+            raise BackendUnavailableError(
+                f"Key Vault {self.vault_url}: authentication failed: {_first_line(exc)}"
+            ) from exc
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if status == 403 and _inner_code(exc) == "SecretDisabled":
+                raise SecretDisabledError(f"{what} is disabled in {self.vault_url}") from None
+            if status == 400:
+                raise UsageError(f"Key Vault rejected the request: {_first_line(exc)}") from None
+            raise BackendUnavailableError(
+                f"Key Vault {self.vault_url} answered {status}: {_first_line(exc)}"
+            ) from exc
+        except AzureError as exc:  # connection refused, TLS, timeouts, dropped connections
+            raise BackendUnavailableError(
+                f"Key Vault {self.vault_url} unreachable: {_first_line(exc)}"
+            ) from exc
+
+
+def _properties(props: AzureSecretProperties) -> SecretProperties:
+    return SecretProperties(
+        name=props.name or "",
+        version=props.version,
+        updated_on=props.updated_on or props.created_on or _EPOCH,
+        enabled=bool(props.enabled),
+    )
+
+
+def _inner_code(exc: HttpResponseError) -> str | None:
+    """The service's inner error code (e.g. ``SecretDisabled``), when it sent one."""
+    inner = getattr(getattr(exc, "error", None), "innererror", None)
+    if isinstance(inner, dict) and inner.get("code"):
+        return str(inner["code"])
+    with contextlib.suppress(Exception):
+        body = json.loads(exc.response.text()) if exc.response is not None else {}
+        return str(body["error"]["innererror"]["code"])
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
