@@ -1,0 +1,143 @@
+"""``revoctl db``: connectivity, health, the pool as the server sees it, and migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from revoctl.cli._app import AppState, run
+from revoctl.cli._console import OutputFormat, OutputOption
+
+if TYPE_CHECKING:
+    from revoctl.core.db import DatabaseManager
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Check the database, inspect its connections and run migrations.", no_args_is_help=True
+)
+
+
+def _call(ctx: typer.Context, method: Callable[[DatabaseManager], Awaitable[T]]) -> T:
+    """Open a manager on the configured database (role ``cli``), run one core call, close.
+
+    A URL with ``${secret:NAME}`` references goes through `load_services`, which
+    wires the secret manager in as the resolver, as the runtime does; a plain URL
+    needs only the database.
+    """
+    from revoctl.core.db import SECRET_REFERENCE, DatabaseManager
+
+    loaded = AppState.of(ctx).loaded
+
+    async def call() -> T:
+        if SECRET_REFERENCE in loaded.settings.database.url:
+            from revoctl.core.services import load_services
+
+            async with load_services(loaded, role="cli") as services:
+                return await method(services.db)
+        async with DatabaseManager(loaded.settings.database, role="cli") as db:
+            return await method(db)
+
+    return run(call())
+
+
+@app.command()
+def ping(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
+    """Connect and run SELECT 1; exit 4 when the database cannot be reached."""
+    result = _call(ctx, lambda db: db.ping())
+    AppState.of(ctx).console.emit(result, output)
+
+
+@app.command()
+def health(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
+    """Reachability, pool saturation and pending migrations; exit 1 when unhealthy."""
+    report = _call(ctx, lambda db: db.health_check())
+    AppState.of(ctx).console.emit(report, output)
+    if report["status"] == "unhealthy":
+        raise typer.Exit(1)
+
+
+@app.command()
+def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
+    """The configured pool and the live connections, grouped by the application holding them.
+
+    On PostgreSQL the connections are the server's view, so the runtime's pools
+    show too; SQLite has no server, so only this process's pool is listed.
+    """
+    report = _call(ctx, lambda db: db.pool_report())
+    console = AppState.of(ctx).console
+    if output is not OutputFormat.table:
+        console.emit(report, output)
+        return
+    configured = ", ".join(f"{key}={value}" for key, value in report["configured"].items())
+    console.info(f"configured: {configured}")
+    if not report["server_view"]:
+        console.info("SQLite has no server-side view: showing this process's pool only")
+    if not report["connections"]:
+        console.info("no open connections")
+        return
+    console.emit(
+        report["connections"],
+        output,
+        ["application_name", "state", "count", "longest_state_seconds", "revoctl"],
+    )
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    revision: Annotated[
+        str, typer.Option("--revision", "-r", help="Target revision (default: the newest).")
+    ] = "head",
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it (offline mode).")
+    ] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Apply the migrations shipped with revoctl, up to --revision."""
+    from revoctl.core.db import upgrade
+
+    state = AppState.of(ctx)
+    if sql:
+        # Offline: nothing connects, so no manager is opened.
+        result = run(upgrade(state.settings.database, revision, sql=True))
+        if output is OutputFormat.table:
+            state.console.line(result["sql"].rstrip("\n"))
+            return
+    else:
+        result = _call(ctx, lambda db: upgrade(db, revision))
+    state.console.emit(result, output)
+
+
+@app.command()
+def current(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
+    """The applied revision, the newest shipped one and how many are pending."""
+    from revoctl.core.db import current as current_revision
+
+    AppState.of(ctx).console.emit(_call(ctx, current_revision), output)
+
+
+@app.command()
+def history(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
+    """Every shipped revision, newest first, and whether it is applied."""
+    from revoctl.core.db import history as revision_history
+
+    AppState.of(ctx).console.emit(
+        _call(ctx, revision_history),
+        output,
+        ["revision", "down_revision", "head", "current", "applied", "description"],
+    )
+
+
+@app.command()
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Revert migrations down to REVISION."""
+    from revoctl.core.db import downgrade as downgrade_to
+
+    AppState.of(ctx).console.emit(_call(ctx, lambda db: downgrade_to(db, revision)), output)

@@ -1,0 +1,55 @@
+"""The database layer: `DatabaseManager` (engine, pool, sessions, health) and migrations.
+
+Names resolve lazily (PEP 562): ``db ping`` never pays for importing Alembic.
+Tables live in `revoctl.core.db.models`; migrations in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from revoctl.config import DatabaseConfig
+    from revoctl.core.db._manager import SECRET_REFERENCE, DatabaseManager
+    from revoctl.core.db._migrations import current, downgrade, heads, history, upgrade
+    from revoctl.core.db._retry import RetryPolicy
+    from revoctl.core.db._stats import PoolStats
+
+_EXPORTS: dict[str, str] = {
+    "DatabaseConfig": "revoctl.config",
+    "DatabaseManager": "revoctl.core.db._manager",
+    "PoolStats": "revoctl.core.db._stats",
+    "RetryPolicy": "revoctl.core.db._retry",
+    "SECRET_REFERENCE": "revoctl.core.db._manager",
+    "current": "revoctl.core.db._migrations",
+    "downgrade": "revoctl.core.db._migrations",
+    "heads": "revoctl.core.db._migrations",
+    "history": "revoctl.core.db._migrations",
+    "upgrade": "revoctl.core.db._migrations",
+}
+
+__all__ = [
+    "DatabaseConfig",
+    "DatabaseManager",
+    "PoolStats",
+    "RetryPolicy",
+    "SECRET_REFERENCE",
+    "current",
+    "downgrade",
+    "heads",
+    "history",
+    "upgrade",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'revoctl.core.db' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,111 @@
+"""Which database errors are transient, and how they become revoctl errors."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
+from sqlalchemy import exc as sa_exc
+
+from revoctl.core.errors import BackendUnavailableError
+
+TRANSIENT_CONNECT_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+"""too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now."""
+SERIALIZATION_SQLSTATES = frozenset({"40001", "40P01"})
+"""serialization_failure, deadlock_detected: the whole transaction may be re-run."""
+REJECTED_SQLSTATE_CLASSES = ("28", "3D")
+"""Invalid authorization, unknown database: reached, but refused; retrying will not help."""
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, the DBAPI error it wraps and its causes, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE carried anywhere in ``exc``'s chain."""
+    for link in _chain(exc):
+        code = getattr(link, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    return any(
+        isinstance(link, sqlite3.OperationalError) and "locked" in str(link) for link in _chain(exc)
+    )
+
+
+def is_pool_timeout(exc: BaseException) -> bool:
+    """The pool had no free connection within ``pool_timeout``."""
+    return isinstance(exc, sa_exc.TimeoutError)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The connection could not be made or was lost: safe to retry acquiring one.
+
+    A pool timeout is not one of these: the caller has already waited ``pool_timeout``.
+    """
+    if is_pool_timeout(exc):
+        return False
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    code = sqlstate(exc)
+    if code is not None:
+        return code.startswith("08") or code in TRANSIENT_CONNECT_SQLSTATES
+    return _sqlite_locked(exc) or any(isinstance(link, OSError) for link in _chain(exc))
+
+
+def is_rejected(exc: BaseException) -> bool:
+    """The server answered and refused: bad credentials or an unknown database."""
+    code = sqlstate(exc)
+    return code is not None and code.startswith(REJECTED_SQLSTATE_CLASSES)
+
+
+def is_retryable_transaction(exc: BaseException) -> bool:
+    """A serialization failure, a deadlock or a locked SQLite file: re-run the transaction."""
+    return sqlstate(exc) in SERIALIZATION_SQLSTATES or _sqlite_locked(exc)
+
+
+def _reason(exc: BaseException, password: str | None) -> str:
+    """The innermost error's text, with the password scrubbed in case a driver echoed it."""
+    root = list(_chain(exc))[-1]
+    text = str(root).strip() or type(root).__name__
+    text = f"{type(root).__name__}: {text}"
+    return text.replace(password, "***") if password else text
+
+
+@contextlib.contextmanager
+def translate_errors(target: str, *, attempts: int, password: str | None = None) -> Iterator[None]:
+    """Turn connection failures into `BackendUnavailableError`, naming ``target``.
+
+    ``target`` is the URL rendered without its password. SQL errors (constraint
+    violations, syntax errors, serialization failures) propagate unchanged: they
+    are the caller's to handle.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if is_pool_timeout(exc):
+            raise BackendUnavailableError(
+                f"no free database connection for {target}: the pool is exhausted "
+                f"({_reason(exc, password)})"
+            ) from exc
+        if is_rejected(exc):
+            raise BackendUnavailableError(
+                f"database at {target} refused the connection: {_reason(exc, password)}"
+            ) from exc
+        if is_connection_error(exc):
+            tried = f" after {attempts} attempts" if attempts > 1 else ""
+            raise BackendUnavailableError(
+                f"cannot reach the database at {target}{tried}: {_reason(exc, password)}"
+            ) from exc
+        raise

@@ -1,0 +1,201 @@
+"""Alembic, driven from code: the migrations ship inside the package, no alembic.ini.
+
+Every function takes a `DatabaseManager` (its pool and retries are used) or a
+`DatabaseConfig` (a manager is opened for the call). Online runs hand Alembic a
+live connection through ``Config.attributes``, so they work inside a running
+event loop; see ``migrations/env.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection
+
+from revoctl.config import DatabaseConfig
+from revoctl.core.db._engine import backend_of
+from revoctl.core.db._manager import DatabaseManager
+from revoctl.core.errors import NotFoundError, UsageError
+
+SCRIPT_LOCATION = "revoctl.core.db:migrations"
+
+Target = DatabaseManager | DatabaseConfig
+
+
+def alembic_config(**attributes: Any) -> Config:
+    """An Alembic `Config` for the packaged migrations; ``attributes`` reach ``env.py``."""
+    output_buffer = attributes.pop("output_buffer", None)
+    config = Config(output_buffer=output_buffer)
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes.update(attributes)
+    return config
+
+
+@functools.cache
+def script_directory() -> ScriptDirectory:
+    """The packaged revisions (read once per process)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def heads() -> list[str]:
+    """The newest revision(s) shipped with this version of revoctl."""
+    return list(script_directory().get_heads())
+
+
+def pending_count(current: Sequence[str]) -> int:
+    """How many shipped revisions are not applied on top of ``current``.
+
+    :raises NotFoundError: ``current`` names a revision this version does not ship.
+    """
+    with _alembic_errors(",".join(current)):
+        lower = tuple(current) or "base"
+        return sum(1 for _ in script_directory().iterate_revisions("heads", lower))
+
+
+def current_revisions(connection: Connection) -> tuple[str, ...]:
+    """The revision(s) recorded in the database's ``alembic_version`` table."""
+    return tuple(MigrationContext.configure(connection).get_current_heads())
+
+
+async def upgrade(target: Target, revision: str = "head", *, sql: bool = False) -> dict[str, Any]:
+    """Apply revisions up to ``revision``; with ``sql``, return the SQL instead of running it.
+
+    Returns ``{"from", "to", "applied"}`` or, with ``sql``, ``{"from", "to", "sql"}``.
+
+    :raises NotFoundError: ``revision`` is unknown.
+    :raises UsageError: Alembic refused the request.
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    if sql:
+        return _offline_upgrade(target, revision)
+    before, after, applied = await _run(target, command.upgrade, revision)
+    return {"from": _one(before), "to": _one(after), "applied": applied}
+
+
+async def downgrade(target: Target, revision: str) -> dict[str, Any]:
+    """Revert revisions down to ``revision`` (``base`` reverts them all, ``-1`` one).
+
+    Returns ``{"from", "to", "reverted"}``.
+
+    :raises NotFoundError: ``revision`` is unknown.
+    :raises UsageError: ``revision`` is not below the current one.
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    before, after, reverted = await _run(target, command.downgrade, revision)
+    return {"from": _one(before), "to": _one(after), "reverted": reverted}
+
+
+async def current(target: Target) -> dict[str, Any]:
+    """``{"current", "head", "pending"}``: the applied revision, the newest shipped one, the gap.
+
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    async with _managed(target) as manager, manager.connection() as conn:
+        revisions = await conn.run_sync(current_revisions)
+    return migration_status(revisions)
+
+
+def migration_status(revisions: Sequence[str]) -> dict[str, Any]:
+    """The ``migrations`` part of ``db health``; ``pending`` is None for an unknown revision."""
+    try:
+        pending: int | None = pending_count(revisions)
+    except NotFoundError:  # applied by a newer revoctl than this one
+        pending = None
+    return {"current": _one(revisions), "head": _one(heads()), "pending": pending}
+
+
+async def history(target: Target) -> list[dict[str, Any]]:
+    """Every shipped revision, newest first, marked applied or not.
+
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    async with _managed(target) as manager, manager.connection() as conn:
+        revisions = await conn.run_sync(current_revisions)
+    scripts = script_directory()
+    with _alembic_errors(",".join(revisions)):
+        applied = (
+            {rev.revision for rev in scripts.iterate_revisions(revisions, "base") if rev}
+            if revisions
+            else set()
+        )
+    return [
+        {
+            "revision": script.revision,
+            "down_revision": script.down_revision,
+            "description": script.doc,
+            "head": script.is_head,
+            "current": script.revision in revisions,
+            "applied": script.revision in applied,
+        }
+        for script in scripts.walk_revisions()
+    ]
+
+
+def _one(revisions: Sequence[str]) -> str | None:
+    """The history is linear, so there is at most one; several are shown comma-joined."""
+    return ",".join(revisions) or None
+
+
+@contextlib.asynccontextmanager
+async def _managed(target: Target) -> AsyncIterator[DatabaseManager]:
+    if isinstance(target, DatabaseManager):
+        yield target
+        return
+    async with DatabaseManager(target, role="migrate") as manager:
+        yield manager
+
+
+async def _run(
+    target: Target, alembic_command: Callable[[Config, str], None], revision: str
+) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """Run an Alembic command on one connection; returns (before, after, revisions stepped)."""
+    stepped: list[str] = []
+
+    def on_version_apply(*, step: Any, **_: Any) -> None:
+        stepped.append(step.up_revision_id)
+
+    def run(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        before = current_revisions(connection)
+        config = alembic_config(connection=connection, on_version_apply=on_version_apply)
+        with _alembic_errors(revision):
+            alembic_command(config, revision)
+        return before, current_revisions(connection)
+
+    async with _managed(target) as manager, manager.connection() as conn:
+        before, after = await conn.run_sync(run)
+        # Alembic leaves SQLite's DDL to autocommit, but SQLAlchemy autobegins: commit it.
+        await conn.commit()
+    return before, after, stepped
+
+
+def _offline_upgrade(target: Target, revision: str) -> dict[str, Any]:
+    """``--sql``: the dialect comes from the URL's scheme, so nothing connects or resolves."""
+    config = target.config if isinstance(target, DatabaseManager) else target
+    buffer = io.StringIO()
+    alembic = alembic_config(dialect_name=backend_of(config.url), output_buffer=buffer)
+    with _alembic_errors(revision):
+        command.upgrade(alembic, revision, sql=True)
+    start, _, end = revision.rpartition(":")
+    return {"from": start or None, "to": end, "sql": buffer.getvalue()}
+
+
+@contextlib.contextmanager
+def _alembic_errors(revision: str) -> Iterator[None]:
+    """Alembic's errors as revoctl's: an unknown revision is not found, the rest are usage."""
+    try:
+        yield
+    except (CommandError, RevisionError) as exc:
+        message = str(exc)
+        if "Can't locate revision" in message or "No such revision" in message:
+            raise NotFoundError(f"unknown revision {revision!r}: {message}") from exc
+        raise UsageError(f"migration refused: {message}") from exc

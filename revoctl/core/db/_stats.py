@@ -1,0 +1,124 @@
+"""Pool statistics and slow-query detection, fed by engine and pool events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import Pool, QueuePool
+
+logger = logging.getLogger("revoctl.db")
+
+_QUERY_START = "revoctl.query_start"
+STATEMENT_LOG_LIMIT = 2000
+"""Characters of a slow statement that go into the log line."""
+
+
+@dataclass
+class PoolStats:
+    """Counters for one engine's pool, kept by listeners on its sync engine.
+
+    Checkout waits are timed by `DatabaseManager` around each acquisition (pool
+    events fire only once a connection is in hand, so they cannot see the wait):
+    they include queueing for a free slot, opening a new connection when the pool
+    grows, and the pre-ping.
+    """
+
+    pool_size: int
+    max_overflow: int
+    checked_out: int = 0
+    checkouts: int = 0
+    checkins: int = 0
+    connects: int = 0
+    invalidations: int = 0
+    checkout_timeouts: int = 0
+    slow_queries: int = 0
+    wait_count: int = 0
+    wait_total_s: float = 0.0
+    wait_max_s: float = 0.0
+
+    def attach(self, engine: Engine, slow_query_ms: float) -> None:
+        """Listen to ``engine``'s pool, and to its cursor when ``slow_query_ms`` > 0."""
+        event.listen(engine, "connect", self._on_connect)
+        event.listen(engine, "checkout", self._on_checkout)
+        event.listen(engine, "checkin", self._on_checkin)
+        event.listen(engine, "invalidate", self._on_invalidate)
+        event.listen(engine, "soft_invalidate", self._on_invalidate)
+        if slow_query_ms > 0:
+            SlowQueryMonitor(self, slow_query_ms).attach(engine)
+
+    def record_wait(self, seconds: float) -> None:
+        self.wait_count += 1
+        self.wait_total_s += seconds
+        self.wait_max_s = max(self.wait_max_s, seconds)
+
+    def snapshot(self, pool: Pool) -> dict[str, Any]:
+        """The counters plus the pool's own gauges, JSON-ready."""
+        queue = pool if isinstance(pool, QueuePool) else None
+        avg = self.wait_total_s / self.wait_count if self.wait_count else 0.0
+        return {
+            "size": queue.size() if queue else None,
+            "checked_out": self.checked_out,
+            "checked_in": queue.checkedin() if queue else None,
+            # overflow() starts at -pool_size: it counts connections beyond the pool's size.
+            "overflow": max(queue.overflow(), 0) if queue else 0,
+            "saturated": bool(queue) and self.checked_out >= self.pool_size + self.max_overflow,
+            "connects": self.connects,
+            "checkouts": self.checkouts,
+            "checkins": self.checkins,
+            "invalidations": self.invalidations,
+            "checkout_timeouts": self.checkout_timeouts,
+            "checkout_wait_avg_ms": round(avg * 1000, 3),
+            "checkout_wait_max_ms": round(self.wait_max_s * 1000, 3),
+            "slow_queries": self.slow_queries,
+        }
+
+    def _on_connect(self, _dbapi_conn: Any, _record: Any) -> None:
+        self.connects += 1
+
+    def _on_checkout(self, _dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        self.checkouts += 1
+        self.checked_out += 1
+
+    def _on_checkin(self, _dbapi_conn: Any, _record: Any) -> None:
+        self.checkins += 1
+        self.checked_out -= 1
+
+    def _on_invalidate(self, _dbapi_conn: Any, _record: Any, _exc: Any) -> None:
+        self.invalidations += 1
+
+
+@dataclass
+class SlowQueryMonitor:
+    """Logs a warning for each statement slower than ``threshold_ms``; never its parameters."""
+
+    stats: PoolStats
+    threshold_ms: float
+
+    def attach(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Connection, *_args: Any) -> None:
+        conn.info[_QUERY_START] = time.perf_counter()
+
+    def _after(self, conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        started = conn.info.pop(_QUERY_START, None)
+        if started is None:
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if elapsed_ms < self.threshold_ms:
+            return
+        self.stats.slow_queries += 1
+        text = " ".join(statement.split())[:STATEMENT_LOG_LIMIT]
+        logger.warning(
+            "slow query (%.1f ms >= %g ms): %s [parameters redacted]",
+            elapsed_ms,
+            self.threshold_ms,
+            text,
+            extra={"duration_ms": round(elapsed_ms, 3), "statement": text},
+        )

@@ -1,0 +1,155 @@
+"""The tables revoctl keeps: request, model-usage, rate-limit and metric logs.
+
+One `Base` and one `MetaData` with a naming convention, so that constraint and
+index names are stable across dialects and later revisions can refer to them.
+Another capability adds its tables by subclassing `Base` and shipping a new
+Alembic revision under ``migrations/versions/``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every dialect.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores text without an offset, so
+    values are converted to UTC on the way in and marked UTC on the way out.
+    Naive datetimes are taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+"""SQLite only auto-increments an ``INTEGER PRIMARY KEY``."""
+
+
+class Base(DeclarativeBase):
+    """Every revoctl table: one metadata, one naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class RequestLog(Base):
+    """One API request the platform served."""
+
+    __tablename__ = "request_logs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(2048))
+    status_code: Mapped[int]
+    duration_ms: Mapped[float]
+    user_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(255))
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class ModelUsage(Base):
+    """Tokens and estimated cost of one call to a model provider."""
+
+    __tablename__ = "model_usage"
+    __table_args__ = (Index(None, "provider", "model", "ts"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    total_tokens: Mapped[int] = mapped_column(default=0)
+    estimated_cost: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0))
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(255), index=True)
+
+
+class RateLimitLog(Base):
+    """One rate-limit decision."""
+
+    __tablename__ = "rate_limit_logs"
+    __table_args__ = (Index(None, "rule", "key", "ts"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    rule: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(255))
+    allowed: Mapped[bool]
+    remaining: Mapped[int]
+    weight: Mapped[int] = mapped_column(default=1)
+
+
+class SystemMetrics(Base):
+    """One sample of a named metric, with its labels."""
+
+    __tablename__ = "system_metrics"
+    __table_args__ = (Index(None, "name", "ts"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float]
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SecretAuditLog(Base):
+    """One change to a secret (set or rotate): who, when, which versions; never the value."""
+
+    __tablename__ = "secret_audit_log"
+    __table_args__ = (Index(None, "secret_name", "ts"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    secret_name: Mapped[str] = mapped_column(String(127))
+    action: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(64))
+    previous_version: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(255))
