@@ -27,12 +27,12 @@ def _call(ctx: typer.Context, method: Callable[[DatabaseManager], Awaitable[T]])
     wires the secret manager in as the resolver, as the runtime does; a plain URL
     needs only the database.
     """
-    from revoctl.core.db import SECRET_REFERENCE, DatabaseManager
+    from revoctl.core.db import DatabaseManager, references_secrets
 
     loaded = AppState.of(ctx).loaded
 
     async def call() -> T:
-        if SECRET_REFERENCE in loaded.settings.database.url:
+        if references_secrets(loaded.settings.database.url):
             from revoctl.core.services import load_services
 
             async with load_services(loaded, role="cli") as services:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from revoctl.config import DatabaseConfig
-    from revoctl.core.db._manager import SECRET_REFERENCE, DatabaseManager
+    from revoctl.core.db._manager import DatabaseManager, references_secrets
     from revoctl.core.db._migrations import current, downgrade, heads, history, upgrade
     from revoctl.core.db._retry import RetryPolicy
     from revoctl.core.db._stats import PoolStats
@@ -21,11 +21,11 @@ _EXPORTS: dict[str, str] = {
     "DatabaseManager": "revoctl.core.db._manager",
     "PoolStats": "revoctl.core.db._stats",
     "RetryPolicy": "revoctl.core.db._retry",
-    "SECRET_REFERENCE": "revoctl.core.db._manager",
     "current": "revoctl.core.db._migrations",
     "downgrade": "revoctl.core.db._migrations",
     "heads": "revoctl.core.db._migrations",
     "history": "revoctl.core.db._migrations",
+    "references_secrets": "revoctl.core.db._manager",
     "upgrade": "revoctl.core.db._migrations",
 }
 
@@ -34,11 +34,11 @@ __all__ = [
     "DatabaseManager",
     "PoolStats",
     "RetryPolicy",
-    "SECRET_REFERENCE",
     "current",
     "downgrade",
     "heads",
     "history",
+    "references_secrets",
     "upgrade",
 ]
 

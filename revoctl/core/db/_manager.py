@@ -33,6 +33,12 @@ T = TypeVar("T")
 SECRET_REFERENCE = "${secret:"
 Resolver = Callable[[str], Awaitable[str]]
 
+
+def references_secrets(url: str) -> bool:
+    """Whether ``url`` holds ``${secret:NAME}`` references that need a resolver."""
+    return SECRET_REFERENCE in url
+
+
 _PG_ACTIVITY = text(
     """
     SELECT application_name, state, count(*) AS count,
@@ -108,7 +114,7 @@ class DatabaseManager:
         if self._state is _State.CLOSED:
             raise RuntimeError("DatabaseManager is closed")
         url = self.config.url
-        if SECRET_REFERENCE in url:
+        if references_secrets(url):
             if self._resolve is None:
                 raise ConfigError(
                     "database.url: holds a ${secret:...} reference but no secret resolver is set"
