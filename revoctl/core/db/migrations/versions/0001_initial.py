@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("method", sa.String(16), nullable=False),
         sa.Column("path", sa.String(2048), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
-        sa.Column("duration_ms", sa.Float(), nullable=False),
+        sa.Column("duration_ms", sa.Double(), nullable=False),
         sa.Column("user_id", sa.String(255), nullable=True),
         sa.Column("api_key_id", sa.String(255), nullable=True),
         sa.Column("client_ip", sa.String(45), nullable=True),
@@ -82,7 +82,7 @@ def upgrade() -> None:
         "system_metrics",
         *_id_and_ts(),
         sa.Column("name", sa.String(128), nullable=False),
-        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("value", sa.Double(), nullable=False),
         sa.Column("labels", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_system_metrics")),
     )
