@@ -132,6 +132,12 @@ async def test_session_commits_on_success_and_rolls_back_on_error(db: DatabaseMa
     assert paths == ["/ok"]
 
 
+async def test_the_callers_own_os_errors_are_not_an_outage(db: DatabaseManager) -> None:
+    with pytest.raises(FileNotFoundError):
+        async with db.get_async_session():
+            raise FileNotFoundError("/no/such/file")
+
+
 async def test_models_round_trip_with_utc_timestamps(db: DatabaseManager) -> None:
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2026, 1, 2, 14, 0, tzinfo=plus_two)

@@ -84,16 +84,23 @@ def _reason(exc: BaseException, password: str | None) -> str:
 
 
 @contextlib.contextmanager
-def translate_errors(target: str, *, attempts: int, password: str | None = None) -> Iterator[None]:
+def translate_errors(
+    target: str,
+    *,
+    attempts: int,
+    password: str | None = None,
+    only: type[Exception] = Exception,
+) -> Iterator[None]:
     """Turn connection failures into `BackendUnavailableError`, naming ``target``.
 
-    ``target`` is the URL rendered without its password. SQL errors (constraint
-    violations, syntax errors, serialization failures) propagate unchanged: they
-    are the caller's to handle.
+    ``target`` is the URL rendered without its password; ``only`` limits which
+    errors are looked at (e.g. SQLAlchemy's, around a caller's own code). SQL
+    errors (constraint violations, syntax errors, serialization failures)
+    propagate unchanged: they are the caller's to handle.
     """
     try:
         yield
-    except Exception as exc:
+    except only as exc:
         if is_pool_timeout(exc):
             raise BackendUnavailableError(
                 f"no free database connection for {target}: the pool is exhausted "

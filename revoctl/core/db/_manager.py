@@ -156,10 +156,12 @@ class DatabaseManager:
         """
         with self._translate_errors():
             conn = await self._acquire()
-            try:
+        try:
+            # Only the driver's errors: an OSError of the caller's own is not an outage.
+            with self._translate_errors(attempts=1, only=SQLAlchemyError):
                 yield conn
-            finally:
-                await conn.close()
+        finally:
+            await conn.close()
 
     @contextlib.asynccontextmanager
     async def get_async_session(self) -> AsyncIterator[AsyncSession]:
@@ -327,13 +329,14 @@ class DatabaseManager:
         return self._probe_engine
 
     def _translate_errors(
-        self, attempts: int | None = None
+        self, attempts: int | None = None, only: type[Exception] = Exception
     ) -> contextlib.AbstractContextManager[None]:
         password = self._url.password if self._url else None
         return translate_errors(
             self.describe_url(),
             attempts=self.retry_policy.retries + 1 if attempts is None else attempts,
             password=str(password) if password else None,
+            only=only,
         )
 
     def _local_connections(self) -> list[dict[str, Any]]:

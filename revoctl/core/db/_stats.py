@@ -66,7 +66,8 @@ class PoolStats:
             "checked_in": queue.checkedin() if queue else None,
             # overflow() starts at -pool_size: it counts connections beyond the pool's size.
             "overflow": max(queue.overflow(), 0) if queue else 0,
-            "saturated": bool(queue) and self.checked_out >= self.pool_size + self.max_overflow,
+            "saturated": queue is not None
+            and self.checked_out >= self.pool_size + self.max_overflow,
             "connects": self.connects,
             "checkouts": self.checkouts,
             "checkins": self.checkins,
