@@ -1,0 +1,123 @@
+"""The local store under several processes: concurrent rotations lose no version, and a
+writer killed with SIGKILL at any moment leaves a readable store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from revoctl.core.secrets.stores.file import STORE_FILE_NAME, FileSecretStore
+from tests.conftest import run_revoctl
+
+PROCESSES = 4
+ROTATIONS = 5
+
+
+_ROTATOR = textwrap.dedent(
+    """
+    import sys
+    import typer
+    from revoctl.cli import app
+
+    command = typer.main.get_command(app)
+    for _ in range(int(sys.argv[1])):
+        args = ["secrets", "rotate", "shared-key", "-o", "json"]
+        code = command.main(args, prog_name="revoctl", standalone_mode=False)
+        if code:
+            sys.exit(code)
+    """
+)
+
+
+def test_concurrent_rotations_from_several_processes_lose_no_version(revoctl_home: Path):
+    first = run_revoctl(["secrets", "set", "shared-key", "-o", "json"], input="initial-value")
+    assert first.returncode == 0, first.stderr
+    initial = json.loads(first.stdout)["version"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ROTATOR, str(ROTATIONS)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCESSES)
+    ]
+    outputs = [worker.communicate(timeout=120) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), [err for _, err in outputs]
+    decoder = json.JSONDecoder()
+    rotations = []
+    for stdout, _ in outputs:
+        text = stdout.strip()
+        while text:
+            document, end = decoder.raw_decode(text)
+            rotations.append(document)
+            text = text[end:].strip()
+    assert len(rotations) == PROCESSES * ROTATIONS
+
+    history = asyncio.run(FileSecretStore(revoctl_home / STORE_FILE_NAME).versions("shared-key"))
+    versions = [props.version for props in history]
+    assert len(versions) == 1 + PROCESSES * ROTATIONS
+    assert set(versions) == {initial} | {r["version"] for r in rotations}
+    # Each rotation names as previous exactly the version written before it: one chain.
+    chain = {r["previous_version"]: r["version"] for r in rotations}
+    assert len(chain) == len(rotations)
+    walked = [initial]
+    while walked[-1] in chain:
+        walked.append(chain[walked[-1]])
+    assert walked == versions[::-1]
+
+
+_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from revoctl.core.secrets.stores.file import FileSecretStore
+
+    async def main() -> None:
+        store = FileSecretStore(Path(sys.argv[1]))
+        i = 0
+        while True:
+            i += 1
+            await store.set(f"key-{i % 3}", f"value-{i}-" + "x" * (i % 200))
+            print(i, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_writer_killed_mid_write_leaves_a_readable_store(revoctl_home: Path):
+    path = revoctl_home / STORE_FILE_NAME
+    store = FileSecretStore(path)
+    rng = random.Random(1234)
+    seen = 0
+    for _ in range(6):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout is not None
+        writer.stdout.readline()  # it is writing now
+        time.sleep(rng.uniform(0.0, 0.15))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+
+        listed = asyncio.run(store.list_secrets())
+        total = 0
+        for props in listed:
+            for version in asyncio.run(store.versions(props.name)):
+                secret = asyncio.run(store.get(props.name, version.version))
+                assert secret.value.startswith("value-")
+                total += 1
+        assert total >= seen + 1  # every finished write survived, and this round wrote
+        seen = total
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
