@@ -249,6 +249,7 @@ async def test_a_connection_lost_mid_session_is_backend_unavailable(
                     await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
                 await session.execute(text("SELECT 1"))
     assert "after" not in str(caught.value)  # the block is not retried
+    assert db.pool_stats()["invalidations"] >= 1
     assert (await db.ping())["ok"] is True  # the pool replaced the dead connection
 
 

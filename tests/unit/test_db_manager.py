@@ -182,11 +182,12 @@ async def test_models_round_trip_with_utc_timestamps(db: DatabaseManager) -> Non
     assert abs(metric.ts - datetime.now(UTC)) < timedelta(minutes=1)
 
 
+@pytest.mark.parametrize("code", ["40001", "40P01"])
 async def test_run_transaction_reruns_the_whole_transaction_on_serialization_failure(
-    db: DatabaseManager,
+    db: DatabaseManager, code: str
 ) -> None:
     class SerializationFailure(Exception):
-        sqlstate = "40001"
+        sqlstate = code
 
     sleeps = Sleeps()
     db.retry_policy = replace(db.retry_policy, sleep=sleeps)
@@ -230,6 +231,7 @@ async def test_pool_stats_count_checkouts_overflow_and_timeouts() -> None:
     async with DatabaseManager(cfg) as manager:
         async with manager.connection(), manager.connection():
             busy = manager.pool_stats()
+            assert busy["checked_out"] == manager.engine.sync_engine.pool.checkedout()
             started = time.perf_counter()
             with pytest.raises(BackendUnavailableError, match="pool is exhausted"):
                 async with manager.connection():

@@ -67,6 +67,10 @@ class DatabaseManager:
 
     Use as ``async with DatabaseManager(config) as db:`` or call `initialize()`
     and `close()`. Nothing connects until the first session, ping or check.
+
+    ``retry_policy`` (``retry_attempts`` retries with backoff) and ``stats`` (pool
+    counters, slow queries: statements over ``slow_query_ms``, 0 turns it off)
+    are public attributes; the policy may be replaced, e.g. to tune the backoff.
     """
 
     def __init__(
@@ -224,6 +228,7 @@ class DatabaseManager:
         return self.stats.snapshot(self.engine.sync_engine.pool)
 
     def configured_pool(self) -> dict[str, Any]:
+        """The pool settings from the configuration, as ``db pool`` shows them."""
         return {
             "pool_size": self.config.pool_size,
             "max_overflow": self.config.max_overflow,
