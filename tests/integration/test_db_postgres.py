@@ -253,6 +253,19 @@ async def test_a_connection_lost_mid_session_is_backend_unavailable(
     assert (await db.ping())["ok"] is True  # the pool replaced the dead connection
 
 
+async def test_a_refused_login_is_not_retried(postgres_url: str) -> None:
+    url = make_url(postgres_url)
+    async with FlakyProxy(url.host or "127.0.0.1", url.port or 5432, drop=0) as proxy:
+        wrong = make_url(_through(postgres_url, proxy)).set(username="nobody", password="SECRETPW")
+        config = DatabaseConfig(url=wrong.render_as_string(hide_password=False))
+        async with DatabaseManager(config) as db:
+            db.retry_policy = FAST_RETRIES
+            with pytest.raises(BackendUnavailableError, match="refused the connection") as caught:
+                await db.ping()
+    assert proxy.accepted == 1
+    assert "SECRETPW" not in str(caught.value) and "nobody" in str(caught.value)
+
+
 async def test_run_transaction_survives_a_real_serialization_failure(
     db: DatabaseManager,
 ) -> None:
