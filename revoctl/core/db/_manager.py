@@ -269,7 +269,7 @@ class DatabaseManager:
         ``pool_timeout`` or the retries. Unhealthy when the database cannot be
         reached; degraded when migrations are pending or the pool is saturated.
         """
-        from revoctl.core.db._migrations import current_revisions, heads, migration_status
+        from revoctl.core.db._migrations import current_revisions, head, migration_status
 
         started = time.perf_counter()
         pool = self.pool_stats()
@@ -290,7 +290,7 @@ class DatabaseManager:
                 "latency_ms": None,
                 "backend": self.backend,
                 "pool": pool,
-                "migrations": {"current": None, "head": ",".join(heads()), "pending": None},
+                "migrations": {"current": None, "head": head(), "pending": None},
                 "error": error,
             }
         migrations = migration_status(revisions)

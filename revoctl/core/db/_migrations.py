@@ -52,6 +52,11 @@ def heads() -> list[str]:
     return list(script_directory().get_heads())
 
 
+def head() -> str | None:
+    """The newest shipped revision, as ``db current`` and ``db health`` show it."""
+    return _one(heads())
+
+
 def pending_count(current: Sequence[str]) -> int:
     """How many shipped revisions are not applied on top of ``current``.
 
@@ -100,9 +105,7 @@ async def current(target: Target) -> dict[str, Any]:
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    async with _managed(target) as manager, manager.connection() as conn:
-        revisions = await conn.run_sync(current_revisions)
-    return migration_status(revisions)
+    return migration_status(await _applied(target))
 
 
 def migration_status(revisions: Sequence[str]) -> dict[str, Any]:
@@ -111,7 +114,7 @@ def migration_status(revisions: Sequence[str]) -> dict[str, Any]:
         pending: int | None = pending_count(revisions)
     except NotFoundError:  # applied by a newer revoctl than this one
         pending = None
-    return {"current": _one(revisions), "head": _one(heads()), "pending": pending}
+    return {"current": _one(revisions), "head": head(), "pending": pending}
 
 
 async def history(target: Target) -> list[dict[str, Any]]:
@@ -119,8 +122,7 @@ async def history(target: Target) -> list[dict[str, Any]]:
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    async with _managed(target) as manager, manager.connection() as conn:
-        revisions = await conn.run_sync(current_revisions)
+    revisions = await _applied(target)
     scripts = script_directory()
     with _alembic_errors(",".join(revisions)):
         applied = (
@@ -153,6 +155,11 @@ async def _managed(target: Target) -> AsyncIterator[DatabaseManager]:
         return
     async with DatabaseManager(target, role="migrate") as manager:
         yield manager
+
+
+async def _applied(target: Target) -> tuple[str, ...]:
+    async with _managed(target) as manager, manager.connection() as conn:
+        return await conn.run_sync(current_revisions)
 
 
 async def _run(
