@@ -157,16 +157,23 @@ class SecretManager:
         :raises BackendUnavailableError: the provider failed and neither a cached value
             nor the fallback could stand in.
         """
-        return (await self.read_secret(name, version)).value
+        secret = self._fresh((name, version)) or await self._miss((name, version))
+        return secret.value
 
     async def read_secret(self, name: str, version: str | None = None) -> Secret:
         """Like `get_secret`, with the version, dates and the provider that answered."""
-        key = (name, version)
+        return self._fresh((name, version)) or await self._miss((name, version))
+
+    def _fresh(self, key: _Key) -> Secret | None:
+        """The cached secret while its TTL lasts: the hot path, kept free of awaits."""
         entry = self._cache.get(key)
         if entry is not None and self._clock() < entry.expires_at:
             self._hits += 1
             return entry.secret
-        validate_name(name)
+        return None
+
+    async def _miss(self, key: _Key) -> Secret:
+        validate_name(key[0])
         self._misses += 1
         flight = self._inflight.get(key)
         if flight is None:
