@@ -397,3 +397,10 @@ def test_azure_without_a_vault_url_is_a_config_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("REVOCTL_SECRETS__PROVIDER", "vault")
     with pytest.raises(ConfigError, match="REVOCTL_SECRETS__PROVIDER"):
         load_config()
+
+
+def test_the_package_exports_a_sorted_all():
+    import revoctl.core.secrets as package
+
+    assert package.__all__ == sorted(package.__all__)
+    assert all(getattr(package, name) is not None for name in package.__all__)

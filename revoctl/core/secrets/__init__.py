@@ -1,4 +1,18 @@
-"""Secrets: Azure Key Vault or a local file store, behind one cached, fail-soft manager."""
+"""Secrets: Azure Key Vault or a local file store, behind one cached, fail-soft manager.
+
+Decisions worth knowing before relying on them:
+
+* The cache lives in the process's memory only; values are never written to disk by
+  the Azure provider, not even encrypted. A long-running process (the runtime) rides
+  out a vault outage on its cache (stale-if-error, up to ``max_stale_seconds`` past
+  the TTL). A CLI command is a new process with an empty cache, so it relies on the
+  ``fallback = "local"`` store instead, and exits 4 when there is none.
+* Reads (get, list, versions) may be answered by the fallback; writes (set, rotate)
+  never are, so one secret is never split across two stores.
+* Every set and rotate is recorded in the ``secret_audit_log`` table (migration
+  0002). When that fails (no database, not migrated) the change still stands: the
+  failure is logged as a warning and the rotation reports ``audited: false``.
+"""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class SecretManager:
         fallback_store: SecretStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from revoctl.config import state_dir
+        from revoctl.config import state_dir  # not at module level: config imports this package
 
         self.config = config
         self.home = home if home is not None else state_dir()
