@@ -52,7 +52,11 @@ async def test_library_round_trip(vault: KeyVaultStandIn):
         history = await secrets.versions("openai-api-key")
         assert [p.version for p in history] == [rotation.version, written.version]
         [listed] = await secrets.list_secrets()
-        assert (listed.name, listed.enabled) == ("openai-api-key", True)
+        assert (listed.name, listed.version, listed.enabled) == (
+            "openai-api-key",
+            rotation.version,
+            True,
+        )
     stored = vault.versions_of("openai-api-key")
     assert [v.value for v in stored] == ["sk-first-value", rotation.value]
     # Listing and version history use the properties API only: no value is fetched.
@@ -112,7 +116,9 @@ def test_cli_round_trip(vault: KeyVaultStandIn, cli):
     first = json.loads(cli("secrets", "set", "db-password", "-o", "json", input="pw-1").stdout)
     assert cli("secrets", "get", "db-password").stdout == "pw-1\n"
     listed = json.loads(cli("secrets", "list", "-o", "json").stdout)
-    assert [(r["name"], r["enabled"]) for r in listed] == [("db-password", True)]
+    assert [(r["name"], r["version"], r["enabled"]) for r in listed] == [
+        ("db-password", first["version"], True)
+    ]
     rotated = cli("secrets", "rotate", "db-password", "-o", "json")
     assert rotated.exit_code == 0, rotated.stderr
     rotation = json.loads(rotated.stdout)

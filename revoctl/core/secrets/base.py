@@ -33,13 +33,10 @@ class SecretProvider(StrEnum):
 
 @dataclass(frozen=True)
 class SecretProperties:
-    """One version of a secret, without its value.
-
-    ``version`` is None only in a Key Vault listing, which does not name the current version.
-    """
+    """One version of a secret, without its value."""
 
     name: str
-    version: str | None
+    version: str
     updated_on: datetime
     enabled: bool = True
 

@@ -12,6 +12,7 @@ never written to disk.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from revoctl.config import SecretConfig
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+LIST_CONCURRENCY = 8
+"""Version histories fetched at once by `KeyVaultSecretStore.list_secrets`."""
 RETRIES = 2
 """azure-core retries on top of the first attempt; the manager bounds the total time."""
 
@@ -125,20 +128,32 @@ class KeyVaultSecretStore:
 
     async def list_secrets(self) -> list[SecretProperties]:
         """The latest version of each secret. Key Vault's listing leaves out the current
-        version id, so ``version`` is None here; `versions` names them."""
+        version id, so each secret's version history (properties only) supplies it."""
         with self._translate_errors():
-            found = [_properties(p) async for p in self._client.list_properties_of_secrets()]
-        return sorted(found, key=lambda props: props.name)
+            names = [p.name async for p in self._client.list_properties_of_secrets() if p.name]
+        limit = asyncio.Semaphore(LIST_CONCURRENCY)
+
+        async def latest(name: str) -> SecretProperties | None:
+            async with limit:
+                try:
+                    return (await self.versions(name))[0]
+                except NotFoundError:  # deleted since the listing
+                    return None
+
+        found = await asyncio.gather(*(latest(name) for name in sorted(names)))
+        return [props for props in found if props is not None]
 
     async def versions(self, name: str) -> list[SecretProperties]:
         with self._translate_errors(name):
             pager = self._client.list_properties_of_secret_versions(name)
-            found = [_properties(p) async for p in pager]
+            found = [p async for p in pager]
         if not found:
             raise NotFoundError(f"secret {name!r} not found in {self.vault_url}")
-        # The service lists versions in no promised order: newest first by date, and among
-        # versions of the same second (dates have whole seconds) the later-listed first.
-        return sorted(reversed(found), key=lambda props: props.updated_on, reverse=True)
+        # The service lists versions in no promised order: newest first by creation date
+        # (enabling or disabling an old version changes its update date, not its place), and
+        # among versions of the same second (dates have whole seconds) the later-listed first.
+        ordered = sorted(reversed(found), key=lambda p: p.created_on or _EPOCH, reverse=True)
+        return [_properties(p) for p in ordered]
 
     async def ping(self) -> None:
         """One page of one secret's properties: proves the token and the vault."""
@@ -180,7 +195,7 @@ class KeyVaultSecretStore:
 def _properties(props: AzureSecretProperties) -> SecretProperties:
     return SecretProperties(
         name=props.name or "",
-        version=props.version,
+        version=props.version or "",
         updated_on=props.updated_on or props.created_on or _EPOCH,
         enabled=bool(props.enabled),
     )
