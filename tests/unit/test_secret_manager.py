@@ -219,6 +219,26 @@ async def test_stale_value_is_served_while_the_provider_fails_up_to_the_bound(
     assert (await manager.health_check())["status"] == "unhealthy"
 
 
+async def test_a_stale_answer_stands_for_a_while_before_the_provider_is_retried(
+    store: MemoryStore, clock: FakeClock
+):
+    store.seed("api-key", "value-one")
+    manager = make_manager(store, clock)
+    await manager.get_secret("api-key")
+    store.failing = True
+    clock.advance(61)
+    assert await manager.get_secret("api-key") == "value-one"
+    assert store.calls == ["get", "get"]
+    clock.advance(29)
+    assert await manager.get_secret("api-key") == "value-one"  # no wait on the failing vault
+    assert store.calls == ["get", "get"]
+    clock.advance(1)
+    store.failing = False
+    store.seed("api-key", "value-two")
+    assert await manager.get_secret("api-key") == "value-two"
+    assert store.calls == ["get", "get", "get"]
+
+
 async def test_fallback_answers_when_nothing_is_cached(store: MemoryStore, clock: FakeClock):
     local = MemoryStore(SecretProvider.LOCAL)
     local.seed("api-key", "local-value")

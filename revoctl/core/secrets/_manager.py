@@ -36,6 +36,7 @@ from revoctl.core.secrets.base import (
     validate_name,
     validate_value,
 )
+from revoctl.core.secrets.stores import secret_store_for
 
 if TYPE_CHECKING:
     from revoctl.config import SecretConfig
@@ -48,8 +49,9 @@ logger = logging.getLogger("revoctl.secrets")
 REFERENCE = re.compile(r"\$\{secret:([^}]*)\}")
 """``${secret:NAME}`` in a configuration string."""
 
-FALLBACK_TTL_SECONDS = 30.0
-"""How long a value read from the fallback is cached, so the primary is retried soon."""
+RETRY_SECONDS = 30.0
+"""How long a stale or fallback answer stands before the failing provider is tried again:
+reads in between are answered at once instead of each waiting out the timeout."""
 
 MIN_GENERATED_BYTES = 16
 MAX_GENERATED_BYTES = 8192
@@ -71,6 +73,9 @@ class Rotation:
 class _Entry:
     secret: Secret
     expires_at: float
+    """End of the TTL; the stale bound counts from here."""
+    serve_until: float
+    """Until when reads are answered from the entry: the TTL, or a retry pause while stale."""
 
 
 class SecretManager:
@@ -119,8 +124,6 @@ class SecretManager:
         return self._build(SecretProvider.LOCAL)
 
     def _build(self, provider: SecretProvider) -> SecretStore:
-        from revoctl.core.secrets.stores import secret_store_for
-
         return secret_store_for(provider, self.config, home=self.home)
 
     async def initialize(self) -> None:
@@ -167,7 +170,7 @@ class SecretManager:
     def _fresh(self, key: _Key) -> Secret | None:
         """The cached secret while its TTL lasts: the hot path, kept free of awaits."""
         entry = self._cache.get(key)
-        if entry is not None and self._clock() < entry.expires_at:
+        if entry is not None and self._clock() < entry.serve_until:
             self._hits += 1
             return entry.secret
         return None
@@ -194,17 +197,16 @@ class SecretManager:
             secret = await self._call(self.store, lambda store: store.get(name, version))
         except BackendUnavailableError as exc:
             self._last_error = str(exc)
-            stale = self._cache.get(key)
-            if (
-                stale is not None
-                and self._clock() - stale.expires_at <= self.config.max_stale_seconds
-            ):
+            stale, now = self._cache.get(key), self._clock()
+            if stale is not None and now - stale.expires_at <= self.config.max_stale_seconds:
                 self._stale_served += 1
+                stale_bound = stale.expires_at + self.config.max_stale_seconds
+                stale.serve_until = min(now + RETRY_SECONDS, stale_bound)
                 logger.warning("serving the cached value of secret %r: %s", name, exc)
                 return stale.secret
             secret = await self._from_fallback(exc, lambda store: store.get(name, version))
             self._fallback_served += 1
-            self._remember(key, secret, min(self.config.cache_ttl_seconds, FALLBACK_TTL_SECONDS))
+            self._remember(key, secret, min(self.config.cache_ttl_seconds, RETRY_SECONDS))
             return secret
         self._last_error = None
         self._remember(key, secret, self.config.cache_ttl_seconds)
@@ -212,7 +214,8 @@ class SecretManager:
 
     def _remember(self, key: _Key, secret: Secret, ttl: float) -> None:
         register_secret(secret.value)
-        self._cache[key] = _Entry(secret, self._clock() + ttl)
+        expires_at = self._clock() + ttl
+        self._cache[key] = _Entry(secret, expires_at, expires_at)
 
     async def list_secrets(self, *, older_than: timedelta | None = None) -> list[SecretProperties]:
         """The latest version of every secret, without values; with ``older_than``, only those
