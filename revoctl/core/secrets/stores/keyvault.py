@@ -103,28 +103,12 @@ class KeyVaultSecretStore:
     async def get(self, name: str, version: str | None = None) -> Secret:
         with self._translate_errors(name, version):
             found = await self._client.get_secret(name, version)
-        props = _properties(found.properties)
-        return Secret(
-            name,
-            found.value or "",
-            found.properties.version or "",
-            props.updated_on,
-            props.enabled,
-            self.provider,
-        )
+        return self._secret(name, found.value or "", found.properties)
 
     async def set(self, name: str, value: str) -> Secret:
         with self._translate_errors(name):
             written = await self._client.set_secret(name, value)
-        props = _properties(written.properties)
-        return Secret(
-            name,
-            value,
-            written.properties.version or "",
-            props.updated_on,
-            props.enabled,
-            self.provider,
-        )
+        return self._secret(name, value, written.properties)
 
     async def list_secrets(self) -> list[SecretProperties]:
         """The latest version of each secret. Key Vault's listing leaves out the current
@@ -164,6 +148,10 @@ class KeyVaultSecretStore:
     async def close(self) -> None:
         await self._client.close()
         await self._credential.close()
+
+    def _secret(self, name: str, value: str, properties: AzureSecretProperties) -> Secret:
+        props = _properties(properties)
+        return Secret(name, value, props.version, props.updated_on, props.enabled, self.provider)
 
     @contextlib.contextmanager
     def _translate_errors(self, name: str = "", version: str | None = None) -> Iterator[None]:
