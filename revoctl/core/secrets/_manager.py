@@ -363,7 +363,7 @@ class SecretManager:
             "reachable": error is None,
             "latency_ms": latency_ms,
             "error": error,
-            "fallback": self.config.fallback,
+            "fallback": self.fallback_store.provider.value if self.fallback_store else "none",
             "fallback_in_use": error is not None and fallback_ok,
             "cache": {
                 "size": len(self._cache),
