@@ -32,7 +32,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True)) -> None:
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
     """A bare Typer app."""
 
 
@@ -87,8 +89,8 @@ def main() -> None:
             "COMP_CWORD": "1",
         }
         cases = [
-            ("--version", revoctl + ["--version"], base, hello + ["--version"], base),
-            ("--help", revoctl + ["--help"], base, hello + ["--help"], base),
+            ("--version", [*revoctl, "--version"], base, [*hello, "--version"], base),
+            ("--help", [*revoctl, "--help"], base, [*hello, "--help"], base),
             ("completion", revoctl, complete_revoctl, hello, complete_hello),
         ]
         python = statistics.median(time_command([sys.executable, "-c", "pass"], base, args.runs))

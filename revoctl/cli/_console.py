@@ -69,7 +69,7 @@ class Console:
                 table.add_row(*row)
             RichConsole(no_color=self.no_color, highlight=False).print(table)
             return
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
         lines = [[h.upper() for h in headers], *cells]
         for line in lines:
             self._write_stdout(
