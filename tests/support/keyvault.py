@@ -688,6 +688,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
+        # Headers and body go out as separate writes: without NODELAY, Nagle holds the
+        # body until the client's delayed ACK, adding ~40 ms to every response.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # TLS handshake here, in the connection's own thread, not in the accept loop.
         tls = self.server.standin._ssl_context.wrap_socket(
             self.request, server_side=True, do_handshake_on_connect=False
