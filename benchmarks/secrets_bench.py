@@ -124,6 +124,7 @@ async def cold(reads: int, home: Path, vault: KeyVaultStandIn) -> None:
         vault.reset_counters()
         revoctl_ms = await time_reads(lambda: manager.get_secret(NAME), reads)
         per_read = vault.secret_requests / reads
+        handshakes = vault.connections / reads
         tokens = vault.token_requests
 
     credential = DefaultAzureCredential(connection_verify=vault.ca_path)
@@ -135,12 +136,19 @@ async def cold(reads: int, home: Path, vault: KeyVaultStandIn) -> None:
         vault.reset_counters()
         bare_ms = await time_reads(lambda: client.get_secret(NAME), reads)
         bare_per_read = vault.secret_requests / reads
+        bare_handshakes = vault.connections / reads
 
     assert per_read == 1 and tokens == 0, (per_read, tokens)
     (r_med, r_p95), (b_med, b_p95) = summary(revoctl_ms), summary(bare_ms)
     print(f"cold get_secret against the Key Vault stand-in (HTTPS), {reads} reads each")
-    print(f"  revoctl  HTTPS requests/read = {per_read:.2f}, token requests = {tokens}")
-    print(f"  bare SDK HTTPS requests/read = {bare_per_read:.2f}")
+    print(
+        f"  revoctl  HTTPS requests/read = {per_read:.2f}, token requests = {tokens}, "
+        f"new TLS connections/read = {handshakes:.2f}"
+    )
+    print(
+        f"  bare SDK HTTPS requests/read = {bare_per_read:.2f}, "
+        f"new TLS connections/read = {bare_handshakes:.2f} (connection_verify=CA path)"
+    )
     print(f"  {'revoctl SecretManager.get_secret':34} median {r_med:6.2f} ms   p95 {r_p95:6.2f} ms")
     print(f"  {'bare SecretClient.get_secret':34} median {b_med:6.2f} ms   p95 {b_p95:6.2f} ms")
     print(f"  revoctl/bare: median {r_med / b_med:.2f}x, p95 {r_p95 / b_p95:.2f}x")

@@ -92,6 +92,17 @@ async def test_one_https_request_per_read_once_the_token_is_cached(vault: KeyVau
     assert (vault.secret_requests, vault.token_requests) == (5, 0)
 
 
+async def test_reads_reuse_one_tls_connection_with_a_private_ca(vault: KeyVaultStandIn):
+    """A CA from SSL_CERT_FILE must not cost a TLS handshake per read."""
+    vault.seed("api-key", "value-1")
+    async with manager(**{"secrets.cache_ttl_seconds": "0"}) as secrets:
+        await secrets.get_secret("api-key")
+        vault.reset_counters()
+        for _ in range(5):
+            await secrets.get_secret("api-key")
+    assert vault.connections == 0
+
+
 @pytest.mark.parametrize("fault", ["error500", "hang", "gone"])
 async def test_stale_if_error_serves_the_cached_value(vault: KeyVaultStandIn, fault: str):
     vault.seed("api-key", "value-1")

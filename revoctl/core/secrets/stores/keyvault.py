@@ -3,9 +3,11 @@
 Authentication is azure-identity's `DefaultAzureCredential` (environment, workload
 identity, managed identity, Azure CLI, ...), optionally pinned to a user-assigned
 identity by ``client_id``. The aiohttp transport reads the CA bundle once, when
-aiohttp is imported, so ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` are read here and
-passed explicitly to the credential and the client: a private CA then works
-however late the variable was set. This is the only module that imports the Azure
+aiohttp is imported, so ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` are read here
+into one SSL context, shared by the credential and the client through one
+transport: a private CA then works however late the variable was set, and
+connections are kept alive (azure-core's ``connection_verify=PATH`` would build
+a new context, hence a new TLS handshake, for every request). This is the only module that imports the Azure
 SDK, and it is imported only when the provider is ``azure_key_vault``. Values are
 never written to disk.
 """
@@ -16,17 +18,20 @@ import asyncio
 import contextlib
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets import SecretProperties as AzureSecretProperties
 from azure.keyvault.secrets.aio import SecretClient
@@ -67,11 +72,14 @@ class KeyVaultSecretStore:
     ) -> None:
         self.vault_url = vault_url
         transport: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout}
+        self._session: aiohttp.ClientSession | None = None
         ca_bundle = next(
             (os.environ[name] for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None
         )
         if ca_bundle:
-            transport["connection_verify"] = ca_bundle
+            context = ssl.create_default_context(cafile=ca_bundle)
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+            transport["transport"] = AioHttpTransport(session=self._session, session_owner=False)
         identity: dict[str, Any] = {"process_timeout": timeout}
         if client_id:
             identity["managed_identity_client_id"] = client_id
@@ -148,6 +156,8 @@ class KeyVaultSecretStore:
     async def close(self) -> None:
         await self._client.close()
         await self._credential.close()
+        if self._session is not None:
+            await self._session.close()
 
     def _secret(self, name: str, value: str, properties: AzureSecretProperties) -> Secret:
         props = _properties(properties)
