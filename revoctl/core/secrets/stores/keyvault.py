@@ -7,9 +7,9 @@ aiohttp is imported, so ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` are read here
 into one SSL context, shared by the credential and the client through one
 transport: a private CA then works however late the variable was set, and
 connections are kept alive (azure-core's ``connection_verify=PATH`` would build
-a new context, hence a new TLS handshake, for every request). This is the only module that imports the Azure
-SDK, and it is imported only when the provider is ``azure_key_vault``. Values are
-never written to disk.
+a new context, hence a new TLS handshake, for every request). This is the only
+module that imports the Azure SDK, and it is imported only when the provider is
+``azure_key_vault``. Values are never written to disk.
 """
 
 from __future__ import annotations
