@@ -21,23 +21,13 @@ app = typer.Typer(
 
 
 def _call(ctx: typer.Context, method: Callable[[DatabaseManager], Awaitable[T]]) -> T:
-    """Open a manager on the configured database (role ``cli``), run one core call, close.
-
-    A URL with ``${secret:NAME}`` references goes through `load_services`, which
-    wires the secret manager in as the resolver, as the runtime does; a plain URL
-    needs only the database.
-    """
-    from revoctl.core.db import DatabaseManager, references_secrets
+    """Open the configured database (role ``cli``), run one core call, close."""
+    from revoctl.core.services import open_database
 
     loaded = AppState.of(ctx).loaded
 
     async def call() -> T:
-        if references_secrets(loaded.settings.database.url):
-            from revoctl.core.services import load_services
-
-            async with load_services(loaded, role="cli") as services:
-                return await method(services.db)
-        async with DatabaseManager(loaded.settings.database, role="cli") as db:
+        async with open_database(loaded) as db:
             return await method(db)
 
     return run(call())

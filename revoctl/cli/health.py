@@ -44,5 +44,7 @@ def health(
 
 def _detail(service: dict[str, object]) -> str:
     return ", ".join(
-        f"{k}={v}" for k, v in service.items() if k != "status" and not isinstance(v, dict)
+        f"{key}={value}"
+        for key, value in service.items()
+        if key != "status" and value is not None and not isinstance(value, dict)
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from revoctl.config import LoadedConfig, Settings, load_config
-from revoctl.core.db import DatabaseManager
+from revoctl.core.db import DatabaseManager, references_secrets
 from revoctl.core.health import gather_health
 from revoctl.core.secrets import DatabaseAuditSink, SecretManager
 
@@ -58,6 +58,25 @@ async def load_services(
     finally:
         await db.close()
         await secrets.close()
+
+
+@contextlib.asynccontextmanager
+async def open_database(
+    config: LoadedConfig, *, role: str = "cli"
+) -> AsyncIterator[DatabaseManager]:
+    """The configured database, for commands that need nothing else.
+
+    A URL with ``${secret:NAME}`` references needs the secret manager to resolve
+    them, as the runtime does; a plain URL opens the database alone.
+
+    :raises ConfigError: the configuration is invalid.
+    """
+    if references_secrets(config.settings.database.url):
+        async with load_services(config, role=role) as services:
+            yield services.db
+        return
+    async with DatabaseManager(config.settings.database, role=role) as db:
+        yield db
 
 
 async def health_report(config: LoadedConfig, *, role: str = "cli") -> dict[str, Any]:

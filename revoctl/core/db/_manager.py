@@ -269,6 +269,9 @@ class DatabaseManager:
         ``pool_timeout`` or the retries. Unhealthy when the database cannot be
         reached; degraded when migrations are pending or the pool is saturated.
         """
+        # Alembic and the revision files load in a thread: loaded on the event loop they
+        # would stall the checks of the other services running beside this one.
+        await asyncio.to_thread(_load_migrations)
         from revoctl.core.db._migrations import current_revisions, head, migration_status
 
         started = time.perf_counter()
@@ -371,3 +374,9 @@ def _activity_row(row: Any) -> dict[str, Any]:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+
+
+def _load_migrations() -> None:
+    from revoctl.core.db._migrations import script_directory
+
+    script_directory()
