@@ -1,0 +1,78 @@
+"""``revoctl health``: the CONTRACT's document; the worst status wins; --fail-on sets the exit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from revoctl.core.health import at_or_past, gather_health, worst
+
+
+def test_worst_status_wins() -> None:
+    assert worst([]) == "healthy"
+    assert worst(["healthy", "degraded"]) == "degraded"
+    assert worst(["degraded", "unhealthy", "healthy"]) == "unhealthy"
+
+
+@pytest.mark.parametrize(
+    ("status", "threshold", "fails"),
+    [
+        ("healthy", "degraded", False),
+        ("degraded", "degraded", True),
+        ("degraded", "unhealthy", False),
+        ("unhealthy", "unhealthy", True),
+        ("unhealthy", "degraded", True),
+    ],
+)
+def test_fail_on_threshold(status, threshold, fails) -> None:
+    assert at_or_past(status, threshold) is fails
+
+
+async def test_a_check_that_raises_reports_unhealthy_without_hiding_the_others() -> None:
+    async def broken() -> dict[str, object]:
+        raise RuntimeError("probe exploded")
+
+    async def fine() -> dict[str, object]:
+        return {"status": "healthy"}
+
+    report = await gather_health({"database": broken(), "secrets": fine()})
+    assert report["status"] == "unhealthy"
+    assert report["services"]["secrets"] == {"status": "healthy"}
+    assert report["services"]["database"]["error"] == "RuntimeError: probe exploded"
+
+
+def test_embedded_defaults_degraded_until_migrated_then_healthy(cli) -> None:
+    before = cli("health", "-o", "json")
+    assert before.exit_code == 0  # degraded is below the default --fail-on unhealthy
+    document = json.loads(before.stdout)
+    assert document["status"] == "degraded"
+    assert document["services"]["database"]["migrations"]["pending"] > 0
+    assert document["services"]["secrets"]["status"] == "healthy"
+
+    assert cli("health", "--fail-on", "degraded").exit_code == 1
+
+    assert cli("db", "migrate").exit_code == 0
+    after = cli("health", "-o", "json", "--fail-on", "degraded")
+    assert after.exit_code == 0, after.stdout
+    document = json.loads(after.stdout)
+    assert document["status"] == "healthy"
+    assert {"database", "secrets"} <= set(document["services"])
+    assert all(s["status"] == "healthy" for s in document["services"].values())
+
+
+def test_unreachable_database_is_unhealthy_and_exit_1(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", "postgresql+asyncpg://u:pw-canary-81@127.0.0.1:1/x")
+    monkeypatch.setenv("REVOCTL_DATABASE__HEALTH_TIMEOUT", "1")
+    result = cli("health", "-o", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] == "unhealthy"
+    assert document["services"]["database"]["status"] == "unhealthy"
+    assert "pw-canary-81" not in result.stdout + result.stderr
+
+
+def test_bad_fail_on_value_is_exit_2(cli) -> None:
+    result = cli("health", "--fail-on", "sometimes")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
