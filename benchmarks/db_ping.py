@@ -41,8 +41,6 @@ DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 BARE_SCRIPT = """
 import asyncio, sys
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 async def main() -> None:
     conn = await asyncpg.connect(sys.argv[1])
