@@ -12,7 +12,7 @@ Two pairs, each run N times:
 
 Prints median and p95 in ms and the ratios revoctl / bare.
 
-    python benchmarks/db_ping.py [--runs 20]
+    python benchmarks/db_ping.py [--runs 20] [--calls 500]
 
 PostgreSQL comes from ``REVOCTL_BENCH_POSTGRES_URL`` (a SQLAlchemy URL), default
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``.
@@ -126,7 +126,8 @@ def p95(samples: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=20, help="process runs per side")
+    parser.add_argument("--calls", type=int, default=500, help="in-process calls per side")
     args = parser.parse_args()
 
     url = os.environ.get("REVOCTL_BENCH_POSTGRES_URL", DEFAULT_URL)
@@ -138,11 +139,12 @@ def main() -> None:
     time_process(revoctl, env, 2)  # warm the page cache and bytecode
     time_process(bare, env, 2)
     rows = [("process", time_process(revoctl, env, args.runs), time_process(bare, env, args.runs))]
-    rows += asyncio.run(in_process(url, dsn, args.runs))
+    rows += asyncio.run(in_process(url, dsn, args.calls))
 
     where = url.rpartition("@")[2]
     print(
-        f"db ping vs bare asyncpg (last row: vs bare SQLAlchemy), {args.runs} runs each, {where}\n"
+        f"db ping vs bare asyncpg (last row: vs bare SQLAlchemy), {where}: "
+        f"{args.runs} processes / {args.calls} calls each\n"
     )
     header = f"{'case':<18} {'revoctl med':>11} {'p95':>8} {'bare med':>9} {'p95':>8} {'ratio':>7}"
     print(header)
