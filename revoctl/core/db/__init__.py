@@ -6,8 +6,9 @@ Tables live in `revoctl.core.db.models`; migrations in ``migrations/versions``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from revoctl.config import DatabaseConfig
@@ -43,13 +44,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'revoctl.core.db' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,7 +8,6 @@ import enum
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
-from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, text
@@ -16,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from revoctl.config import DatabaseConfig
+from revoctl.core._lifecycle import AsyncService
 from revoctl.core.db._engine import application_name, backend_of, build_engine, parse_url
 from revoctl.core.db._errors import (
     is_connection_error,
@@ -58,7 +58,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class DatabaseManager:
+class DatabaseManager(AsyncService):
     """The process's database: one async engine and pool, built from `DatabaseConfig`.
 
     ``role`` tags PostgreSQL connections (``application_name`` is
@@ -138,18 +138,6 @@ class DatabaseManager:
                 await engine.dispose()
         self._engine = self._probe_engine = None
         self._state = _State.CLOSED
-
-    async def __aenter__(self) -> DatabaseManager:
-        await self.initialize()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from revoctl.core._lifecycle import AsyncService
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
 from revoctl.core.redaction import register_secret
 from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink, default_actor
@@ -78,7 +78,7 @@ class _Entry:
     """Until when reads are answered from the entry: the TTL, or a retry pause while stale."""
 
 
-class SecretManager:
+class SecretManager(AsyncService):
     """Secrets from the configured provider, cached, with stale-if-error and a fallback.
 
     ``store``, ``fallback_store`` and ``clock`` are for tests; by default the stores
@@ -137,18 +137,6 @@ class SecretManager:
             if built is not None:
                 await built.close()
         self._cache.clear()
-
-    async def __aenter__(self) -> SecretManager:
-        await self.initialize()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ reads
 
