@@ -56,6 +56,8 @@ def test_rotation_is_audited_once_the_database_is_migrated(cli, revoctl_home: Pa
     assert unaudited.exit_code == 0
     assert json.loads(unaudited.stdout)["audited"] is False
     assert "was not recorded in the audit log" in unaudited.stderr
+    assert "the database is not migrated (run 'revoctl db migrate')" in unaudited.stderr
+    assert "INSERT INTO" not in unaudited.stderr
 
     assert cli("db", "migrate").exit_code == 0
     rotated = cli("secrets", "rotate", "api-key", "-o", "json", input="")

@@ -70,7 +70,7 @@ def build_engine(
         options["connect_args"] = {"timeout": timeout}
         path = _sqlite_file(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     else:
         options["connect_args"] = {
             "timeout": timeout,

@@ -75,6 +75,14 @@ def is_retryable_transaction(exc: BaseException) -> bool:
     return sqlstate(exc) in SERIALIZATION_SQLSTATES or _sqlite_locked(exc)
 
 
+def is_missing_table(exc: BaseException) -> bool:
+    """A statement named a table that does not exist: the database is not migrated."""
+    return sqlstate(exc) == "42P01" or any(
+        isinstance(link, sqlite3.OperationalError) and "no such table" in str(link)
+        for link in _chain(exc)
+    )
+
+
 def _reason(exc: BaseException, password: str | None) -> str:
     """The innermost error's text, with the password scrubbed in case a driver echoed it."""
     root = list(_chain(exc))[-1]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from revoctl.core.errors import UsageError
+
 if TYPE_CHECKING:
     from revoctl.core.db import DatabaseManager
 
@@ -44,21 +46,36 @@ class DatabaseAuditSink:
         self._db = db
 
     async def record(self, event: AuditEvent) -> None:
+        """Append ``event``.
+
+        :raises UsageError: the table is missing (the database is not migrated).
+        :raises BackendUnavailableError: the database cannot be reached.
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from revoctl.core.db._errors import is_missing_table
         from revoctl.core.db.models import SecretAuditLog
 
         await self._db.initialize()
-        async with self._db.get_async_session() as session:
-            session.add(
-                SecretAuditLog(
-                    secret_name=event.secret_name,
-                    action=event.action,
-                    version=event.version,
-                    previous_version=event.previous_version,
-                    provider=event.provider,
-                    actor=event.actor,
-                    ts=event.occurred_at,
+        try:
+            async with self._db.get_async_session() as session:
+                session.add(
+                    SecretAuditLog(
+                        secret_name=event.secret_name,
+                        action=event.action,
+                        version=event.version,
+                        previous_version=event.previous_version,
+                        provider=event.provider,
+                        actor=event.actor,
+                        ts=event.occurred_at,
+                    )
                 )
-            )
+        except SQLAlchemyError as exc:
+            if is_missing_table(exc):
+                raise UsageError(
+                    "the database is not migrated (run 'revoctl db migrate')"
+                ) from None
+            raise
 
 
 def default_actor() -> str:
