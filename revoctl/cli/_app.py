@@ -75,7 +75,9 @@ class LazyGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise
         except Exception as exc:
-            _fail(ctx, f"unexpected {type(exc).__name__}: {exc} (run with -v for details)", 1, exc)
+            first_line = next(iter(str(exc).splitlines()), "")
+            message = f"unexpected {type(exc).__name__}: {first_line} (run with -v for details)"
+            _fail(ctx, message, 1, exc)
 
     def main(
         self,

@@ -90,6 +90,8 @@ class Console:
         self._stderr("error", message, "red")
 
     def _stderr(self, label: str, message: str, colour: str) -> None:
+        """``label: message`` on one line: a message's own line breaks are folded."""
+        message = " ".join(message.split())
         prefix = f"{label}:"
         if not self.no_color and sys.stderr.isatty():
             prefix = typer.style(prefix, fg=colour, bold=True)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -310,3 +311,25 @@ async def test_slow_query_with_pg_sleep_is_logged_without_parameters(
     slow = [r for r in caplog.records if "slow query" in r.getMessage()]
     assert len(slow) == 1 and "pg_sleep(0.2)" in slow[0].getMessage()
     assert "PG-SECRET-VALUE" not in caplog.text
+
+
+def test_concurrent_migrations_from_several_processes_apply_once(postgres_url: str) -> None:
+    """Replicas that all run `db migrate` at start-up: every one succeeds, each revision
+    is applied once."""
+    env = {"REVOCTL_DATABASE__URL": postgres_url, "REVOCTL_OUTPUT": "json"}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "revoctl", "db", "migrate"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(child.wait(timeout=120), *child.communicate()) for child in children]
+    assert [code for code, _, _ in outcomes] == [0] * 4, [err for _, _, err in outcomes]
+    applied = [json.loads(out)["applied"] for _, out, _ in outcomes]
+    assert sorted(applied, key=len)[:3] == [[], [], []]  # one process applied them all
+    current = json.loads(run_revoctl(["db", "current", "-o", "json"], env=env).stdout)
+    assert current["pending"] == 0

@@ -145,3 +145,17 @@ def test_table_output_is_plain_text_off_a_tty(cli) -> None:
     header = result.stdout.splitlines()[0].split()
     assert header == ["KEY", "VALUE", "SOURCE", "ORIGIN"]
     assert "\x1b[" not in result.stdout
+
+
+def test_an_unexpected_error_is_one_line_exit_1(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import revoctl.config
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("first line\nsecond line\nthird")
+
+    monkeypatch.setattr(revoctl.config, "describe_config", explode)
+    result = cli("config", "show")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: unexpected RuntimeError: first line (run with -v for details)\n"
+    )

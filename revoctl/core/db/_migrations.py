@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from revoctl.config import DatabaseConfig
 from revoctl.core.db._engine import backend_of
@@ -28,6 +28,9 @@ from revoctl.core.db._manager import DatabaseManager
 from revoctl.core.errors import NotFoundError, UsageError
 
 SCRIPT_LOCATION = "revoctl.core.db:migrations"
+MIGRATION_LOCK_KEY = int.from_bytes(b"revoctl", "big")
+"""PostgreSQL advisory lock taken by every online migration, so that replicas running
+``db migrate`` at once take turns: the later ones find the revisions applied."""
 
 Target = DatabaseManager | DatabaseConfig
 
@@ -172,6 +175,11 @@ async def _run(
         stepped.append(step.up_revision_id)
 
     def run(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if connection.dialect.name == "postgresql":
+            # Held until the commit below; SQLite's write lock serialises writers already.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         before = current_revisions(connection)
         config = alembic_config(connection=connection, on_version_apply=on_version_apply)
         with _alembic_errors(revision):
