@@ -29,6 +29,7 @@ from pydantic import (
 
 from revoctl.core.errors import ConfigError
 from revoctl.core.redaction import MASK, redact
+from revoctl.core.references import references_secrets
 from revoctl.core.secrets.base import SecretProvider
 
 ENV_PREFIX = "REVOCTL_"
@@ -392,7 +393,11 @@ def describe_config(loaded: LoadedConfig) -> dict[str, Any]:
         origin = _source_of(key, loaded.sources)
         leaf = key.rpartition(".")[2]
         if isinstance(value, str) and value:
-            value = MASK if _SECRET_KEY.search(leaf) and "${secret:" not in value else redact(value)
+            value = (
+                MASK
+                if _SECRET_KEY.search(leaf) and not references_secrets(value)
+                else redact(value)
+            )
         entries.append(
             {"key": key, "value": value, "source": origin.split(" ", 1)[0], "origin": origin}
         )

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from revoctl.config import LoadedConfig, Settings, load_config
-from revoctl.core.db import DatabaseManager, references_secrets
+from revoctl.core.db import DatabaseManager
 from revoctl.core.health import gather_health
+from revoctl.core.references import references_secrets
 from revoctl.core.secrets import DatabaseAuditSink, SecretManager
 
 

@@ -33,6 +33,24 @@ def test_a_secret_reference_in_the_database_url(
 
 
 @pytest.mark.postgres
+async def test_url_characters_in_a_referenced_password_stay_in_the_password(
+    revoctl_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Pasted into the URL as is, "@pg/x#1" would make the URL point at host "pg"."""
+    password = "Tr0ub4dor@pg/x#1%41:?"
+    url = postgres_url.replace("postgres@", "postgres:${secret:db-password}@", 1)
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", url)
+    await FileSecretStore(revoctl_home / STORE_FILE_NAME).set("db-password", password)
+    async with load_services() as services:
+        assert (await services.db.ping())["ok"] is True  # reached 127.0.0.1, not "pg"
+        resolved = services.db._url
+        assert resolved is not None
+        assert (resolved.host, resolved.password) == ("127.0.0.1", password)
+        assert resolved.database == postgres_url.rsplit("/", 1)[1]
+        assert "Tr0ub4dor" not in services.db.describe_url()
+
+
+@pytest.mark.postgres
 async def test_load_services_resolves_the_reference(
     revoctl_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ):

@@ -12,10 +12,11 @@ from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from revoctl.config import DatabaseConfig
-    from revoctl.core.db._manager import DatabaseManager, references_secrets
+    from revoctl.core.db._manager import DatabaseManager
     from revoctl.core.db._migrations import current, downgrade, heads, history, upgrade
     from revoctl.core.db._retry import RetryPolicy
     from revoctl.core.db._stats import PoolStats
+    from revoctl.core.references import references_secrets
 
 _EXPORTS: dict[str, str] = {
     "DatabaseConfig": "revoctl.config",
@@ -26,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "downgrade": "revoctl.core.db._migrations",
     "heads": "revoctl.core.db._migrations",
     "history": "revoctl.core.db._migrations",
-    "references_secrets": "revoctl.core.db._manager",
+    "references_secrets": "revoctl.core.references",
     "upgrade": "revoctl.core.db._migrations",
 }
 

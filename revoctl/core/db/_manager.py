@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import URL, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,16 +28,11 @@ from revoctl.core.db._retry import RetryPolicy
 from revoctl.core.db._stats import PoolStats
 from revoctl.core.errors import ConfigError, RevoctlError
 from revoctl.core.redaction import register_secret
+from revoctl.core.references import PATTERN, PREFIX, referenced_names, references_secrets
 
 T = TypeVar("T")
 
-SECRET_REFERENCE = "${secret:"
 Resolver = Callable[[str], Awaitable[str]]
-
-
-def references_secrets(url: str) -> bool:
-    """Whether ``url`` holds ``${secret:NAME}`` references that need a resolver."""
-    return SECRET_REFERENCE in url
 
 
 _PG_ACTIVITY = text(
@@ -117,19 +113,31 @@ class DatabaseManager(AsyncService):
             return
         if self._state is _State.CLOSED:
             raise RuntimeError("DatabaseManager is closed")
-        url = self.config.url
-        if references_secrets(url):
-            if self._resolve is None:
-                raise ConfigError(
-                    "database.url: holds a ${secret:...} reference but no secret resolver is set"
-                )
-            url = await self._resolve(url)
-        self._url = parse_url(url)
+        self._url = await self._resolved_url()
         if self._url.password:
             register_secret(str(self._url.password))
         self._engine = build_engine(self._url, self.config, self.role)
         self.stats.attach(self._engine.sync_engine, self.config.slow_query_ms)
         self._state = _State.OPEN
+
+    async def _resolved_url(self) -> URL:
+        """The configured URL with each ``${secret:NAME}`` replaced by its value.
+
+        Values are percent-encoded before the URL is parsed, so an ``@``, ``/``,
+        ``:`` or ``#`` in a password cannot change where the URL points.
+        """
+        text = self.config.url
+        if not references_secrets(text):
+            return parse_url(text)
+        if self._resolve is None:
+            raise ConfigError(
+                "database.url: holds a ${secret:...} reference but no secret resolver is set"
+            )
+        encoded = {}
+        for name in referenced_names(text):
+            encoded[name] = quote(await self._resolve(f"{PREFIX}{name}}}"), safe="")
+            register_secret(encoded[name])
+        return parse_url(PATTERN.sub(lambda match: encoded[match.group(1)], text))
 
     async def close(self) -> None:
         """Close every pooled connection; the manager cannot be reopened."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets as token_source
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from revoctl.core._lifecycle import AsyncService
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
 from revoctl.core.redaction import register_secret
+from revoctl.core.references import PATTERN, referenced_names
 from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink, default_actor
 from revoctl.core.secrets.base import (
     Secret,
@@ -45,9 +45,6 @@ T = TypeVar("T")
 _Key = tuple[str, str | None]
 
 logger = logging.getLogger("revoctl.secrets")
-
-REFERENCE = re.compile(r"\$\{secret:([^}]*)\}")
-"""``${secret:NAME}`` in a configuration string."""
 
 RETRY_SECONDS = 30.0
 """How long a stale or fallback answer stands before the failing provider is tried again:
@@ -234,11 +231,11 @@ class SecretManager(AsyncService):
         :raises NotFoundError: a referenced secret does not exist.
         :raises BackendUnavailableError: a referenced secret could not be read.
         """
-        names = dict.fromkeys(REFERENCE.findall(text))
+        names = referenced_names(text)
         if not names:
             return text
         values = {name: await self.get_secret(validate_name(name)) for name in names}
-        return REFERENCE.sub(lambda match: values[match.group(1)], text)
+        return PATTERN.sub(lambda match: values[match.group(1)], text)
 
     # ------------------------------------------------------------------ writes
 
