@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from sqlalchemy import URL, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -123,8 +122,9 @@ class DatabaseManager(AsyncService):
     async def _resolved_url(self) -> URL:
         """The configured URL with each ``${secret:NAME}`` replaced by its value.
 
-        Values are percent-encoded before the URL is parsed, so an ``@``, ``/``,
-        ``:`` or ``#`` in a password cannot change where the URL points.
+        The URL is parsed with a plain placeholder for each reference and the values
+        are then put into the parsed parts, so an ``@``, ``/``, ``:`` or ``#`` in a
+        password cannot change where the URL points.
         """
         text = self.config.url
         if not references_secrets(text):
@@ -133,11 +133,35 @@ class DatabaseManager(AsyncService):
             raise ConfigError(
                 "database.url: holds a ${secret:...} reference but no secret resolver is set"
             )
-        encoded = {}
-        for name in referenced_names(text):
-            encoded[name] = quote(await self._resolve(f"{PREFIX}{name}}}"), safe="")
-            register_secret(encoded[name])
-        return parse_url(PATTERN.sub(lambda match: encoded[match.group(1)], text))
+        placeholders = {
+            name: f"revoctlsecret{i}ref" for i, name in enumerate(referenced_names(text))
+        }
+        url = parse_url(PATTERN.sub(lambda match: placeholders[match.group(1)], text))
+        values = {
+            placeholder: await self._resolve(f"{PREFIX}{name}}}")
+            for name, placeholder in placeholders.items()
+        }
+
+        def fill(part: str) -> str:
+            for placeholder, value in values.items():
+                part = part.replace(placeholder, value)
+            return part
+
+        def fill_optional(part: str | None) -> str | None:
+            return None if part is None else fill(part)
+
+        query = {
+            key: fill(value) if isinstance(value, str) else [fill(item) for item in value]
+            for key, value in url.query.items()
+        }
+        password = url.password
+        return url.set(
+            username=fill_optional(url.username),
+            password=None if password is None else fill(str(password)),
+            host=fill_optional(url.host),
+            database=fill_optional(url.database),
+            query=query,
+        )
 
     async def close(self) -> None:
         """Close every pooled connection; the manager cannot be reopened."""
