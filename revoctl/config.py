@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from revoctl._dotted import flatten
 from revoctl.core.errors import ConfigError
 from revoctl.core.redaction import MASK, redact
 from revoctl.core.references import references_secrets
@@ -66,6 +67,13 @@ class AzureKeyVaultConfig(_Section):
     tenant_id: str = ""
     client_id: str = ""
     verify_challenge_resource: bool = True
+
+    @field_validator("vault_url")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        if url and not url.startswith("https://"):
+            raise ValueError("must be an https:// URL, e.g. https://NAME.vault.azure.net/")
+        return url
 
 
 _FLAT_AZURE_KEYS = {
@@ -110,6 +118,16 @@ class SecretConfig(_Section):
         return self
 
 
+_ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+"""Scheme -> the async driver revoctl uses for it."""
+
+
 class DatabaseConfig(_Section):
     """The database URL and its pool; ``url`` may hold ``${secret:NAME}`` references."""
 
@@ -126,10 +144,16 @@ class DatabaseConfig(_Section):
 
     @field_validator("url")
     @classmethod
-    def _known_driver(cls, url: str) -> str:
-        if not url.startswith(("sqlite", "postgresql")):
-            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
-        return url
+    def _async_driver(cls, url: str) -> str:
+        """The URL with its async driver: a bare ``postgresql://`` gets ``+asyncpg``."""
+        scheme, sep, rest = url.partition("://")
+        driver = _ASYNC_DRIVERS.get(scheme.lower(), scheme.lower())
+        if not sep or driver not in _ASYNC_DRIVERS.values():
+            raise ValueError(
+                "must be a postgresql+asyncpg:// or sqlite+aiosqlite:// URL"
+                + (f", not {scheme}://" if sep else "")
+            )
+        return f"{driver}://{rest}"
 
 
 class RedisConfig(_Section):
@@ -220,20 +244,22 @@ def load_config(
     profile = profile or env.get(ENV_PROFILE) or None
 
     layers = _Layers()
-    layers.add(_flatten(_defaults(env)), "default")
+    layers.add(flatten(_defaults(env)), "default")
     document = _read_toml(path) if path else {}
     profiles = document.pop("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"{path}: profiles: must be a table of [profiles.NAME] tables")
-    layers.add(_flatten(document), f"file {path}")
+    layers.add(flatten(document), f"file {path}")
     if profile:
         if profile not in profiles:
             known = ", ".join(sorted(profiles)) or "none defined"
             where = path or "no config file"
             raise ConfigError(f"unknown profile {profile!r} ({where}; profiles: {known})")
-        layers.add(_flatten(profiles[profile]), f"profile {profile} in {path}")
+        if not isinstance(profiles[profile], dict):
+            raise ConfigError(f"{path}: profiles.{profile}: must be a table of settings")
+        layers.add(flatten(profiles[profile]), f"profile {profile} in {path}")
     layers.add(_env_values(env), "env")
-    layers.add(_flatten(_parse_overrides(overrides or {})), "flag --set")
+    layers.add(dict(overrides or {}), "flag --set")
 
     try:
         settings = Settings.model_validate(layers.merged())
@@ -249,7 +275,8 @@ def _find_config_file(
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            problem = "is not a file" if path.exists() else "not found"
+            raise ConfigError(f"config file {problem}: {path}")
         return path
     local = cwd / LOCAL_CONFIG_NAME
     if local.is_file():
@@ -265,6 +292,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -283,28 +312,6 @@ def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
             key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
             values[key] = (value, f"env {name}")
     return values
-
-
-def _parse_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for dotted, value in overrides.items():
-        *tables, leaf = dotted.split(".")
-        node = nested
-        for table in tables:
-            node = node.setdefault(table, {})
-        node[leaf] = value
-    return nested
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 class _Layers:
@@ -353,12 +360,13 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
 
 
 def _source_of(key: str, sources: Mapping[str, str]) -> str:
+    """Where ``key`` was set; for a table, the layer that set something in it, not a default."""
     while key:
         if key in sources:
             return sources[key]
         matches = [src for k, src in sources.items() if k.startswith(f"{key}.")]
         if matches:
-            return matches[-1]
+            return next((src for src in reversed(matches) if src != "default"), matches[-1])
         key = key.rpartition(".")[0]
     return "configuration"
 
@@ -387,7 +395,7 @@ def describe_config(loaded: LoadedConfig) -> dict[str, Any]:
     ``source`` is one of default, file, profile, env, flag; ``origin`` says which
     file, profile or variable.
     """
-    flat = _flatten(loaded.settings.model_dump(mode="json"))
+    flat = flatten(loaded.settings.model_dump(mode="json"))
     entries = []
     for key, value in flat.items():
         origin = _source_of(key, loaded.sources)

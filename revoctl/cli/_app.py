@@ -76,8 +76,9 @@ class LazyGroup(TyperGroup):
             raise
         except Exception as exc:
             first_line = next(iter(str(exc).splitlines()), "")
-            message = f"unexpected {type(exc).__name__}: {first_line} (run with -v for details)"
-            _fail(ctx, message, 1, exc)
+            state = ctx.find_object(AppState)
+            hint = "" if state and state.verbose else " (run with -v for details)"
+            _fail(ctx, f"unexpected {type(exc).__name__}: {first_line}{hint}", 1, exc)
 
     def main(
         self,
@@ -99,8 +100,12 @@ class LazyGroup(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":
                 typer.echo(exc.format_message(), err=True)
             else:
+                message = exc.format_message()
+                if message.startswith("Got unexpected extra argument"):
+                    # Never echoed: a stray argument may be a secret typed in the wrong place.
+                    message = "unexpected extra argument(s), not shown in case they hold a secret"
                 hint = f" (see '{ctx.command_path} --help')" if ctx else ""
-                Console().error(exc.format_message() + hint)
+                Console().error(message + hint)
         except typer.Abort:
             Console().error("aborted")
             code = 130

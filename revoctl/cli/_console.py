@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from revoctl._dotted import flatten
 from revoctl.core.redaction import redact
 
 
@@ -59,14 +60,15 @@ class Console:
             self.table(*_rows(data, columns))
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        cells = [[_cell(value) for value in row] for row in rows]
+        cells = [[cell_text(value) for value in row] for row in rows]
         if sys.stdout.isatty():
             from rich.console import Console as RichConsole
             from rich.table import Table
+            from rich.text import Text
 
             table = Table(*[h.upper() for h in headers], box=None, pad_edge=False)
             for row in cells:
-                table.add_row(*row)
+                table.add_row(*(Text(cell) for cell in row))  # data, never rich markup
             RichConsole(no_color=self.no_color, highlight=False).print(table)
             return
         widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
@@ -105,25 +107,16 @@ class Console:
 def _rows(data: Any, columns: Columns | None) -> tuple[Sequence[str], list[list[Any]]]:
     """A list of records becomes one row each; a single record becomes KEY/VALUE rows."""
     if isinstance(data, Mapping):
-        flat = _flatten(data)
+        flat = flatten(data)
         keys = columns or list(flat)
         return ["key", "value"], [[key, flat.get(key)] for key in keys]
-    records = [_flatten(item) if isinstance(item, Mapping) else {"value": item} for item in data]
+    records = [flatten(item) if isinstance(item, Mapping) else {"value": item} for item in data]
     keys = list(columns or dict.fromkeys(k for record in records for k in record))
     return keys, [[record.get(key) for key in keys] for record in records]
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """One value as a table shows it: - for none, yes/no, trimmed floats, lists joined."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -131,7 +124,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
     if isinstance(value, list | tuple):
-        return ", ".join(_cell(v) for v in value)
+        return ", ".join(cell_text(v) for v in value)
     return str(value)
 
 

@@ -9,6 +9,7 @@ import typer
 
 from revoctl.cli._app import AppState, run
 from revoctl.cli._console import OutputFormat, OutputOption
+from revoctl.core.errors import CheckFailedError
 
 if TYPE_CHECKING:
     from revoctl.core.db import DatabaseManager
@@ -46,7 +47,7 @@ def health(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> Non
     report = _call(ctx, lambda db: db.health_check())
     AppState.of(ctx).console.emit(report, output)
     if report["status"] == "unhealthy":
-        raise typer.Exit(1)
+        raise CheckFailedError(f"database is unhealthy: {report.get('error', 'see the report')}")
 
 
 @app.command()

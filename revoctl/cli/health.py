@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from revoctl.cli._app import AppState, run
-from revoctl.cli._console import OutputFormat, OutputOption
+from revoctl.cli._console import OutputFormat, OutputOption, cell_text
+from revoctl.core.errors import CheckFailedError
 
 app = typer.Typer()
 
@@ -39,12 +40,12 @@ def health(
     else:
         state.console.emit(report, output)
     if at_or_past(report["status"], fail_on.value):
-        raise typer.Exit(1)
+        raise CheckFailedError(f"status is {report['status']} (--fail-on {fail_on.value})")
 
 
 def _detail(service: dict[str, object]) -> str:
     return ", ".join(
-        f"{key}={value}"
+        f"{key}={cell_text(value)}"
         for key, value in service.items()
         if key != "status" and value is not None and not isinstance(value, dict)
     )

@@ -163,18 +163,26 @@ async def _with_manager(
 
 def _read_value(name: str, path: Path | None) -> str:
     """The value from ``path``, stdin (not a TTY) or a hidden prompt, less a trailing newline."""
+    from revoctl.core.secrets.base import MAX_VALUE_BYTES
+
+    # Read one value's worth and a little more: an endless stream (`yes | ...`) must not
+    # be read to the end before it is refused.
+    limit = MAX_VALUE_BYTES + 3
     if path is not None:
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as fh:
+                raw = fh.read(limit)
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     elif not sys.stdin.isatty():
-        raw = typer.get_binary_stream("stdin").read()
+        raw = typer.get_binary_stream("stdin").read(limit)
     else:
         prompted: str = typer.prompt(
             f"Value for {name}", hide_input=True, confirmation_prompt=True, err=True
         )
         raw = prompted.encode()
+    if len(raw) >= limit:
+        raise UsageError(f"a secret value is limited to {MAX_VALUE_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -187,7 +195,10 @@ def _duration(text: str) -> timedelta:
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
         raise UsageError(f"invalid duration {text!r}: use e.g. 90d, 12h, 30m or 1w2d")
-    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+    try:
+        return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+    except OverflowError:
+        raise UsageError(f"invalid duration {text!r}: too long") from None
 
 
 def _version_record(props: SecretProperties) -> dict[str, Any]:

@@ -159,3 +159,10 @@ def test_an_unexpected_error_is_one_line_exit_1(cli, monkeypatch: pytest.MonkeyP
     assert result.stderr == (
         "error: unexpected RuntimeError: first line (run with -v for details)\n"
     )
+
+
+def test_a_stray_argument_is_never_echoed(cli) -> None:
+    result = cli("secrets", "set", "api-key", "MyS3cretPassw0rd", input="x")
+    assert result.exit_code == 2
+    assert "MyS3cretPassw0rd" not in result.stdout + result.stderr
+    assert "unexpected extra argument" in result.stderr

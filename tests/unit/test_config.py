@@ -190,3 +190,65 @@ def test_secret_references_are_shown_not_masked(monkeypatch: pytest.MonkeyPatch)
     by_key = {e["key"]: e for e in describe_config(load_config())["settings"]}
     assert by_key["database.url"]["value"] == url
     assert by_key["database.url"]["source"] == "env"
+
+
+@pytest.mark.parametrize(
+    ("given", "effective"),
+    [
+        ("postgresql://app@db/app", "postgresql+asyncpg://app@db/app"),
+        ("postgres://app@db/app", "postgresql+asyncpg://app@db/app"),
+        ("sqlite:////var/lib/revoctl.db", "sqlite+aiosqlite:////var/lib/revoctl.db"),
+        ("postgresql+asyncpg://app@db/app", "postgresql+asyncpg://app@db/app"),
+    ],
+)
+def test_database_url_gets_the_async_driver(
+    given: str, effective: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", given)
+    assert load_config().settings.database.url == effective
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg2://app@db/app", "mysql://app@db/app", "sqlitex://x", "db.internal"]
+)
+def test_other_database_drivers_are_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", url)
+    with pytest.raises(ConfigError, match=r"database\.url: Value error, must be a postgresql"):
+        load_config()
+
+
+def test_vault_url_must_be_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REVOCTL_SECRETS__AZURE__VAULT_URL", "not a url")
+    with pytest.raises(ConfigError, match=r"secrets\.azure\.vault_url: .*https://"):
+        load_config()
+
+
+def test_a_profile_that_is_not_a_table(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text("[profiles]\nprod = 5\n")
+    with pytest.raises(ConfigError, match=r"profiles\.prod: must be a table"):
+        load_config(path, profile="prod")
+
+
+def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[database]\nurl = "sqlite:///caf\xe9.db"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_a_config_path_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file is not a file"):
+        load_config(tmp_path)
+
+
+def test_conflicting_set_flags_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"database\.pool_size"):
+        load_config(overrides={"database.pool_size": "1", "database.pool_size.x": "2"})
+
+
+def test_a_table_level_error_names_the_layer_that_set_it(tmp_path: Path) -> None:
+    path = tmp_path / "kv.toml"
+    path.write_text('[secrets]\nprovider = "azure_key_vault"\n')
+    with pytest.raises(ConfigError, match=rf"file {path}: secrets: .*vault_url is required"):
+        load_config(path)

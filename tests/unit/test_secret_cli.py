@@ -113,3 +113,35 @@ def test_world_readable_store_is_refused_with_exit_2(cli, revoctl_home: Path):
     assert result.exit_code == 2
     assert "refusing to use the secret store" in result.stderr
     assert "chmod 600" in result.stderr
+
+
+def test_an_endless_stdin_is_refused_without_reading_it_all(tmp_path) -> None:
+    """`yes | revoctl secrets set big` must end, with exit 2, and store nothing."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "revoctl", "secrets", "set", "big"],
+            stdin=yes.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=os.environ.copy(),
+        )
+    finally:
+        yes.kill()
+        yes.wait()
+    assert result.returncode == 2
+    assert "limited to 25600 bytes" in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_too_long_durations_are_usage_errors(cli) -> None:
+    result = cli("secrets", "list", "--older-than", "99999999999999999999d")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: invalid duration")
