@@ -9,6 +9,7 @@ into a failure.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -53,6 +54,24 @@ def revoctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.chdir(tmp_path)
     return home
+
+
+@pytest.fixture(autouse=True)
+def isolated_logging_and_redaction() -> Iterator[None]:
+    """In-process CLI runs install a root log handler and register secret values with the
+    process-wide redactor; both are undone after each test, so that no test sees another's
+    (a value registered elsewhere would mask words in this test's log records)."""
+    from revoctl.core import redaction
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    redaction._redactor._values.clear()
+    redaction._redactor._pattern = None
 
 
 @dataclass

@@ -122,7 +122,7 @@ def history(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> No
     )
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # so that "-1" is a revision
 def downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],

@@ -46,15 +46,25 @@ async def load_services(
     ``role`` tags this process's database connections (``application_name``).
 
     :raises ConfigError: the configuration is invalid.
+    :raises RevoctlError: the database URL references a secret that cannot be read.
     """
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, profile)
+    async with _services(loaded, role, initialize_db=True) as services:
+        yield services
+
+
+@contextlib.asynccontextmanager
+async def _services(
+    loaded: LoadedConfig, role: str, *, initialize_db: bool
+) -> AsyncIterator[Services]:
     secrets = SecretManager(loaded.settings.secrets, home=loaded.home)
     await secrets.initialize()
     # The database URL may reference secrets; secret changes are audited in the database.
     db = DatabaseManager(loaded.settings.database, role=role, resolve=secrets.resolve_references)
     secrets.audit = DatabaseAuditSink(db)
     try:
-        await db.initialize()
+        if initialize_db:
+            await db.initialize()
         yield Services(loaded, db, secrets)
     finally:
         await db.close()
@@ -81,6 +91,10 @@ async def open_database(
 
 
 async def health_report(config: LoadedConfig, *, role: str = "cli") -> dict[str, Any]:
-    """Build the services, check them all, and close them: ``revoctl health``."""
-    async with load_services(config, role=role) as services:
+    """Build the services, check them all, and close them: ``revoctl health``.
+
+    The database is not opened up front: a failure to open it (an unreadable
+    secret in its URL, say) is that service's unhealthy status, not an error.
+    """
+    async with _services(config, role, initialize_db=False) as services:
         return await services.health_check()

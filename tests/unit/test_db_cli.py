@@ -160,3 +160,39 @@ def test_db_help_imports_no_backend() -> None:
     assert result.returncode == 0 and "migrate" in result.stdout
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
     assert not imported & {"sqlalchemy", "alembic", "asyncpg", "aiosqlite", "redis", "httpx"}
+
+
+def test_downgrade_by_a_relative_step(cli) -> None:
+    assert cli("db", "migrate").exit_code == 0
+    result = cli("db", "downgrade", "-1", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["reverted"]) == 1
+
+
+def test_an_empty_revision_is_a_usage_error(cli) -> None:
+    result = cli("db", "downgrade", "")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: a revision is required")
+
+
+def test_a_migration_that_fails_in_sql_is_one_clear_line(cli, revoctl_home) -> None:
+    import sqlite3
+
+    revoctl_home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(revoctl_home / "revoctl.db") as conn:  # a table in the way of 0001
+        conn.execute("CREATE TABLE request_logs (x int)")
+    result = cli("db", "migrate")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: migration to 'head' failed:")
+    assert "already exists" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_state_directory_that_cannot_be_created_is_exit_4(cli, tmp_path, monkeypatch) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("REVOCTL_HOME", str(blocker / "home"))
+    for args in (["db", "ping"], ["secrets", "set", "k1"]):
+        result = cli(*args, input="value")
+        assert result.exit_code == 4, (args, result.stderr)
+        assert "cannot create the directory" in result.stderr

@@ -76,3 +76,16 @@ def test_bad_fail_on_value_is_exit_2(cli) -> None:
     result = cli("health", "--fail-on", "sometimes")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
+
+
+def test_an_unreadable_secret_in_the_database_url_is_an_unhealthy_database(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", "postgresql+asyncpg://p:${secret:nosuch}@h/db")
+    result = cli("health", "-o", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    database = document["services"]["database"]
+    assert database["status"] == "unhealthy"
+    assert "nosuch" in database["error"]
+    assert document["services"]["secrets"]["status"] == "healthy"

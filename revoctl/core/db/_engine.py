@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool
 
 from revoctl.config import DatabaseConfig
+from revoctl.core._files import ensure_writable_dir
 from revoctl.core.errors import ConfigError
 
 APPLICATION_NAME_MAX_BYTES = 63
@@ -70,7 +71,7 @@ def build_engine(
         options["connect_args"] = {"timeout": timeout}
         path = _sqlite_file(url)
         if path is not None:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_writable_dir(path.parent, "SQLite database")
     else:
         options["connect_args"] = {
             "timeout": timeout,

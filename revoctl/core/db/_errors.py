@@ -65,9 +65,15 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 def is_rejected(exc: BaseException) -> bool:
-    """The server answered and refused: bad credentials or an unknown database."""
+    """The server answered and refused (bad credentials, an unknown database), or the
+    SQLite file cannot be opened: retrying will not help."""
     code = sqlstate(exc)
-    return code is not None and code.startswith(REJECTED_SQLSTATE_CLASSES)
+    if code is not None:
+        return code.startswith(REJECTED_SQLSTATE_CLASSES)
+    return any(
+        isinstance(link, sqlite3.OperationalError) and "unable to open" in str(link)
+        for link in _chain(exc)
+    )
 
 
 def is_retryable_transaction(exc: BaseException) -> bool:

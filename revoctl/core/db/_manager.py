@@ -295,9 +295,9 @@ class DatabaseManager(AsyncService):
         from revoctl.core.db._migrations import current_revisions, head, migration_status
 
         started = time.perf_counter()
-        pool = self.pool_stats()
         try:
             async with asyncio.timeout(self.config.health_timeout):
+                await self.initialize()  # a URL whose secret cannot be read is unhealthy too
                 with self._translate_errors(attempts=1):
                     async with self._probe().connect() as conn:
                         await conn.execute(text("SELECT 1"))
@@ -312,11 +312,12 @@ class DatabaseManager(AsyncService):
                 "status": "unhealthy",
                 "latency_ms": None,
                 "backend": self.backend,
-                "pool": pool,
+                "pool": self.pool_stats() if self._engine is not None else None,
                 "migrations": {"current": None, "head": head(), "pending": None},
                 "error": error,
             }
         migrations = migration_status(revisions)
+        pool = self.pool_stats()
         degraded = pool["saturated"] or migrations["pending"] != 0
         return {
             "status": "degraded" if degraded else "healthy",

@@ -21,11 +21,13 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from revoctl.config import DatabaseConfig
 from revoctl.core.db._engine import backend_of
+from revoctl.core.db._errors import is_connection_error
 from revoctl.core.db._manager import DatabaseManager
-from revoctl.core.errors import NotFoundError, UsageError
+from revoctl.core.errors import NotFoundError, RevoctlError, UsageError
 
 SCRIPT_LOCATION = "revoctl.core.db:migrations"
 MIGRATION_LOCK_KEY = int.from_bytes(b"revoctl", "big")
@@ -169,6 +171,7 @@ async def _run(
     target: Target, alembic_command: Callable[[Config, str], None], revision: str
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """Run an Alembic command on one connection; returns (before, after, revisions stepped)."""
+    _require(revision)
     stepped: list[str] = []
 
     def on_version_apply(*, step: Any, **_: Any) -> None:
@@ -187,7 +190,13 @@ async def _run(
         return before, current_revisions(connection)
 
     async with _managed(target) as manager, manager.connection() as conn:
-        before, after = await conn.run_sync(run)
+        try:
+            before, after = await conn.run_sync(run)
+        except SQLAlchemyError as exc:
+            if is_connection_error(exc):
+                raise  # the connection's own translation says the database is unreachable
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise RevoctlError(f"migration to {revision!r} failed: {reason}") from exc
         # Alembic leaves SQLite's DDL to autocommit, but SQLAlchemy autobegins: commit it.
         await conn.commit()
     return before, after, stepped
@@ -195,6 +204,7 @@ async def _run(
 
 def _offline_upgrade(target: Target, revision: str) -> dict[str, Any]:
     """``--sql``: the dialect comes from the URL's scheme, so nothing connects or resolves."""
+    _require(revision)
     config = target.config if isinstance(target, DatabaseManager) else target
     buffer = io.StringIO()
     alembic = alembic_config(dialect_name=backend_of(config.url), output_buffer=buffer)
@@ -202,6 +212,11 @@ def _offline_upgrade(target: Target, revision: str) -> dict[str, Any]:
         command.upgrade(alembic, revision, sql=True)
     start, _, end = revision.rpartition(":")
     return {"from": start or None, "to": end, "sql": buffer.getvalue()}
+
+
+def _require(revision: str) -> None:
+    if not revision.strip():
+        raise UsageError("a revision is required: an id, head, base, or a step like -1")
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import filelock
 
+from revoctl.core._files import ensure_writable_dir
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
 from revoctl.core.secrets.base import Secret, SecretProperties, SecretProvider
 
@@ -117,7 +118,7 @@ class FileSecretStore:
         return _parse(raw, self.path)
 
     def _add_version(self, name: str, entry: dict[str, Any]) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_writable_dir(self.path.parent, "secret store")
         try:
             with self._lock:
                 secrets = self._read()
