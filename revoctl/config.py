@@ -29,7 +29,7 @@ from pydantic import (
 
 from revoctl._dotted import flatten
 from revoctl.core.errors import ConfigError
-from revoctl.core.redaction import MASK, redact
+from revoctl.core.redaction import MASK, redact_url
 from revoctl.core.references import references_secrets
 from revoctl.core.secrets.base import SecretProvider
 
@@ -404,7 +404,7 @@ def describe_config(loaded: LoadedConfig) -> dict[str, Any]:
             value = (
                 MASK
                 if _SECRET_KEY.search(leaf) and not references_secrets(value)
-                else redact(value)
+                else redact_url(value)
             )
         entries.append(
             {"key": key, "value": value, "source": origin.split(" ", 1)[0], "origin": origin}

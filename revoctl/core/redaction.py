@@ -13,13 +13,20 @@ import re
 import threading
 import traceback
 
+from revoctl.core.references import PREFIX
+
 MASK = "***"
 MIN_SECRET_LENGTH = 4
 """Shorter values are not registered: masking every "abc" would garble logs, not protect them."""
 
 # A `${secret:NAME}` reference is a name, not a value: it stays readable.
+_NOT_A_REFERENCE = f"(?!{re.escape(PREFIX)})"
 _URL_CREDENTIALS = re.compile(
-    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)(?!\$\{secret:)[^@/?#\s]+(?=@)"
+    rf"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:){_NOT_A_REFERENCE}[^@\s]+(?=@)"
+)
+# One whole URL, read as SQLAlchemy reads it: the password runs to the first "@".
+_URL_PASSWORD = re.compile(
+    rf"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:){_NOT_A_REFERENCE}[^@]*(?=@)"
 )
 _TOKEN_HEADER = re.compile(
     r"(?i)(?P<head>(?<!\$\{)\b(?:authorization|proxy-authorization|x-api-key|api-key|x-identity-header|"
@@ -59,6 +66,11 @@ class Redactor:
 _redactor = Redactor()
 register_secret = _redactor.register
 redact = _redactor.redact
+
+
+def redact_url(url: str) -> str:
+    """One URL with its password masked, however unusual the password's characters."""
+    return redact(_URL_PASSWORD.sub(rf"\g<head>{MASK}", url))
 
 
 def redact_exception(exc: BaseException) -> str:

@@ -187,3 +187,12 @@ def test_nothing_cached_and_no_fallback_exits_4_in_bounded_time(vault: KeyVaultS
     assert result.stderr.startswith("error: ") and "no cached value, no fallback" in result.stderr
     assert result.stdout == ""
     assert elapsed < TIMEOUT + 5  # the bound plus interpreter start-up, never the 60 s hang
+
+
+def test_a_missing_ca_bundle_is_a_configuration_error(
+    vault: KeyVaultStandIn, cli, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    result = cli("secrets", "list")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: SSL_CERT_FILE=/nonexistent/ca.pem: not a readable")

@@ -70,3 +70,33 @@ def test_log_records_and_tracebacks_are_redacted_in_json_lines() -> None:
     assert first["message"] == "using key ***"
     assert first["service"] == "openai_api" and first["level"] == "info"
     assert "RuntimeError: provider said *** is bad" in second["exception"]
+
+
+@pytest.mark.parametrize(
+    ("url", "leak"),
+    [
+        ("postgresql+asyncpg://u:pa ss@h/db", "pa ss"),
+        ("postgresql+asyncpg://u:p/w?x#y@h/db", "p/w?x#y"),
+        ("redis://:only:colons:here@cache:6379/0", "only:colons:here"),
+    ],
+)
+def test_a_whole_url_loses_any_password(url: str, leak: str) -> None:
+    from revoctl.core.redaction import redact_url
+
+    masked = redact_url(url)
+    assert leak not in masked
+    assert masked.endswith("***@" + url.rsplit("@", 1)[1])
+
+
+def test_free_text_urls_with_slashes_in_the_password_are_masked() -> None:
+    assert redact("dial postgresql://u:p/w#1@h/db now") == "dial postgresql://u:***@h/db now"
+
+
+def test_secret_references_and_ports_stay_readable() -> None:
+    from revoctl.core.redaction import redact_url
+
+    ref = "postgresql+asyncpg://app:${secret:db-password}@db/app"
+    assert redact_url(ref) == ref
+    assert redact("see http://host:8080/path for user@example.com") == (
+        "see http://host:8080/path for user@example.com"
+    )

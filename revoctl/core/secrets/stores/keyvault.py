@@ -36,7 +36,7 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets import SecretProperties as AzureSecretProperties
 from azure.keyvault.secrets.aio import SecretClient
 
-from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
+from revoctl.core.errors import BackendUnavailableError, ConfigError, NotFoundError, UsageError
 from revoctl.core.secrets.base import (
     Secret,
     SecretDisabledError,
@@ -73,11 +73,16 @@ class KeyVaultSecretStore:
         self.vault_url = vault_url
         transport: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout}
         self._session: aiohttp.ClientSession | None = None
-        ca_bundle = next(
-            (os.environ[name] for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None
-        )
-        if ca_bundle:
-            context = ssl.create_default_context(cafile=ca_bundle)
+        variable = next((name for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None)
+        if variable:
+            ca_bundle = os.environ[variable]
+            try:
+                context = ssl.create_default_context(cafile=ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"{variable}={ca_bundle}: not a readable PEM CA bundle "
+                    f"({getattr(exc, 'strerror', None) or exc})"
+                ) from None
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
             transport["transport"] = AioHttpTransport(session=self._session, session_owner=False)
         identity: dict[str, Any] = {"process_timeout": timeout}
