@@ -181,7 +181,7 @@ class FlakyProxy:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in self._pipes:
+        for task in list(self._pipes):
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
         await self._server.wait_closed()
@@ -199,11 +199,13 @@ class FlakyProxy:
 
     @staticmethod
     async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        sink.close()
+        try:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+        finally:  # cancelled at exit too: every socket is closed, none left to the GC
+            sink.close()
 
 
 def _through(postgres_url: str, proxy: FlakyProxy) -> str:

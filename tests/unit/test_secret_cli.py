@@ -136,6 +136,7 @@ def test_an_endless_stdin_is_refused_without_reading_it_all(tmp_path) -> None:
     finally:
         yes.kill()
         yes.wait()
+        yes.stdout.close()
     assert result.returncode == 2
     assert "limited to 25600 bytes" in result.stderr
     assert time.monotonic() - started < 30
