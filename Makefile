@@ -25,7 +25,7 @@ test: $(BIN)/python
 
 bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[bench]'
-	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

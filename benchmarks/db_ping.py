@@ -24,12 +24,10 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 
 import asyncpg
+from _timing import p95, time_async, time_process
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -51,25 +49,6 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-
-
-def time_process(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-async def time_async(fn: Callable[[], Awaitable[object]], runs: int) -> list[float]:
-    await fn()  # warm-up
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 async def in_process(url: str, dsn: str, runs: int) -> list[tuple[str, list[float], list[float]]]:
@@ -118,10 +97,6 @@ async def in_process(url: str, dsn: str, runs: int) -> list[tuple[str, list[floa
         finally:
             await engine.dispose()
     return [cold, warm, warm_sqlalchemy]
-
-
-def p95(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=20, method="inclusive")[-1]
 
 
 def main() -> None:

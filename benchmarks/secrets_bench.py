@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
 
+from _timing import p95, time_async
 from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets.aio import SecretClient
 
@@ -97,17 +98,7 @@ async def cached(calls: int, home: Path) -> None:
 
 
 def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
-
-
-async def time_reads(read: Callable[[], Awaitable[object]], reads: int) -> list[float]:
-    samples = []
-    for _ in range(reads):
-        start = time.perf_counter()
-        await read()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
+    return statistics.median(samples), p95(samples)
 
 
 async def cold(reads: int, home: Path, vault: KeyVaultStandIn) -> None:
@@ -122,7 +113,7 @@ async def cold(reads: int, home: Path, vault: KeyVaultStandIn) -> None:
     async with SecretManager(config, home=home) as manager:
         await manager.get_secret(NAME)  # challenge + token, then the read
         vault.reset_counters()
-        revoctl_ms = await time_reads(lambda: manager.get_secret(NAME), reads)
+        revoctl_ms = await time_async(lambda: manager.get_secret(NAME), reads, warm_up=False)
         per_read = vault.secret_requests / reads
         handshakes = vault.connections / reads
         tokens = vault.token_requests
@@ -134,7 +125,7 @@ async def cold(reads: int, home: Path, vault: KeyVaultStandIn) -> None:
     async with credential, client:
         await client.get_secret(NAME)
         vault.reset_counters()
-        bare_ms = await time_reads(lambda: client.get_secret(NAME), reads)
+        bare_ms = await time_async(lambda: client.get_secret(NAME), reads, warm_up=False)
         bare_per_read = vault.secret_requests / reads
         bare_handshakes = vault.connections / reads
 

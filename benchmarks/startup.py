@@ -11,13 +11,14 @@ ratios revoctl / bare Typer.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import time_process
 
 HELLO = '''
 import typer
@@ -54,15 +55,8 @@ if __name__ == "__main__":
 '''
 
 
-def time_command(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
-        )
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
+# A completion request exits non-zero by design: only the time of each run matters.
+measure = functools.partial(time_process, check=False)
 
 
 def main() -> None:
@@ -93,14 +87,14 @@ def main() -> None:
             ("--help", [*revoctl, "--help"], base, [*hello, "--help"], base),
             ("completion", revoctl, complete_revoctl, hello, complete_hello),
         ]
-        python = statistics.median(time_command([sys.executable, "-c", "pass"], base, args.runs))
+        python = statistics.median(measure([sys.executable, "-c", "pass"], base, args.runs))
         print(f"python -c pass: {python:.1f} ms (median of {args.runs}; included in every row)\n")
         print(f"{'case':<12} {'revoctl ms':>11} {'bare typer ms':>14} {'ratio':>7}")
         for name, ours, our_env, theirs, their_env in cases:
-            time_command(ours, our_env, 2)  # warm the page cache and bytecode
-            time_command(theirs, their_env, 2)
-            mine = statistics.median(time_command(ours, our_env, args.runs))
-            bare = statistics.median(time_command(theirs, their_env, args.runs))
+            measure(ours, our_env, 2)  # warm the page cache and bytecode
+            measure(theirs, their_env, 2)
+            mine = statistics.median(measure(ours, our_env, args.runs))
+            bare = statistics.median(measure(theirs, their_env, args.runs))
             print(f"{name:<12} {mine:>11.1f} {bare:>14.1f} {mine / bare:>6.2f}x")
 
 
