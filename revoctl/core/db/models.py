@@ -47,18 +47,17 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return _as_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return _as_utc(value)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """``value`` in UTC; a naive one is taken to be UTC already."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
@@ -76,13 +75,18 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
 
 
-class RequestLog(Base):
+class _Event:
+    """What every revoctl table starts with: a key and when the row's event happened."""
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, sort_order=-2)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True, sort_order=-1)
+
+
+class RequestLog(_Event, Base):
     """One API request the platform served."""
 
     __tablename__ = "request_logs"
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     method: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(String(2048))
     status_code: Mapped[int]
@@ -93,14 +97,12 @@ class RequestLog(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
-class ModelUsage(Base):
+class ModelUsage(_Event, Base):
     """Tokens and estimated cost of one call to a model provider."""
 
     __tablename__ = "model_usage"
     __table_args__ = (Index(None, "provider", "model", "ts"),)
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     provider: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(128))
     prompt_tokens: Mapped[int] = mapped_column(default=0)
@@ -111,14 +113,12 @@ class ModelUsage(Base):
     user_id: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
-class RateLimitLog(Base):
+class RateLimitLog(_Event, Base):
     """One rate-limit decision."""
 
     __tablename__ = "rate_limit_logs"
     __table_args__ = (Index(None, "rule", "key", "ts"),)
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     rule: Mapped[str] = mapped_column(String(128))
     key: Mapped[str] = mapped_column(String(255))
     allowed: Mapped[bool]
@@ -126,27 +126,23 @@ class RateLimitLog(Base):
     weight: Mapped[int] = mapped_column(default=1)
 
 
-class SystemMetrics(Base):
+class SystemMetrics(_Event, Base):
     """One sample of a named metric, with its labels."""
 
     __tablename__ = "system_metrics"
     __table_args__ = (Index(None, "name", "ts"),)
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     name: Mapped[str] = mapped_column(String(128))
     value: Mapped[float]
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-class SecretAuditLog(Base):
+class SecretAuditLog(_Event, Base):
     """One change to a secret (set or rotate): who, when, which versions; never the value."""
 
     __tablename__ = "secret_audit_log"
     __table_args__ = (Index(None, "secret_name", "ts"),)
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     secret_name: Mapped[str] = mapped_column(String(127))
     action: Mapped[str] = mapped_column(String(16))
     version: Mapped[str] = mapped_column(String(64))
