@@ -63,13 +63,14 @@ def isolated_logging_and_redaction() -> Iterator[None]:
     (a value registered elsewhere would mask words in this test's log records)."""
     from revoctl.core import redaction
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    root, ours = logging.getLogger(), logging.getLogger("revoctl")
+    handlers, level, our_level = list(root.handlers), root.level, ours.level
     yield
     for handler in root.handlers[:]:
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
+    ours.setLevel(our_level)
     redaction._redactor._values.clear()
     redaction._redactor._pattern = None
 

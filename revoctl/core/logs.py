@@ -36,7 +36,11 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(
     level: str = "warning", fmt: LogFormat = "auto", stream: IO[str] | None = None
 ) -> logging.Handler:
-    """Install one redacting handler on the root logger, replacing any earlier one of ours."""
+    """Install one redacting handler on the root logger, replacing any earlier one of ours.
+
+    ``level`` applies to revoctl's loggers; other libraries log at warning and above,
+    except at ``debug``, which shows everything.
+    """
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     handler = logging.StreamHandler(stream)
@@ -49,5 +53,9 @@ def configure_logging(
     for old in [h for h in root.handlers if h.get_name() == "revoctl"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # revoctl's own loggers at ``level``; the libraries' (Alembic, azure, asyncio) stay at
+    # warning unless debugging, so that -v shows what revoctl did, not their chatter.
+    numeric = logging.getLevelName(level.upper())
+    root.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    logging.getLogger("revoctl").setLevel(numeric)
     return handler

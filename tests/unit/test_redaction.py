@@ -100,3 +100,17 @@ def test_secret_references_and_ports_stay_readable() -> None:
     assert redact("see http://host:8080/path for user@example.com") == (
         "see http://host:8080/path for user@example.com"
     )
+
+
+def test_verbose_shows_revoctl_info_but_not_library_chatter() -> None:
+    stream = io.StringIO()
+    handler = configure_logging("info", "text", stream=stream)
+    try:
+        logging.getLogger("revoctl.db").info("revoctl says")
+        logging.getLogger("alembic.runtime").info("alembic chatter")
+        logging.getLogger("alembic.runtime").warning("alembic warns")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    output = stream.getvalue()
+    assert "revoctl says" in output and "alembic warns" in output
+    assert "alembic chatter" not in output
