@@ -66,7 +66,9 @@ class Console:
             from rich.table import Table
             from rich.text import Text
 
-            table = Table(*[h.upper() for h in headers], box=None, pad_edge=False)
+            table = Table(box=None, pad_edge=False)
+            for header in headers:  # fold long values onto more lines: never cut them short
+                table.add_column(header.upper(), overflow="fold")
             for row in cells:
                 table.add_row(*(Text(cell) for cell in row))  # data, never rich markup
             RichConsole(no_color=self.no_color, highlight=False).print(table)
