@@ -49,26 +49,28 @@ async def load_services(
     :raises RevoctlError: the database URL references a secret that cannot be read.
     """
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, profile)
-    async with _services(loaded, role, initialize_db=True) as services:
+    async with build_services(loaded, role, initialize_db=True) as services:
         yield services
 
 
 @contextlib.asynccontextmanager
-async def _services(
+async def build_services(
     loaded: LoadedConfig, role: str, *, initialize_db: bool
 ) -> AsyncIterator[Services]:
-    secrets = SecretManager(loaded.settings.secrets, home=loaded.home)
-    await secrets.initialize()
-    # The database URL may reference secrets; secret changes are audited in the database.
-    db = DatabaseManager(loaded.settings.database, role=role, resolve=secrets.resolve_references)
-    secrets.audit = DatabaseAuditSink(db)
-    try:
-        if initialize_db:
-            await db.initialize()
-        yield Services(loaded, db, secrets)
-    finally:
-        await db.close()
-        await secrets.close()
+    """The services wired to each other: the database URL may reference secrets, and
+    secret changes are audited in the database. ``initialize_db`` opens the database
+    now; otherwise it opens on first use, and a failure there is that use's alone."""
+    async with SecretManager(loaded.settings.secrets, home=loaded.home) as secrets:
+        db = DatabaseManager(
+            loaded.settings.database, role=role, resolve=secrets.resolve_references
+        )
+        secrets.audit = DatabaseAuditSink(db)
+        try:
+            if initialize_db:
+                await db.initialize()
+            yield Services(loaded, db, secrets)
+        finally:
+            await db.close()
 
 
 @contextlib.asynccontextmanager
@@ -96,5 +98,5 @@ async def health_report(config: LoadedConfig, *, role: str = "cli") -> dict[str,
     The database is not opened up front: a failure to open it (an unreadable
     secret in its URL, say) is that service's unhealthy status, not an error.
     """
-    async with _services(config, role, initialize_db=False) as services:
+    async with build_services(config, role, initialize_db=False) as services:
         return await services.health_check()

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from revoctl.core.secrets._audit import DatabaseAuditSink
 from revoctl.core.secrets._manager import SecretManager
 
 if TYPE_CHECKING:
@@ -20,20 +19,15 @@ async def open_secret_manager(
     """A manager built from ``loaded``, closed afterwards.
 
     With ``audit``, changes are recorded in the database (whose URL may itself
-    reference secrets, resolved through this manager); reads never touch it, so
-    ``secrets get`` does not import the database layer.
+    reference secrets, resolved through this manager), wired as `load_services`
+    wires them; reads never touch it, so ``secrets get`` does not import the
+    database layer.
     """
-    async with SecretManager(loaded.settings.secrets, home=loaded.home) as manager:
-        if not audit:
-            yield manager
-            return
-        from revoctl.core.db import DatabaseManager
+    if audit:
+        from revoctl.core.services import build_services
 
-        db = DatabaseManager(
-            loaded.settings.database, role=role, resolve=manager.resolve_references
-        )
-        manager.audit = DatabaseAuditSink(db)
-        try:
-            yield manager
-        finally:
-            await db.close()
+        async with build_services(loaded, role, initialize_db=False) as services:
+            yield services.secrets
+        return
+    async with SecretManager(loaded.settings.secrets, home=loaded.home) as manager:
+        yield manager
