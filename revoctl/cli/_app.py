@@ -76,9 +76,7 @@ class LazyGroup(TyperGroup):
             raise
         except Exception as exc:
             first_line = next(iter(str(exc).splitlines()), "")
-            state = ctx.find_object(AppState)
-            hint = "" if state and state.verbose else " (run with -v for details)"
-            _fail(ctx, f"unexpected {type(exc).__name__}: {first_line}{hint}", 1, exc)
+            _fail(ctx, f"unexpected {type(exc).__name__}: {first_line}", 1, exc, hint=True)
 
     def main(
         self,
@@ -115,11 +113,16 @@ class LazyGroup(TyperGroup):
         return code
 
 
-def _fail(ctx: Context, message: str, code: int, exc: BaseException) -> NoReturn:
+def _fail(
+    ctx: Context, message: str, code: int, exc: BaseException, *, hint: bool = False
+) -> NoReturn:
+    """Print ``message`` (and the traceback with -v, else ``hint`` at it), exit ``code``."""
     state = ctx.find_object(AppState)
     console = state.console if state else Console()
     if console.verbose:
         sys.stderr.write(redact_exception(exc))
+    elif hint:
+        message += " (run with -v for details)"
     console.error(message)
     raise typer.Exit(code)
 

@@ -166,3 +166,18 @@ def test_a_stray_argument_is_never_echoed(cli) -> None:
     assert result.exit_code == 2
     assert "MyS3cretPassw0rd" not in result.stdout + result.stderr
     assert "unexpected extra argument" in result.stderr
+
+
+def test_an_unexpected_error_with_v_shows_the_traceback_not_the_hint(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import revoctl.config
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(revoctl.config, "describe_config", explode)
+    result = cli("-v", "config", "show")
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == "error: unexpected RuntimeError: boom"
