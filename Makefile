@@ -21,6 +21,7 @@ test: $(BIN)/python
 	$(BIN)/ruff check revoctl tests benchmarks
 	$(BIN)/ruff format --check revoctl tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/python

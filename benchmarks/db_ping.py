@@ -31,7 +31,7 @@ from _timing import p95, time_async, time_process
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from revoctl.config import DatabaseConfig
+from revoctl.core import DatabaseConfig
 from revoctl.core.db import DatabaseManager
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

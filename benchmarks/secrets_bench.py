@@ -34,7 +34,7 @@ from _timing import p95, time_async
 from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets.aio import SecretClient
 
-from revoctl.config import SecretConfig
+from revoctl.core import SecretConfig
 from revoctl.core.secrets import SecretManager
 from tests.support.keyvault import KeyVaultStandIn
 

@@ -11,203 +11,44 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError
 
 from revoctl._dotted import flatten
+from revoctl.core._paths import ENV_HOME, default_database_url, state_dir
+from revoctl.core._settings import Section
+from revoctl.core.breakers.settings import BreakersConfig
+from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import ConfigError
-from revoctl.core.redaction import MASK, redact_url
+from revoctl.core.health import HealthConfig
+from revoctl.core.limits.settings import LimitsConfig
+from revoctl.core.logs import LoggingConfig
+from revoctl.core.redaction import MASK, SECRET_KEY, redact_url
+from revoctl.core.redis import RedisConfig
 from revoctl.core.references import references_secrets
-from revoctl.core.secrets.base import SecretProvider
+from revoctl.core.secrets.settings import SecretConfig
 
 ENV_PREFIX = "REVOCTL_"
 ENV_CONFIG = "REVOCTL_CONFIG"
 ENV_PROFILE = "REVOCTL_PROFILE"
-ENV_HOME = "REVOCTL_HOME"
 ENV_OUTPUT = "REVOCTL_OUTPUT"
 LOCAL_CONFIG_NAME = "revoctl.toml"
-DATABASE_FILE_NAME = "revoctl.db"
 
-Source = str  # "default" | "file" | "profile" | "env" | "flag"
-
-
-def state_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The state directory: ``REVOCTL_HOME``, else ``$XDG_DATA_HOME/revoctl``."""
-    env = os.environ if env is None else env
-    if env.get(ENV_HOME):
-        return Path(env[ENV_HOME]).expanduser()
-    data_home = env.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
-    return Path(data_home) / "revoctl"
+__all__ = ["ENV_HOME", "LoadedConfig", "Settings", "describe_config", "load_config"]
 
 
-def default_database_url(env: Mapping[str, str] | None = None) -> str:
-    """The embedded database: a SQLite file in the state directory."""
-    return f"sqlite+aiosqlite:///{state_dir(env) / DATABASE_FILE_NAME}"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AzureKeyVaultConfig(_Section):
-    vault_url: str = ""
-    tenant_id: str = ""
-    client_id: str = ""
-    verify_challenge_resource: bool = True
-
-    @field_validator("vault_url")
-    @classmethod
-    def _https(cls, url: str) -> str:
-        if url and not url.startswith("https://"):
-            raise ValueError("must be an https:// URL, e.g. https://NAME.vault.azure.net/")
-        return url
-
-
-_FLAT_AZURE_KEYS = {
-    "azure_vault_url": "vault_url",
-    "azure_tenant_id": "tenant_id",
-    "azure_client_id": "client_id",
-}
-
-
-class SecretConfig(_Section):
-    """How secrets are read: the provider, its fallback, the cache and its bounds.
-
-    The design notes' flat ``azure_vault_url``/``azure_tenant_id``/``azure_client_id``
-    keyword arguments are accepted and moved into ``azure``.
-    """
-
-    provider: SecretProvider = SecretProvider.LOCAL
-    fallback: Literal["local", "none"] = "local"
-    cache_ttl_seconds: float = Field(3600, ge=0)
-    max_stale_seconds: float = Field(86400, ge=0)
-    timeout_seconds: float = Field(10, gt=0)
-    azure: AzureKeyVaultConfig = AzureKeyVaultConfig()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_flat_azure_keys(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not _FLAT_AZURE_KEYS.keys() & data.keys():
-            return data
-        data = dict(data)
-        azure = data.get("azure", {})
-        azure = dict(azure.model_dump() if isinstance(azure, BaseModel) else azure)
-        for flat, key in _FLAT_AZURE_KEYS.items():
-            if flat in data:
-                azure[key] = data.pop(flat)
-        data["azure"] = azure
-        return data
-
-    @model_validator(mode="after")
-    def _vault_url_when_azure(self) -> SecretConfig:
-        if self.provider is SecretProvider.AZURE_KEY_VAULT and not self.azure.vault_url:
-            raise ValueError("azure.vault_url is required when provider is azure_key_vault")
-        return self
-
-
-_ASYNC_DRIVERS = {
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-    "sqlite": "sqlite+aiosqlite",
-    "sqlite+aiosqlite": "sqlite+aiosqlite",
-}
-"""Scheme -> the async driver revoctl uses for it."""
-
-
-class DatabaseConfig(_Section):
-    """The database URL and its pool; ``url`` may hold ``${secret:NAME}`` references."""
-
-    url: str = Field(default_factory=default_database_url)
-    pool_size: int = Field(10, ge=1)
-    max_overflow: int = Field(20, ge=0)
-    pool_timeout: float = Field(30, gt=0)
-    pool_recycle: int = Field(3600, ge=-1)
-    pool_pre_ping: bool = True
-    retry_attempts: int = Field(3, ge=0)
-    slow_query_ms: float = Field(500, ge=0)
-    connect_timeout: float = Field(5, gt=0)
-    health_timeout: float = Field(2, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _async_driver(cls, url: str) -> str:
-        """The URL with its async driver: a bare ``postgresql://`` gets ``+asyncpg``."""
-        scheme, sep, rest = url.partition("://")
-        driver = _ASYNC_DRIVERS.get(scheme.lower(), scheme.lower())
-        if not sep or driver not in _ASYNC_DRIVERS.values():
-            raise ValueError(
-                "must be a postgresql+asyncpg:// or sqlite+aiosqlite:// URL"
-                + (f", not {scheme}://" if sep else "")
-            )
-        return f"{driver}://{rest}"
-
-
-class RedisConfig(_Section):
-    url: str = "redis://127.0.0.1:6379/0"
-
-
-class LimitRuleSettings(_Section):
-    name: str
-    requests: int = Field(ge=1)
-    window_seconds: float = Field(gt=0)
-    algorithm: Literal["token_bucket", "sliding_window", "fixed_window"] = "token_bucket"
-    scope: Literal["per_user", "per_ip", "per_api_key", "global"] = "per_user"
-    burst_multiplier: float = Field(1.0, ge=1.0)
-
-
-class LimitsConfig(_Section):
-    store: Literal["memory", "sql", "redis"] = "sql"
-    failure_mode: Literal["open", "closed"] = "open"
-    rules: tuple[LimitRuleSettings, ...] = ()
-
-
-class BreakerSettings(_Section):
-    failure_threshold: int = Field(5, ge=1)
-    recovery_timeout: float = Field(30, ge=0)
-    success_threshold: int = Field(2, ge=1)
-    timeout: float = Field(30.0, ge=0)
-    slow_call_seconds: float = Field(10.0, ge=0)
-
-
-class BreakerOverrides(_Section):
-    failure_threshold: int | None = Field(None, ge=1)
-    recovery_timeout: float | None = Field(None, ge=0)
-    success_threshold: int | None = Field(None, ge=1)
-    timeout: float | None = Field(None, ge=0)
-    slow_call_seconds: float | None = Field(None, ge=0)
-
-
-class BreakersConfig(_Section):
-    store: Literal["memory", "sql", "redis"] = "sql"
-    defaults: BreakerSettings = BreakerSettings()
-    services: dict[str, BreakerOverrides] = {}
-
-
-class LoggingConfig(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "warning"
-    format: Literal["auto", "json", "text"] = "auto"
-
-
-class Settings(_Section):
-    """The whole effective configuration; passed first to every core entry point."""
+class Settings(Section):
+    """The whole effective configuration: each service's own settings, composed."""
 
     secrets: SecretConfig = SecretConfig()
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     redis: RedisConfig = RedisConfig()
+    health: HealthConfig = HealthConfig()
     limits: LimitsConfig = LimitsConfig()
     breakers: BreakersConfig = BreakersConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -354,7 +195,7 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
         if error["type"] == "extra_forbidden":
             message = "unknown key" + _suggestion(key)
         else:
-            message = error["msg"]
+            message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{source}: {key}: {message}")
     return "invalid configuration: " + "; ".join(problems)
 
@@ -384,11 +225,6 @@ def _suggestion(key: str) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_SECRET_KEY = re.compile(
-    r"(?i)(password|passwd|secret|token|api_key|apikey|credential|private_key)$"
-)
-
-
 def describe_config(loaded: LoadedConfig) -> dict[str, Any]:
     """The effective configuration, each value with its source, secret-looking values masked.
 
@@ -403,7 +239,7 @@ def describe_config(loaded: LoadedConfig) -> dict[str, Any]:
         if isinstance(value, str) and value:
             value = (
                 MASK
-                if _SECRET_KEY.search(leaf) and not references_secrets(value)
+                if SECRET_KEY.search(leaf) and not references_secrets(value)
                 else redact_url(value)
             )
         entries.append(

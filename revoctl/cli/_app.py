@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typer._click.core import Command, Context
 
     from revoctl.config import LoadedConfig, Settings
+    from revoctl.core.services import Services
 
 T = TypeVar("T")
 
@@ -169,6 +170,22 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio  # not at module level: it costs start-up time that --help never needs
 
     return asyncio.run(coro)
+
+
+def call(ctx: typer.Context, op: Callable[[Services], Awaitable[T]]) -> T:
+    """Run one core call against the configured services (role ``cli``), then close them.
+
+    Components are built on first use, so a command builds only what ``op`` touches.
+    """
+    from revoctl.core.services import open_services
+
+    loaded = AppState.of(ctx).loaded
+
+    async def against_services() -> T:
+        async with open_services(loaded, role="cli") as services:
+            return await op(services)
+
+    return run(against_services())
 
 
 def _show_version(value: bool) -> None:

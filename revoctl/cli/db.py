@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
-from revoctl.cli._app import AppState, run
+from revoctl.cli._app import AppState, call, run
 from revoctl.cli._console import OutputFormat, OutputOption
 from revoctl.core.errors import CheckFailedError
-
-if TYPE_CHECKING:
-    from revoctl.core.db import DatabaseManager
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="Check the database, inspect its connections and run migrations.", no_args_is_help=True
 )
 
 
-def _call(ctx: typer.Context, method: Callable[[DatabaseManager], Awaitable[T]]) -> T:
-    """Open the configured database (role ``cli``), run one core call, close."""
-    from revoctl.core.services import open_database
-
-    loaded = AppState.of(ctx).loaded
-
-    async def call() -> T:
-        async with open_database(loaded) as db:
-            return await method(db)
-
-    return run(call())
-
-
 @app.command()
 def ping(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     """Connect and run SELECT 1; exit 4 when the database cannot be reached."""
-    result = _call(ctx, lambda db: db.ping())
+    result = call(ctx, lambda svc: svc.db.ping())
     AppState.of(ctx).console.emit(result, output)
 
 
 @app.command()
 def health(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     """Reachability, pool saturation and pending migrations; exit 1 when unhealthy."""
-    report = _call(ctx, lambda db: db.health_check())
+    report = call(ctx, lambda svc: svc.db.health_check())
     AppState.of(ctx).console.emit(report, output)
     if report["status"] == "unhealthy":
         raise CheckFailedError(f"database is unhealthy: {report.get('error', 'see the report')}")
@@ -57,7 +38,7 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     On PostgreSQL the connections are the server's view, so the runtime's pools
     show too; SQLite has no server, so only this process's pool is listed.
     """
-    report = _call(ctx, lambda db: db.pool_report())
+    report = call(ctx, lambda svc: svc.db.pool_report())
     console = AppState.of(ctx).console
     if output is not OutputFormat.table:
         console.emit(report, output)
@@ -98,7 +79,7 @@ def migrate(
             state.console.line(result["sql"].rstrip("\n"))
             return
     else:
-        result = _call(ctx, lambda db: upgrade(db, revision))
+        result = call(ctx, lambda svc: upgrade(svc.db, revision))
     state.console.emit(result, output)
 
 
@@ -107,7 +88,7 @@ def current(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> No
     """The applied revision, the newest shipped one and how many are pending."""
     from revoctl.core.db import current as current_revision
 
-    AppState.of(ctx).console.emit(_call(ctx, current_revision), output)
+    AppState.of(ctx).console.emit(call(ctx, lambda svc: current_revision(svc.db)), output)
 
 
 @app.command()
@@ -116,7 +97,7 @@ def history(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> No
     from revoctl.core.db import history as revision_history
 
     AppState.of(ctx).console.emit(
-        _call(ctx, revision_history),
+        call(ctx, lambda svc: revision_history(svc.db)),
         output,
         ["revision", "down_revision", "head", "current", "applied", "description"],
     )
@@ -131,4 +112,4 @@ def downgrade(
     """Revert migrations down to REVISION."""
     from revoctl.core.db import downgrade as downgrade_to
 
-    AppState.of(ctx).console.emit(_call(ctx, lambda db: downgrade_to(db, revision)), output)
+    AppState.of(ctx).console.emit(call(ctx, lambda svc: downgrade_to(svc.db, revision)), output)

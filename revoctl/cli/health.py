@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from revoctl.cli._app import AppState, run
+from revoctl.cli._app import AppState, call
 from revoctl.cli._console import OutputFormat, OutputOption, cell_text
 from revoctl.core.errors import CheckFailedError
 
@@ -29,10 +29,9 @@ def health(
 ) -> None:
     """Check every service; exit 1 when the status reaches --fail-on."""
     from revoctl.core.health import at_or_past
-    from revoctl.core.services import health_report
 
     state = AppState.of(ctx)
-    report = run(health_report(state.loaded))
+    report = call(ctx, lambda svc: svc.health_check())
     if output is OutputFormat.table:
         rows = [[name, svc["status"], _detail(svc)] for name, svc in report["services"].items()]
         state.console.table(["service", "status", "detail"], rows)

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from revoctl.cli._app import AppState, run
+from revoctl.cli._app import AppState, call
 from revoctl.cli._console import OutputFormat, OutputOption
 from revoctl.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from revoctl.core.secrets import SecretManager, SecretProperties
-
-T = TypeVar("T")
+    from revoctl.core.secrets import SecretProperties
 
 app = typer.Typer(
     help="Read, write, rotate and list secrets (Azure Key Vault or the local store).",
@@ -48,7 +45,7 @@ def get(
 ) -> None:
     """Print a secret's value alone, for $(...); -o json/yaml add its version and dates."""
     state = AppState.of(ctx)
-    secret = run(_with_manager(state, lambda manager: manager.read_secret(name, version)))
+    secret = call(ctx, lambda svc: svc.secrets.read_secret(name, version))
     if output is OutputFormat.table:
         state.console.line(secret.value)
         return
@@ -79,7 +76,7 @@ def list_(
     """List secrets with their latest version and date; never their values."""
     state = AppState.of(ctx)
     age = _duration(older_than) if older_than is not None else None
-    found = run(_with_manager(state, lambda manager: manager.list_secrets(older_than=age)))
+    found = call(ctx, lambda svc: svc.secrets.list_secrets(older_than=age))
     rows = [{"name": props.name, **_version_record(props)} for props in found]
     state.console.emit(rows, output, ["name", "version", "updated_on", "enabled"])
 
@@ -103,7 +100,7 @@ def set_(
 
     state = AppState.of(ctx)
     value = _read_value(validate_name(name), from_file)
-    written = run(_with_manager(state, lambda manager: manager.set_secret(name, value), audit=True))
+    written = call(ctx, lambda svc: svc.secrets.set_secret(name, value))
     state.console.emit({"name": written.name, "version": written.version}, output)
 
 
@@ -125,9 +122,7 @@ def rotate(
 
     state = AppState.of(ctx)
     value = _read_value(validate_name(name), None) if stdin else None
-    done = run(
-        _with_manager(state, lambda manager: manager.rotate(name, value, length), audit=True)
-    )
+    done = call(ctx, lambda svc: svc.secrets.rotate(name, value, length))
     document: dict[str, Any] = {
         "name": done.name,
         "version": done.version,
@@ -146,19 +141,8 @@ def versions(
 ) -> None:
     """List every version of a secret, newest first; never the values."""
     state = AppState.of(ctx)
-    found = run(_with_manager(state, lambda manager: manager.versions(name)))
+    found = call(ctx, lambda svc: svc.secrets.versions(name))
     state.console.emit([_version_record(props) for props in found], output)
-
-
-async def _with_manager(
-    state: AppState, op: Callable[[SecretManager], Awaitable[T]], *, audit: bool = False
-) -> T:
-    """``op`` on a manager built from the configuration; ``audit`` records changes in the
-    database's audit log (a failure to do so is a warning, not an error)."""
-    from revoctl.core.secrets import open_secret_manager
-
-    async with open_secret_manager(state.loaded, audit=audit) as manager:
-        return await op(manager)
 
 
 def _read_value(name: str, path: Path | None) -> str:

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from revoctl.config import DatabaseConfig, SecretConfig
+    from revoctl.core._retry import RetryPolicy
+    from revoctl.core.breakers.settings import BreakersConfig, CircuitBreakerConfig
     from revoctl.core.db import DatabaseManager
+    from revoctl.core.db.settings import DatabaseConfig
     from revoctl.core.errors import (
         BackendUnavailableError,
         CheckFailedError,
@@ -21,20 +23,36 @@ if TYPE_CHECKING:
         RevoctlError,
         UsageError,
     )
-    from revoctl.core.secrets import SecretManager, SecretProvider
+    from revoctl.core.limits.settings import (
+        LimitsConfig,
+        RateLimitAlgorithm,
+        RateLimitRule,
+        RateLimitScope,
+    )
+    from revoctl.core.redis import RedisConfig
+    from revoctl.core.secrets import SecretManager
+    from revoctl.core.secrets.settings import SecretConfig, SecretProvider
     from revoctl.core.services import Services, load_services
 
 _EXPORTS: dict[str, str] = {
     "BackendUnavailableError": "revoctl.core.errors",
+    "BreakersConfig": "revoctl.core.breakers.settings",
     "CheckFailedError": "revoctl.core.errors",
+    "CircuitBreakerConfig": "revoctl.core.breakers.settings",
     "ConfigError": "revoctl.core.errors",
-    "DatabaseConfig": "revoctl.config",
+    "DatabaseConfig": "revoctl.core.db.settings",
     "DatabaseManager": "revoctl.core.db",
+    "LimitsConfig": "revoctl.core.limits.settings",
     "NotFoundError": "revoctl.core.errors",
+    "RateLimitAlgorithm": "revoctl.core.limits.settings",
+    "RateLimitRule": "revoctl.core.limits.settings",
+    "RateLimitScope": "revoctl.core.limits.settings",
+    "RedisConfig": "revoctl.core.redis",
+    "RetryPolicy": "revoctl.core._retry",
     "RevoctlError": "revoctl.core.errors",
-    "SecretConfig": "revoctl.config",
+    "SecretConfig": "revoctl.core.secrets.settings",
     "SecretManager": "revoctl.core.secrets",
-    "SecretProvider": "revoctl.core.secrets",
+    "SecretProvider": "revoctl.core.secrets.settings",
     "Services": "revoctl.core.services",
     "UsageError": "revoctl.core.errors",
     "load_services": "revoctl.core.services",
@@ -42,11 +60,19 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "BackendUnavailableError",
+    "BreakersConfig",
     "CheckFailedError",
+    "CircuitBreakerConfig",
     "ConfigError",
     "DatabaseConfig",
     "DatabaseManager",
+    "LimitsConfig",
     "NotFoundError",
+    "RateLimitAlgorithm",
+    "RateLimitRule",
+    "RateLimitScope",
+    "RedisConfig",
+    "RetryPolicy",
     "RevoctlError",
     "SecretConfig",
     "SecretManager",
@@ -55,6 +81,5 @@ __all__ = [
     "UsageError",
     "load_services",
 ]
-
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,9 +8,18 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
-from revoctl.core.redaction import RedactionFilter, redact
+from revoctl.core._settings import Section
+from revoctl.core.redaction import RedactionFilter, install_log_redaction, redact
 
 LogFormat = Literal["auto", "json", "text"]
+
+
+class LoggingConfig(Section):
+    """``[logging]``: revoctl's own level, and the format of its lines."""
+
+    level: Literal["debug", "info", "warning", "error"] = "warning"
+    format: LogFormat = "auto"
+
 
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -41,6 +50,7 @@ def configure_logging(
     ``level`` applies to revoctl's loggers; other libraries log at warning and above,
     except at ``debug``, which shows everything.
     """
+    install_log_redaction()
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     handler = logging.StreamHandler(stream)

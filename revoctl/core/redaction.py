@@ -1,17 +1,23 @@
 """Scrubbing secrets out of text: known secret values, URL credentials and token headers.
 
-The secret manager registers every value it hands out with `register_secret()`;
-`RedactionFilter` then rewrites log records (message, arguments and traceback)
-before any handler writes them, and the CLI passes error messages through
-`redact()` too.
+The secret manager registers every value it hands out with `register_secret()`,
+in each form the value can take on its way into text: percent-encoded (as in a
+URL), ``+`` for spaces (a query string), JSON-escaped, and with its line breaks
+folded (as a one-line error shows it). `install_log_redaction()` then scrubs every
+log record as it is created, whichever handler writes it later (the runtime's,
+uvicorn's, the library user's); health reports and CLI errors go through
+`redact()` / `redact_data()` too.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 import traceback
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 from revoctl.core.references import PREFIX
 
@@ -28,9 +34,17 @@ _URL_CREDENTIALS = re.compile(
 _URL_PASSWORD = re.compile(
     rf"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:){_NOT_A_REFERENCE}[^@]*(?=@)"
 )
+SECRET_WORDS = (
+    "password", "passwd", "pwd", "secret", "client_secret", "token", "access_token",
+    "refresh_token", "api_key", "apikey", "api-key", "x-api-key", "credential", "private_key",
+    "authorization", "proxy-authorization", "x-identity-header", "cookie", "set-cookie",
+)  # fmt: skip
+"""Names whose values are secrets: as a settings key, a header, or ``name=value`` in text."""
+_WORDS = "|".join(sorted((re.escape(word) for word in SECRET_WORDS), key=len, reverse=True))
+SECRET_KEY = re.compile(rf"(?i)(?:^|[._-])(?:{_WORDS})$")
+"""A settings key (its last part) that names a secret, e.g. ``providers.openai.api_key``."""
 _TOKEN_HEADER = re.compile(
-    r"(?i)(?P<head>(?<!\$\{)\b(?:authorization|proxy-authorization|x-api-key|api-key|x-identity-header|"
-    r"secret|client_secret|password|passwd|pwd|token|access_token|refresh_token|cookie|set-cookie)"
+    rf"(?i)(?P<head>(?<!\$\{{)\b(?:{_WORDS})"
     r"[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)(?P<value>[^\s\"',;&]+)"
 )
 _BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
@@ -45,11 +59,12 @@ class Redactor:
         self._lock = threading.Lock()
 
     def register(self, value: str) -> None:
-        """Mask ``value`` wherever it appears from now on."""
-        if len(value) < MIN_SECRET_LENGTH or value in self._values:
+        """Mask ``value``, in every form it takes in text, wherever it appears from now on."""
+        forms = {form for form in _forms(value) if len(form) >= MIN_SECRET_LENGTH}
+        if forms <= self._values:
             return
         with self._lock:
-            self._values.add(value)
+            self._values |= forms
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
@@ -63,9 +78,35 @@ class Redactor:
         return _BEARER.sub(rf"\g<head>{MASK}", text)
 
 
+def _forms(value: str) -> set[str]:
+    """``value`` as it may reach text: raw, URL-encoded, JSON-escaped, lines folded."""
+    folded = " ".join(value.split())
+    return {
+        value,
+        quote(value, safe=""),
+        quote(value, safe="/"),
+        quote_plus(value),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        folded,
+        *(line.strip() for line in value.splitlines() if len(value.splitlines()) > 1),
+    }
+
+
 _redactor = Redactor()
 register_secret = _redactor.register
 redact = _redactor.redact
+
+
+def redact_data(data: Any) -> Any:
+    """``data`` (JSON-like) with every string in it redacted, keys included."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact_data(key): redact_data(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(item) for item in data]
+    return data
 
 
 def redact_url(url: str) -> str:
@@ -76,6 +117,55 @@ def redact_url(url: str) -> str:
 def redact_exception(exc: BaseException) -> str:
     """A traceback of ``exc``, redacted, for ``-v`` output."""
     return redact("".join(traceback.format_exception(exc)))
+
+
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Scrub every log record as it is created, so that no handler can write a secret.
+
+    Installed once per process by `load_services()` and the CLI. The message and each
+    argument are redacted in place (arguments keep their positions: formatters such as
+    uvicorn's read them), and a traceback is rendered, redacted, into ``exc_text``.
+    """
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _scrub(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True
+
+
+def _scrub(record: logging.LogRecord) -> None:
+    if isinstance(record.msg, str):
+        record.msg = redact(record.msg)
+    if isinstance(record.args, tuple):
+        record.args = tuple(_scrub_argument(arg) for arg in record.args)
+    elif isinstance(record.args, dict):
+        record.args = {key: _scrub_argument(arg) for key, arg in record.args.items()}
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = redact_exception(record.exc_info[1]).rstrip("\n")
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+def _scrub_argument(arg: Any) -> Any:
+    if isinstance(arg, int | float | bool) or arg is None:
+        return arg
+    try:
+        text = str(arg)
+    except Exception:  # an argument that cannot be shown is left for the formatter to report
+        return arg
+    cleaned = redact(text)
+    return arg if cleaned == text else cleaned
 
 
 class RedactionFilter(logging.Filter):

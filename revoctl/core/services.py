@@ -1,37 +1,193 @@
-"""`load_services()`: the runtime's and the CLI's one way to get configured services."""
+"""The composition: one registry of components, built on first use, closed together.
+
+`load_services()` is the runtime's, the library user's and the CLI's one way to get
+configured services. Each component is listed once in `COMPONENTS`: how it is built
+from the settings and the other components, and the key under which it reports in
+the health document. Health, the CLI and the runtime's metrics read that list, so a
+new service is one entry here. Components are built lazily (``revoctl secrets get``
+never imports the database layer) and registered on one `AsyncExitStack`, which
+closes them in reverse order of building.
+
+The wiring between services lives here and nowhere else: the database URL reads
+its ``${secret:NAME}`` references through the secret manager, and the secret
+manager records its changes in the database's audit table.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from revoctl.config import LoadedConfig, Settings, load_config
-from revoctl.core.db import DatabaseManager
+from revoctl.core.errors import UsageError
 from revoctl.core.health import gather_health
-from revoctl.core.references import references_secrets
-from revoctl.core.secrets import DatabaseAuditSink, SecretManager
+from revoctl.core.redaction import install_log_redaction
+
+if TYPE_CHECKING:
+    from revoctl.config import LoadedConfig, Settings
+    from revoctl.core.db import DatabaseManager
+    from revoctl.core.secrets import AuditEvent, SecretManager
 
 
-@dataclass
+class Component(Protocol):
+    """What the composition needs of every service."""
+
+    async def close(self) -> None: ...
+
+    async def health_check(self, budget: float | None = None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One entry of the registry: the `Services` attribute, its health key, its builder."""
+
+    attribute: str
+    health_key: str
+    build: Callable[[Services], Component]
+
+
 class Services:
-    """The configured services, sharing one configuration and one state."""
+    """The configured services of one process, sharing one configuration and one state.
 
-    config: LoadedConfig
-    db: DatabaseManager
-    secrets: SecretManager
+    Attributes build their component on first use: ``svc.secrets``, ``svc.db``.
+    """
+
+    def __init__(self, config: LoadedConfig, *, role: str = "runtime") -> None:
+        self.config = config
+        self.role = role
+        self._built: dict[str, Component] = {}
+        self._stack = contextlib.AsyncExitStack()
 
     @property
     def settings(self) -> Settings:
         return self.config.settings
 
+    @property
+    def home(self) -> Path:
+        return self.config.home
+
+    def component(self, attribute: str) -> Component:
+        """The component behind ``attribute``, built and registered for closing on first use."""
+        if attribute not in self._built:
+            spec = REGISTRY[attribute]
+            built = spec.build(self)
+            self._built[attribute] = built
+            self._stack.push_async_callback(built.close)
+        return self._built[attribute]
+
+    def built(self) -> Mapping[str, Component]:
+        """The components built so far, by attribute (for metrics: nothing is built to read it)."""
+        return dict(self._built)
+
+    @property
+    def secrets(self) -> SecretManager:
+        return cast("SecretManager", self.component("secrets"))
+
+    @property
+    def db(self) -> DatabaseManager:
+        return cast("DatabaseManager", self.component("db"))
+
     async def health_check(self) -> dict[str, Any]:
-        """The CONTRACT's health document: overall status and one entry per service."""
-        return await gather_health(
-            {"secrets": self.secrets.health_check(), "database": self.db.health_check()}
-        )
+        """The CONTRACT's health document: overall status and one entry per service, each
+        check cut at ``[health] timeout_seconds``."""
+        timeout = self.settings.health.timeout_seconds
+        checks = {spec.health_key: _bound_check(self, spec.attribute) for spec in COMPONENTS}
+        return await gather_health(checks, timeout)
+
+    async def aclose(self) -> None:
+        """Close every component built, newest first; each is closed whatever the others do."""
+        await self._stack.aclose()
+        self._built.clear()
+
+
+def _bound_check(services: Services, attribute: str) -> Callable[[float], Any]:
+    async def check(budget: float) -> dict[str, Any]:
+        return await services.component(attribute).health_check(budget)
+
+    return check
+
+
+class DatabaseAuditSink:
+    """Appends each secret change to the ``secret_audit_log`` table (migration 0002).
+
+    The database is reached through ``db()`` on first use, not before: its URL may
+    reference a secret, and a failure there must fail only the audit record.
+    """
+
+    def __init__(self, db: Callable[[], DatabaseManager]) -> None:
+        self._db = db
+
+    async def record(self, event: AuditEvent) -> None:
+        """Append ``event``.
+
+        :raises UsageError: the table is missing (the database is not migrated).
+        :raises BackendUnavailableError: the database cannot be reached.
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from revoctl.core.db._errors import is_missing_table
+        from revoctl.core.db.models import SecretAuditLog
+
+        try:
+            async with self._db().get_async_session() as session:
+                session.add(
+                    SecretAuditLog(
+                        secret_name=event.secret_name,
+                        action=event.action,
+                        version=event.version,
+                        previous_version=event.previous_version,
+                        provider=event.provider,
+                        actor=event.actor,
+                        ts=event.occurred_at,
+                    )
+                )
+        except SQLAlchemyError as exc:
+            if is_missing_table(exc):
+                raise UsageError(
+                    "the database is not migrated (run 'revoctl db migrate')"
+                ) from None
+            raise
+
+
+def _build_secrets(services: Services) -> Component:
+    from revoctl.core.secrets import SecretManager
+
+    return SecretManager(
+        services.settings.secrets,
+        home=services.home,
+        audit=DatabaseAuditSink(lambda: services.db),
+    )
+
+
+def _build_database(services: Services) -> Component:
+    from revoctl.core.db import DatabaseManager
+
+    async def read_secret(name: str) -> str:
+        return await services.secrets.get_secret(name)
+
+    return DatabaseManager(services.settings.database, role=services.role, resolve=read_secret)
+
+
+COMPONENTS: tuple[ComponentSpec, ...] = (
+    ComponentSpec("secrets", "secrets", _build_secrets),
+    ComponentSpec("db", "database", _build_database),
+)
+"""Every service, in the order the health document lists them."""
+
+REGISTRY = {spec.attribute: spec for spec in COMPONENTS}
+
+
+@contextlib.asynccontextmanager
+async def open_services(config: LoadedConfig, *, role: str = "runtime") -> AsyncIterator[Services]:
+    """`Services` for an already loaded configuration, closed on exit."""
+    install_log_redaction()
+    services = Services(config, role=role)
+    try:
+        yield services
+    finally:
+        await services.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -41,62 +197,17 @@ async def load_services(
     *,
     role: str = "runtime",
 ) -> AsyncIterator[Services]:
-    """Build every service from the configuration, resolved as the CLI resolves it.
+    """Every service, configured as the CLI resolves the configuration.
 
+    ``config`` is a config file (else the CLI's search: ``REVOCTL_CONFIG``,
+    ``./revoctl.toml``, the XDG config) or a configuration already loaded;
     ``role`` tags this process's database connections (``application_name``).
+    Log redaction is installed for the whole process.
 
     :raises ConfigError: the configuration is invalid.
-    :raises RevoctlError: the database URL references a secret that cannot be read.
     """
+    from revoctl.config import LoadedConfig, load_config
+
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, profile)
-    async with build_services(loaded, role, initialize_db=True) as services:
+    async with open_services(loaded, role=role) as services:
         yield services
-
-
-@contextlib.asynccontextmanager
-async def build_services(
-    loaded: LoadedConfig, role: str, *, initialize_db: bool
-) -> AsyncIterator[Services]:
-    """The services wired to each other: the database URL may reference secrets, and
-    secret changes are audited in the database. ``initialize_db`` opens the database
-    now; otherwise it opens on first use, and a failure there is that use's alone."""
-    async with SecretManager(loaded.settings.secrets, home=loaded.home) as secrets:
-        db = DatabaseManager(
-            loaded.settings.database, role=role, resolve=secrets.resolve_references
-        )
-        secrets.audit = DatabaseAuditSink(db)
-        try:
-            if initialize_db:
-                await db.initialize()
-            yield Services(loaded, db, secrets)
-        finally:
-            await db.close()
-
-
-@contextlib.asynccontextmanager
-async def open_database(
-    config: LoadedConfig, *, role: str = "cli"
-) -> AsyncIterator[DatabaseManager]:
-    """The configured database, for commands that need nothing else.
-
-    A URL with ``${secret:NAME}`` references needs the secret manager to resolve
-    them, as the runtime does; a plain URL opens the database alone.
-
-    :raises ConfigError: the configuration is invalid.
-    """
-    if references_secrets(config.settings.database.url):
-        async with load_services(config, role=role) as services:
-            yield services.db
-        return
-    async with DatabaseManager(config.settings.database, role=role) as db:
-        yield db
-
-
-async def health_report(config: LoadedConfig, *, role: str = "cli") -> dict[str, Any]:
-    """Build the services, check them all, and close them: ``revoctl health``.
-
-    The database is not opened up front: a failure to open it (an unreadable
-    secret in its URL, say) is that service's unhealthy status, not an error.
-    """
-    async with build_services(config, role, initialize_db=False) as services:
-        return await services.health_check()

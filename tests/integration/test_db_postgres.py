@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import make_url, text
 
+from revoctl.core import RetryPolicy
 from revoctl.core.db import (
     DatabaseConfig,
     DatabaseManager,
-    RetryPolicy,
     current,
     downgrade,
     heads,
@@ -119,7 +119,7 @@ def test_cli_ping_health_pool_keys(
 HOLDER = textwrap.dedent(
     """
     import asyncio, contextlib, sys
-    from revoctl.config import DatabaseConfig
+    from revoctl.core import DatabaseConfig
     from revoctl.core.db import DatabaseManager
 
     async def main() -> None:

@@ -213,7 +213,7 @@ def test_database_url_gets_the_async_driver(
 )
 def test_other_database_drivers_are_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REVOCTL_DATABASE__URL", url)
-    with pytest.raises(ConfigError, match=r"database\.url: Value error, must be a postgresql"):
+    with pytest.raises(ConfigError, match=r"database\.url: must be a postgresql"):
         load_config()
 
 

@@ -30,13 +30,13 @@ def test_fail_on_threshold(status, threshold, fails) -> None:
 
 
 async def test_a_check_that_raises_reports_unhealthy_without_hiding_the_others() -> None:
-    async def broken() -> dict[str, object]:
+    async def broken(budget: float) -> dict[str, object]:
         raise RuntimeError("probe exploded")
 
-    async def fine() -> dict[str, object]:
+    async def fine(budget: float) -> dict[str, object]:
         return {"status": "healthy"}
 
-    report = await gather_health({"database": broken(), "secrets": fine()})
+    report = await gather_health({"database": broken, "secrets": fine}, timeout=5)
     assert report["status"] == "unhealthy"
     assert report["services"]["secrets"] == {"status": "healthy"}
     assert report["services"]["database"]["error"] == "RuntimeError: probe exploded"

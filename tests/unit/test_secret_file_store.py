@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from revoctl.config import SecretConfig
+from revoctl.core import SecretConfig
 from revoctl.core.errors import NotFoundError, UsageError
 from revoctl.core.secrets import SecretManager, SecretProvider
 from revoctl.core.secrets.stores import secret_store_for

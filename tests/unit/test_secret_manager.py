@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from revoctl.config import SecretConfig
+from revoctl.core import SecretConfig
 from revoctl.core.errors import BackendUnavailableError, ConfigError, NotFoundError, UsageError
 from revoctl.core.redaction import MASK, redact
+from revoctl.core.references import resolve_text
 from revoctl.core.secrets import (
     AuditEvent,
     Secret,
@@ -358,21 +359,20 @@ async def test_invalid_names_never_reach_the_store(store: MemoryStore, clock: Fa
     assert store.calls == []
 
 
-async def test_resolve_references(store: MemoryStore, clock: FakeClock):
+async def test_references_resolve_through_the_manager(store: MemoryStore, clock: FakeClock):
     store.seed("db-password", "pa55-word")
     store.seed("db-user", "app-user")
     manager = make_manager(store, clock)
     url = "postgresql://${secret:db-user}:${secret:db-password}@h/db?p=${secret:db-password}"
-    assert (
-        await manager.resolve_references(url) == "postgresql://app-user:pa55-word@h/db?p=pa55-word"
-    )
-    assert store.calls == ["get", "get"]
+    resolved = await resolve_text(url, manager.get_secret)
+    assert resolved == "postgresql://app-user:pa55-word@h/db?p=pa55-word"
+    assert store.calls == ["get", "get"]  # each secret read once, however often referenced
     assert redact("pa55-word") == MASK
-    assert await manager.resolve_references("no references") == "no references"
+    assert await resolve_text("no references", manager.get_secret) == "no references"
     with pytest.raises(UsageError):
-        await manager.resolve_references("${secret:bad_name}")
+        await resolve_text("${secret:bad_name}", manager.get_secret)
     with pytest.raises(NotFoundError):
-        await manager.resolve_references("${secret:missing}")
+        await resolve_text("${secret:missing}", manager.get_secret)
 
 
 async def test_list_older_than(store: MemoryStore, clock: FakeClock):
@@ -395,17 +395,17 @@ async def test_health_reports_cache_figures(store: MemoryStore, clock: FakeClock
     assert health["cache"] == {"size": 1, "expired": 0, "hits": 3, "misses": 1, "hit_rate": 0.75}
 
 
-def test_secret_config_accepts_the_design_notes_arguments():
+def test_secret_config_takes_the_azure_table_and_refuses_unknown_keys():
     config = SecretConfig(
         provider=SecretProvider.AZURE_KEY_VAULT,
-        azure_vault_url="https://vault.example/",
-        azure_tenant_id="tenant",
-        azure_client_id="client",
+        azure={"vault_url": "https://vault.example/", "tenant_id": "tenant", "client_id": "c"},
         cache_ttl_seconds=5,
     )
     assert (config.azure.vault_url, config.azure.tenant_id) == ("https://vault.example/", "tenant")
-    assert config.azure.client_id == "client"
+    assert config.azure.client_id == "c"
     assert SecretConfig.model_validate({"provider": "local"}).provider is SecretProvider.LOCAL
+    with pytest.raises(ValueError, match="azure_vault_url"):  # a typo never passes silently
+        SecretConfig.model_validate({"azure_vault_url": "https://vault.example/"})
 
 
 def test_azure_without_a_vault_url_is_a_config_error(monkeypatch: pytest.MonkeyPatch):

@@ -1,89 +1,49 @@
-"""Building an async engine per dialect: pool options, connect timeouts, identity, PRAGMAs."""
+"""Building the async engine: pool options, connect timeouts, TLS, identity, SQLite PRAGMAs."""
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, event, make_url
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
-from revoctl.config import DatabaseConfig
-from revoctl.core._files import ensure_writable_dir
-from revoctl.core.errors import ConfigError
-
-APPLICATION_NAME_MAX_BYTES = 63
-"""PostgreSQL truncates ``application_name`` to NAMEDATALEN - 1 bytes."""
+from revoctl.core._paths import create_private_file, ensure_writable_dir
+from revoctl.core.db._url import DatabaseUrl, application_name
+from revoctl.core.db.settings import DatabaseConfig
 
 
-def backend_of(url: str | URL) -> str:
-    """``"sqlite"`` or ``"postgresql"``, from the URL's scheme alone (no secret needed)."""
-    scheme = url.drivername if isinstance(url, URL) else url.partition(":")[0]
-    return scheme.partition("+")[0]
-
-
-def application_name(role: str) -> str:
-    """``revoctl:<host>:<pid>:<role>``, cut to the 63 bytes PostgreSQL keeps."""
-    name = f"revoctl:{socket.gethostname()}:{os.getpid()}:{role}"
-    return name.encode()[:APPLICATION_NAME_MAX_BYTES].decode(errors="ignore")
-
-
-def parse_url(url: str) -> URL:
-    """The URL as SQLAlchemy reads it.
-
-    :raises ConfigError: ``database.url`` cannot be parsed.
-    """
-    try:
-        return make_url(url)
-    except Exception:
-        # The text may hold a password, so the message does not quote it.
-        raise ConfigError("database.url: not a valid database URL") from None
-
-
-def _sqlite_file(url: URL) -> Path | None:
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
-def build_engine(
-    url: URL,
-    config: DatabaseConfig,
-    role: str,
-    *,
-    dedicated: bool = False,
-    timeout: float | None = None,
-) -> AsyncEngine:
+def build_engine(url: DatabaseUrl, config: DatabaseConfig, role: str) -> AsyncEngine:
     """An engine for ``url`` with the pool and connection options its dialect supports.
 
-    ``dedicated`` builds a `NullPool` engine: every connect is a new connection,
-    outside the pool (for health checks that must not queue behind a saturated
-    pool). ``timeout`` bounds each connection attempt (default ``connect_timeout``).
+    A SQLite file is created owner-only (0600) before SQLite opens it; its ``-wal``
+    and ``-shm`` files take the same mode.
     """
-    timeout = config.connect_timeout if timeout is None else timeout
-    sqlite = backend_of(url) == "sqlite"
-    options: dict[str, Any] = {"hide_parameters": True, **_pool_options(url, config, dedicated)}
-    if sqlite:
+    timeout = config.connect_timeout
+    options: dict[str, Any] = {"hide_parameters": True, **_pool_options(url, config)}
+    if url.backend == "sqlite":
         options["connect_args"] = {"timeout": timeout}
-        path = _sqlite_file(url)
+        path = url.sqlite_path
         if path is not None:
             ensure_writable_dir(path.parent, "SQLite database")
+            create_private_file(path)
     else:
-        options["connect_args"] = {
+        connect_args: dict[str, Any] = {
             "timeout": timeout,
             "server_settings": {"application_name": application_name(role)},
+            **url.asyncpg_options(),
         }
-    engine = create_async_engine(url, **options)
-    if sqlite:
+        tls = url.ssl_argument()
+        if tls is not None:
+            connect_args["ssl"] = tls
+        options["connect_args"] = connect_args
+    engine = create_async_engine(url.sqlalchemy_url(), **options)
+    if url.backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
     return engine
 
 
-def _pool_options(url: URL, config: DatabaseConfig, dedicated: bool) -> dict[str, Any]:
+def _pool_options(url: DatabaseUrl, config: DatabaseConfig) -> dict[str, Any]:
     """The pool class and its settings.
 
     A SQLite file gets a queue pool too (WAL lets readers share the file), but no
@@ -91,10 +51,8 @@ def _pool_options(url: URL, config: DatabaseConfig, dedicated: bool) -> dict[str
     local file does not have. An in-memory SQLite database exists only inside its
     one connection, so it gets a `StaticPool`.
     """
-    if dedicated:
-        return {"poolclass": NullPool}
-    if backend_of(url) == "sqlite":
-        if _sqlite_file(url) is None:
+    if url.backend == "sqlite":
+        if url.sqlite_path is None:
             return {"poolclass": StaticPool}
         remote: dict[str, Any] = {}
     else:

@@ -6,8 +6,6 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 
-from sqlalchemy import exc as sa_exc
-
 from revoctl.core.errors import BackendUnavailableError
 
 TRANSIENT_CONNECT_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
@@ -46,7 +44,18 @@ def _sqlite_locked(exc: BaseException) -> bool:
 
 def is_pool_timeout(exc: BaseException) -> bool:
     """The pool had no free connection within ``pool_timeout``."""
-    return isinstance(exc, sa_exc.TimeoutError)
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return isinstance(exc, PoolTimeout)
+
+
+def is_transient_connect(exc: BaseException) -> bool:
+    """A connection could not be made for a reason that may pass (refused, reset, the
+    server starting or full, a locked SQLite file): judged on the driver's own errors."""
+    code = sqlstate(exc)
+    if code is not None:
+        return code.startswith("08") or code in TRANSIENT_CONNECT_SQLSTATES
+    return _sqlite_locked(exc) or any(isinstance(link, OSError) for link in _chain(exc))
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -54,14 +63,13 @@ def is_connection_error(exc: BaseException) -> bool:
 
     A pool timeout is not one of these: the caller has already waited ``pool_timeout``.
     """
+    from sqlalchemy.exc import DBAPIError
+
     if is_pool_timeout(exc):
         return False
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    code = sqlstate(exc)
-    if code is not None:
-        return code.startswith("08") or code in TRANSIENT_CONNECT_SQLSTATES
-    return _sqlite_locked(exc) or any(isinstance(link, OSError) for link in _chain(exc))
+    return is_transient_connect(exc)
 
 
 def is_rejected(exc: BaseException) -> bool:

@@ -23,10 +23,10 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from revoctl.config import DatabaseConfig
-from revoctl.core.db._engine import backend_of
 from revoctl.core.db._errors import is_connection_error
 from revoctl.core.db._manager import DatabaseManager
+from revoctl.core.db._url import backend_of
+from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import NotFoundError, RevoctlError, UsageError
 
 SCRIPT_LOCATION = "revoctl.core.db:migrations"
@@ -55,21 +55,6 @@ def script_directory() -> ScriptDirectory:
 def heads() -> list[str]:
     """The newest revision(s) shipped with this version of revoctl."""
     return list(script_directory().get_heads())
-
-
-def head() -> str | None:
-    """The newest shipped revision, as ``db current`` and ``db health`` show it."""
-    return _one(heads())
-
-
-def pending_count(current: Sequence[str]) -> int:
-    """How many shipped revisions are not applied on top of ``current``.
-
-    :raises NotFoundError: ``current`` names a revision this version does not ship.
-    """
-    with _alembic_errors(",".join(current)):
-        lower = tuple(current) or "base"
-        return sum(1 for _ in script_directory().iterate_revisions("heads", lower))
 
 
 def current_revisions(connection: Connection) -> tuple[str, ...]:
@@ -110,16 +95,8 @@ async def current(target: Target) -> dict[str, Any]:
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    return migration_status(await _applied(target))
-
-
-def migration_status(revisions: Sequence[str]) -> dict[str, Any]:
-    """The ``migrations`` part of ``db health``; ``pending`` is None for an unknown revision."""
-    try:
-        pending: int | None = pending_count(revisions)
-    except NotFoundError:  # applied by a newer revoctl than this one
-        pending = None
-    return {"current": _one(revisions), "head": head(), "pending": pending}
+    async with _managed(target) as manager:
+        return await manager.migration_state()
 
 
 async def history(target: Target) -> list[dict[str, Any]]:
@@ -127,7 +104,8 @@ async def history(target: Target) -> list[dict[str, Any]]:
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    revisions = await _applied(target)
+    async with _managed(target) as manager:
+        revisions = await manager.applied_revisions()
     scripts = script_directory()
     with _alembic_errors(",".join(revisions)):
         applied = (
@@ -160,11 +138,6 @@ async def _managed(target: Target) -> AsyncIterator[DatabaseManager]:
         return
     async with DatabaseManager(target, role="migrate") as manager:
         yield manager
-
-
-async def _applied(target: Target) -> tuple[str, ...]:
-    async with _managed(target) as manager, manager.connection() as conn:
-        return await conn.run_sync(current_revisions)
 
 
 async def _run(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import Pool, QueuePool
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.pool import Pool
 
 logger = logging.getLogger("revoctl.db")
 
@@ -43,6 +43,8 @@ class PoolStats:
 
     def attach(self, engine: Engine, slow_query_ms: float) -> None:
         """Listen to ``engine``'s pool, and to its cursor when ``slow_query_ms`` > 0."""
+        from sqlalchemy import event
+
         event.listen(engine, "connect", self._on_connect)
         event.listen(engine, "checkout", self._on_checkout)
         event.listen(engine, "checkin", self._on_checkin)
@@ -58,6 +60,8 @@ class PoolStats:
 
     def snapshot(self, pool: Pool) -> dict[str, Any]:
         """The counters plus the pool's own gauges, JSON-ready."""
+        from sqlalchemy.pool import QueuePool
+
         queue = pool if isinstance(pool, QueuePool) else None
         avg = self.wait_total_s / self.wait_count if self.wait_count else 0.0
         return {
@@ -101,6 +105,8 @@ class SlowQueryMonitor:
     threshold_ms: float
 
     def attach(self, engine: Engine) -> None:
+        from sqlalchemy import event
+
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
 

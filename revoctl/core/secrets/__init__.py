@@ -16,29 +16,28 @@ Decisions worth knowing before relying on them:
 
 from __future__ import annotations
 
-from revoctl.core.secrets._audit import AuditEvent, AuditSink, DatabaseAuditSink
+from revoctl.core.secrets._audit import AuditEvent, AuditSink
 from revoctl.core.secrets._manager import Rotation, SecretManager
-from revoctl.core.secrets._open import open_secret_manager
 from revoctl.core.secrets.base import (
     Secret,
     SecretDisabledError,
     SecretProperties,
-    SecretProvider,
     SecretStore,
     validate_name,
 )
+from revoctl.core.secrets.settings import AzureKeyVaultConfig, SecretConfig, SecretProvider
 
 __all__ = [
     "AuditEvent",
     "AuditSink",
-    "DatabaseAuditSink",
+    "AzureKeyVaultConfig",
     "Rotation",
     "Secret",
+    "SecretConfig",
     "SecretDisabledError",
     "SecretManager",
     "SecretProperties",
     "SecretProvider",
     "SecretStore",
-    "open_secret_manager",
     "validate_name",
 ]

@@ -13,6 +13,7 @@ redaction filter first, so it can never reach a log line, an error or a tracebac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets as token_source
 import time
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl.core._lifecycle import AsyncService
+from revoctl.core._paths import state_dir
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
 from revoctl.core.redaction import register_secret
-from revoctl.core.references import PATTERN, referenced_names
 from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink, default_actor
 from revoctl.core.secrets.base import (
     Secret,
@@ -39,7 +40,7 @@ from revoctl.core.secrets.base import (
 from revoctl.core.secrets.stores import secret_store_for
 
 if TYPE_CHECKING:
-    from revoctl.config import SecretConfig
+    from revoctl.core.secrets.settings import SecretConfig
 
 T = TypeVar("T")
 _Key = tuple[str, str | None]
@@ -92,8 +93,6 @@ class SecretManager(AsyncService):
         fallback_store: SecretStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from revoctl.config import state_dir  # not at module level: config imports this package
-
         self.config = config
         self.home = home if home is not None else state_dir()
         self.audit = audit
@@ -123,17 +122,18 @@ class SecretManager(AsyncService):
     def _build(self, provider: SecretProvider) -> SecretStore:
         return secret_store_for(provider, self.config, home=self.home)
 
-    async def initialize(self) -> None:
+    async def _open(self) -> None:
         """Build the stores, so a configuration error surfaces now; contacts no back end."""
         _ = self.store, self.fallback_store
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close the stores that were built and forget every cached value."""
-        for name in ("store", "fallback_store"):
-            built = self.__dict__.pop(name, None)
-            if built is not None:
-                await built.close()
         self._cache.clear()
+        async with contextlib.AsyncExitStack() as stack:  # every store is closed, errors or not
+            for name in ("store", "fallback_store"):
+                built = self.__dict__.pop(name, None)
+                if built is not None:
+                    stack.push_async_callback(built.close)
 
     # ------------------------------------------------------------------ reads
 
@@ -224,19 +224,6 @@ class SecretManager(AsyncService):
         validate_name(name)
         return await self._read(lambda store: store.versions(name))
 
-    async def resolve_references(self, text: str) -> str:
-        """``text`` with each ``${secret:NAME}`` replaced by that secret's current value.
-
-        :raises UsageError: a reference names an invalid secret name.
-        :raises NotFoundError: a referenced secret does not exist.
-        :raises BackendUnavailableError: a referenced secret could not be read.
-        """
-        names = referenced_names(text)
-        if not names:
-            return text
-        values = {name: await self.get_secret(validate_name(name)) for name in names}
-        return PATTERN.sub(lambda match: values[match.group(1)], text)
-
     # ------------------------------------------------------------------ writes
 
     async def set_secret(
@@ -319,30 +306,45 @@ class SecretManager(AsyncService):
 
     # ------------------------------------------------------------------ health
 
-    async def health_check(self) -> dict[str, Any]:
+    async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """Provider reachability and latency, cache figures, staleness and fallback use.
 
         ``status`` is healthy when the provider answers; degraded when it does not but
         reads can still be served (the fallback answers, or cached values are within
-        their stale bound); unhealthy otherwise.
+        their stale bound); unhealthy otherwise. The provider and the fallback are
+        probed at once, each bounded by ``timeout_seconds`` or, when less, 80% of
+        ``budget`` (the health deadline), so a hanging vault is reported as such,
+        with the fallback's state, before the deadline cuts the whole check.
         """
+        timeout = self.config.timeout_seconds
+        if budget is not None:
+            timeout = min(timeout, budget * 0.8)
         started = time.perf_counter()
-        error = await self._probe(self.store)
+        fallback = self.fallback_store
+        error, fallback_error = await asyncio.gather(
+            self._probe(self.store, timeout),
+            self._probe(fallback, timeout) if fallback is not None else _nothing(),
+        )
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         now = self._clock()
         stale_bound = self.config.max_stale_seconds
         servable = sum(now - entry.expires_at <= stale_bound for entry in self._cache.values())
-        fallback_ok = False
-        if error is not None and self.fallback_store is not None:
-            fallback_ok = await self._probe(self.fallback_store) is None
+        fallback_ok = fallback is not None and fallback_error is None
+        reason = None
         if error is None:
             status = "healthy"
         elif fallback_ok or servable:
             status = "degraded"
+            provider = self.store.provider.value
+            reason = (
+                f"{provider} unreachable: reads answered from the local fallback"
+                if fallback_ok
+                else f"{provider} unreachable: {servable} cached value(s) served while stale"
+            )
         else:
             status = "unhealthy"
         lookups = self._hits + self._misses
-        return {
+        report: dict[str, Any] = {
             "status": status,
             "provider": self.store.provider.value,
             "reachable": error is None,
@@ -361,20 +363,30 @@ class SecretManager(AsyncService):
             "fallback_served": self._fallback_served,
             "last_error": self._last_error,
         }
+        if reason:
+            report["reason"] = reason
+        return report
 
-    async def _probe(self, store: SecretStore) -> str | None:
-        """None when ``store`` answers a ping, else why not."""
+    async def _probe(self, store: SecretStore, timeout: float) -> str | None:
+        """None when ``store`` answers a ping within ``timeout``, else why not."""
         try:
-            await self._call(store, lambda s: s.ping())
+            await self._call(store, lambda s: s.ping(), timeout=timeout)
         except RevoctlError as exc:
             return str(exc)
         return None
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _call(self, store: SecretStore, op: Callable[[SecretStore], Awaitable[T]]) -> T:
-        """``op(store)``, bounded by ``timeout_seconds`` (the store's own retries included)."""
-        timeout = self.config.timeout_seconds
+    async def _call(
+        self,
+        store: SecretStore,
+        op: Callable[[SecretStore], Awaitable[T]],
+        *,
+        timeout: float | None = None,
+    ) -> T:
+        """``op(store)``, bounded by ``timeout`` (default ``timeout_seconds``; the store's own
+        retries included)."""
+        timeout = self.config.timeout_seconds if timeout is None else timeout
         try:
             async with asyncio.timeout(timeout):
                 return await op(store)
@@ -411,6 +423,10 @@ class SecretManager(AsyncService):
             failure,
         )
         return result
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _version_before(version: str, newest_first: list[SecretProperties]) -> str | None:

@@ -10,25 +10,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from revoctl.core.errors import NotFoundError, UsageError
+from revoctl.core.secrets.settings import SecretConfig, SecretProvider
 
-if TYPE_CHECKING:
-    from revoctl.config import SecretConfig
+__all__ = [
+    "MAX_VALUE_BYTES",
+    "NAME_PATTERN",
+    "Secret",
+    "SecretDisabledError",
+    "SecretProperties",
+    "SecretProvider",
+    "SecretStore",
+    "validate_name",
+    "validate_value",
+]
 
 NAME_PATTERN = re.compile(r"[0-9A-Za-z-]{1,127}")
 MAX_VALUE_BYTES = 25 * 1024
 """Key Vault's limit on a secret value; the local store applies it too, so both accept the same."""
-
-
-class SecretProvider(StrEnum):
-    """Where secrets live: the value of ``[secrets] provider``."""
-
-    LOCAL = "local"
-    AZURE_KEY_VAULT = "azure_key_vault"
 
 
 @dataclass(frozen=True)

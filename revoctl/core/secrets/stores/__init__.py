@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 from revoctl.core.secrets.base import SecretProvider, SecretStore
 
 if TYPE_CHECKING:
-    from revoctl.config import SecretConfig
+    from revoctl.core.secrets.settings import SecretConfig
 
 _STORES: dict[SecretProvider, str] = {
     SecretProvider.LOCAL: "revoctl.core.secrets.stores.file:FileSecretStore",

@@ -3,9 +3,12 @@
 Writers take a cross-process file lock, re-read the file under it, and replace it
 atomically (temporary file, fsync, rename, fsync of the directory), so a crash or
 a ``SIGKILL`` at any moment leaves either the old file or the new one. Readers
-take no lock. Like ssh with a private key, the store refuses to be read while its
-mode lets anyone but the owner read it. A file that cannot be parsed is never
-overwritten.
+take no lock. The lock is waited for by polling on the event loop, never in a
+thread: a write that times out while waiting has done nothing, and a write that
+has the lock runs to the end without yielding, so a caller's timeout can never
+report a failure for a version that then lands. Like ssh with a private key, the
+store refuses to be read while its mode lets anyone but the owner read it. A file
+that cannot be parsed is never overwritten.
 """
 
 from __future__ import annotations
@@ -23,15 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 import filelock
 
-from revoctl.core._files import ensure_writable_dir
+from revoctl.core._paths import ensure_writable_dir
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
 from revoctl.core.secrets.base import Secret, SecretProperties, SecretProvider
 
 if TYPE_CHECKING:
-    from revoctl.config import SecretConfig
+    from revoctl.core.secrets.settings import SecretConfig
 
 STORE_FILE_NAME = "secrets.json"
 FORMAT_VERSION = 1
+LOCK_POLL_SECONDS = 0.02
 
 
 class FileSecretStore:
@@ -45,11 +49,15 @@ class FileSecretStore:
 
     def __init__(self, path: Path, *, lock_timeout: float = 10.0) -> None:
         self.path = path
-        self._lock = filelock.FileLock(f"{path}.lock", timeout=lock_timeout, mode=0o600)
+        self.lock_timeout = lock_timeout
+        self._lock = filelock.FileLock(f"{path}.lock", mode=0o600)
 
     @classmethod
     def from_config(cls, config: SecretConfig, *, home: Path) -> FileSecretStore:
-        return cls(home / STORE_FILE_NAME, lock_timeout=config.timeout_seconds)
+        # A little under the manager's bound on the whole call, so that a held lock is
+        # reported as such rather than as a provider that did not answer.
+        timeout = config.timeout_seconds
+        return cls(home / STORE_FILE_NAME, lock_timeout=max(timeout * 0.8, timeout - 1))
 
     async def get(self, name: str, version: str | None = None) -> Secret:
         entries = await self._entries(name)
@@ -69,7 +77,7 @@ class FileSecretStore:
             "updated_on": datetime.now(UTC).isoformat(),
             "enabled": True,
         }
-        await asyncio.to_thread(self._add_version, name, entry)
+        await self._add_version(name, entry)
         return self._secret(name, entry)
 
     async def list_secrets(self) -> list[SecretProperties]:
@@ -117,18 +125,29 @@ class FileSecretStore:
             ) from None
         return _parse(raw, self.path)
 
-    def _add_version(self, name: str, entry: dict[str, Any]) -> None:
+    async def _add_version(self, name: str, entry: dict[str, Any]) -> None:
+        """Wait for the lock without blocking the loop, then write without yielding."""
         ensure_writable_dir(self.path.parent, "secret store")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lock_timeout
+        while True:
+            try:
+                self._lock.acquire(blocking=False)
+                break
+            except filelock.Timeout:
+                if loop.time() >= deadline:
+                    raise BackendUnavailableError(
+                        f"the secret store {self.path} is locked by another process "
+                        f"(waited {self.lock_timeout:g}s for {self._lock.lock_file}); "
+                        "nothing was written"
+                    ) from None
+                await asyncio.sleep(LOCK_POLL_SECONDS)
         try:
-            with self._lock:
-                secrets = self._read()
-                secrets[name] = [entry, *secrets.get(name, [])]
-                self._replace({"format": FORMAT_VERSION, "secrets": secrets})
-        except filelock.Timeout:
-            raise BackendUnavailableError(
-                f"the secret store {self.path} is locked by another process "
-                f"(waited {self._lock.timeout:g}s for {self._lock.lock_file})"
-            ) from None
+            secrets = self._read()
+            secrets[name] = [entry, *secrets.get(name, [])]
+            self._replace({"format": FORMAT_VERSION, "secrets": secrets})
+        finally:
+            self._lock.release()
 
     def _replace(self, document: dict[str, Any]) -> None:
         """Write ``document`` atomically; called with the lock held."""

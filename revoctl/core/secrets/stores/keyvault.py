@@ -45,7 +45,7 @@ from revoctl.core.secrets.base import (
 )
 
 if TYPE_CHECKING:
-    from revoctl.config import SecretConfig
+    from revoctl.core.secrets.settings import SecretConfig
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 LIST_CONCURRENCY = 8
@@ -70,37 +70,59 @@ class KeyVaultSecretStore:
         verify_challenge_resource: bool = True,
         timeout: float = 10.0,
     ) -> None:
+        """Checks the settings and reads the CA bundle; opens nothing until first use.
+
+        :raises ConfigError: the CA bundle named by the environment cannot be read.
+        """
         self.vault_url = vault_url
-        transport: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout}
-        self._session: aiohttp.ClientSession | None = None
-        variable = next((name for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None)
-        if variable:
-            ca_bundle = os.environ[variable]
-            try:
-                context = ssl.create_default_context(cafile=ca_bundle)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"{variable}={ca_bundle}: not a readable PEM CA bundle "
-                    f"({getattr(exc, 'strerror', None) or exc})"
-                ) from None
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-            transport["transport"] = AioHttpTransport(session=self._session, session_owner=False)
-        identity: dict[str, Any] = {"process_timeout": timeout}
+        self._timeout = timeout
+        self._identity: dict[str, Any] = {"process_timeout": timeout}
         if client_id:
-            identity["managed_identity_client_id"] = client_id
+            self._identity["managed_identity_client_id"] = client_id
         if tenant_id:
-            identity["workload_identity_tenant_id"] = tenant_id
-            identity["shared_cache_tenant_id"] = tenant_id
-        self._credential = DefaultAzureCredential(**identity, **transport)
-        self._client = SecretClient(
-            vault_url,
-            self._credential,
-            verify_challenge_resource=verify_challenge_resource,
+            self._identity["workload_identity_tenant_id"] = tenant_id
+            self._identity["shared_cache_tenant_id"] = tenant_id
+        self._verify_challenge_resource = verify_challenge_resource
+        self._ssl_context = _ca_bundle_context()
+        self._resources = contextlib.AsyncExitStack()
+        self._opened: SecretClient | None = None
+        self._opening = asyncio.Lock()
+
+    async def _client(self) -> SecretClient:
+        """The SDK client, built on first use with the credential and the shared transport.
+
+        Everything built is registered for closing as it is built, so a failure part
+        way leaks nothing.
+        """
+        if self._opened is not None:
+            return self._opened
+        async with self._opening:
+            if self._opened is None:
+                self._opened = await self._build()
+        return self._opened
+
+    async def _build(self) -> SecretClient:
+        transport: dict[str, Any] = {
+            "connection_timeout": self._timeout,
+            "read_timeout": self._timeout,
+        }
+        if self._ssl_context is not None:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl_context))
+            self._resources.push_async_callback(session.close)
+            transport["transport"] = AioHttpTransport(session=session, session_owner=False)
+        credential = DefaultAzureCredential(**self._identity, **transport)
+        self._resources.push_async_callback(credential.close)
+        client = SecretClient(
+            self.vault_url,
+            credential,
+            verify_challenge_resource=self._verify_challenge_resource,
             retry_total=RETRIES,
             retry_backoff_factor=0.2,
             retry_backoff_max=2,
             **transport,
         )
+        self._resources.push_async_callback(client.close)
+        return client
 
     @classmethod
     def from_config(cls, config: SecretConfig, *, home: Path) -> KeyVaultSecretStore:
@@ -115,19 +137,20 @@ class KeyVaultSecretStore:
 
     async def get(self, name: str, version: str | None = None) -> Secret:
         with self._translate_errors(name, version):
-            found = await self._client.get_secret(name, version)
+            found = await (await self._client()).get_secret(name, version)
         return self._secret(name, found.value or "", found.properties)
 
     async def set(self, name: str, value: str) -> Secret:
         with self._translate_errors(name):
-            written = await self._client.set_secret(name, value)
+            written = await (await self._client()).set_secret(name, value)
         return self._secret(name, value, written.properties)
 
     async def list_secrets(self) -> list[SecretProperties]:
         """The latest version of each secret. Key Vault's listing leaves out the current
         version id, so each secret's version history (properties only) supplies it."""
+        client = await self._client()
         with self._translate_errors():
-            names = [p.name async for p in self._client.list_properties_of_secrets() if p.name]
+            names = [p.name async for p in client.list_properties_of_secrets() if p.name]
         limit = asyncio.Semaphore(LIST_CONCURRENCY)
 
         async def latest(name: str) -> SecretProperties | None:
@@ -141,8 +164,9 @@ class KeyVaultSecretStore:
         return [props for props in found if props is not None]
 
     async def versions(self, name: str) -> list[SecretProperties]:
+        client = await self._client()
         with self._translate_errors(name):
-            pager = self._client.list_properties_of_secret_versions(name)
+            pager = client.list_properties_of_secret_versions(name)
             found = [p async for p in pager]
         if not found:
             raise NotFoundError(f"secret {name!r} not found in {self.vault_url}")
@@ -154,15 +178,15 @@ class KeyVaultSecretStore:
 
     async def ping(self) -> None:
         """One page of one secret's properties: proves the token and the vault."""
+        client = await self._client()
         with self._translate_errors():
-            async for _ in self._client.list_properties_of_secrets(max_page_size=1).by_page():
+            async for _ in client.list_properties_of_secrets(max_page_size=1).by_page():
                 break
 
     async def close(self) -> None:
-        await self._client.close()
-        await self._credential.close()
-        if self._session is not None:
-            await self._session.close()
+        """Close the client, the credential and the session: each one, whatever the others do."""
+        self._opened = None
+        await self._resources.aclose()
 
     def _secret(self, name: str, value: str, properties: AzureSecretProperties) -> Secret:
         props = _properties(properties)
@@ -193,6 +217,24 @@ class KeyVaultSecretStore:
             raise BackendUnavailableError(
                 f"Key Vault {self.vault_url} unreachable: {_first_line(exc)}"
             ) from exc
+
+
+def _ca_bundle_context() -> ssl.SSLContext | None:
+    """One SSL context for the CA bundle the environment names, or None for the default.
+
+    :raises ConfigError: the bundle cannot be read.
+    """
+    variable = next((name for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None)
+    if variable is None:
+        return None
+    ca_bundle = os.environ[variable]
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"{variable}={ca_bundle}: not a readable PEM CA bundle "
+            f"({getattr(exc, 'strerror', None) or exc})"
+        ) from None
 
 
 def _properties(props: AzureSecretProperties) -> SecretProperties:

@@ -1,4 +1,8 @@
-"""Exponential backoff with jitter, for operations that are safe to run again."""
+"""Exponential backoff with jitter, for operations that are safe to run again.
+
+Shared by every back end that retries: the database, Redis, the LLM providers. The
+sleep and the random source are injectable, so tests run the schedule without waiting.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-logger = logging.getLogger("revoctl.db")
+logger = logging.getLogger("revoctl.retry")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,69 @@
+"""Where revoctl keeps its state, and how files there are created: owner-only, always.
+
+The state directory is ``REVOCTL_HOME``, else ``$XDG_DATA_HOME/revoctl``. It holds the
+embedded SQLite database and the local secret store; like ``~/.ssh``, nothing in it
+is readable by anyone but its owner.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from revoctl.core.errors import BackendUnavailableError, UsageError
+
+ENV_HOME = "REVOCTL_HOME"
+DATABASE_FILE_NAME = "revoctl.db"
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The state directory, as an absolute path: ``REVOCTL_HOME``, else ``$XDG_DATA_HOME/revoctl``.
+
+    A relative ``REVOCTL_HOME`` is resolved against the working directory once, here,
+    so that the location never depends on where a later step runs.
+    """
+    env = os.environ if env is None else env
+    if env.get(ENV_HOME):
+        return Path(env[ENV_HOME]).expanduser().absolute()
+    data_home = env.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+    return (Path(data_home) / "revoctl").absolute()
+
+
+def default_database_url(env: Mapping[str, str] | None = None) -> str:
+    """The embedded database: a SQLite file in the state directory."""
+    return f"sqlite+aiosqlite:///{state_dir(env) / DATABASE_FILE_NAME}"
+
+
+def ensure_writable_dir(directory: Path, what: str) -> None:
+    """Create ``directory`` (mode 0700) if needed and check that it can be written.
+
+    Checked up front, so that a lock or a database open fails at once with the
+    reason, not after a timeout with a vaguer one.
+
+    :raises UsageError: the path exists and is not a directory.
+    :raises BackendUnavailableError: it cannot be created or written.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"the directory of the {what}, {directory}, is not a directory")
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"cannot create the directory of the {what}, {directory}: {exc.strerror}"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise BackendUnavailableError(f"the directory of the {what}, {directory}, is not writable")
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists, so that whatever writes it
+    later (SQLite, with its ``-wal`` and ``-shm`` files, takes the mode from it) keeps
+    it owner-only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot create {path}: {exc.strerror}") from None
+    os.close(fd)

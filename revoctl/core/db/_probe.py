@@ -1,0 +1,233 @@
+"""Probes on the raw driver: asyncpg or the standard sqlite3, no SQLAlchemy, no Alembic.
+
+``db ping``, ``db pool`` and every health check (the CLI's and the runtime's) run
+here: each opens one connection of its own outside any pool, under one deadline, so
+a saturated pool or a hung server cannot make a probe wait, and a short-lived CLI
+process does not pay for importing SQLAlchemy (0.3-0.7 s) to send ``SELECT 1``.
+The applied migration is read from ``alembic_version`` and compared with the
+revisions this package ships (`REVISIONS`, checked against Alembic by a test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from revoctl.core._paths import create_private_file, ensure_writable_dir
+from revoctl.core._retry import RetryPolicy
+from revoctl.core.db._errors import is_transient_connect
+from revoctl.core.db._url import DatabaseUrl
+from revoctl.core.errors import BackendUnavailableError
+
+REVISIONS = ("0001", "0002")
+"""Every shipped migration, oldest first (a test checks this against the scripts)."""
+
+_PG_ACTIVITY = """
+    SELECT application_name, state, count(*) AS count,
+           min(backend_start) AS oldest_backend_start,
+           EXTRACT(EPOCH FROM max(clock_timestamp() - state_change)) AS longest_state_seconds
+    FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_type = 'client backend'
+    GROUP BY application_name, state
+    ORDER BY application_name, state
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one probe saw."""
+
+    backend: str
+    connect_ms: float
+    latency_ms: float
+    server_version: str | None
+    revisions: tuple[str, ...]
+
+
+def migration_status(revisions: tuple[str, ...]) -> dict[str, Any]:
+    """``{"current", "head", "pending"}``; ``pending`` is None for a revision this version
+    does not ship (applied by a newer revoctl)."""
+    current = ",".join(revisions) or None
+    if not revisions:
+        pending: int | None = len(REVISIONS)
+    elif len(revisions) == 1 and revisions[0] in REVISIONS:
+        pending = len(REVISIONS) - 1 - REVISIONS.index(revisions[0])
+    else:
+        pending = None
+    return {"current": current, "head": REVISIONS[-1], "pending": pending}
+
+
+async def probe(
+    url: DatabaseUrl,
+    *,
+    application_name: str,
+    timeout: float,
+    target: str,
+    retry: RetryPolicy | None = None,
+) -> Probe:
+    """Connect, ``SELECT 1``, read the applied revision; all within ``timeout`` seconds.
+
+    ``target`` names the database in messages (the URL template, password masked).
+    With ``retry``, a connection that fails for a reason that may pass (refused,
+    reset, the server starting) is tried again with backoff, inside the same deadline.
+
+    :raises BackendUnavailableError: the database cannot be reached, refuses the
+        connection, or does not answer within ``timeout``.
+    """
+    attempts = 0
+
+    async def attempt() -> Probe:
+        nonlocal attempts
+        attempts += 1
+        if url.backend == "sqlite":
+            return await asyncio.to_thread(_sqlite_probe, url, timeout)
+        return await _postgres_probe(url, application_name, timeout)
+
+    with _translated(url, target, lambda: attempts):
+        async with _deadline(target, timeout):
+            if retry is None:
+                return await attempt()
+            return await retry.call(attempt, is_transient_connect, "database probe")
+
+
+async def activity(
+    url: DatabaseUrl, *, application_name: str, timeout: float, target: str
+) -> list[dict[str, Any]]:
+    """PostgreSQL's view of the live connections to this database, grouped by
+    ``application_name`` and state (``pg_stat_activity``).
+
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    with _translated(url, target, lambda: 1):
+        async with _deadline(target, timeout):
+            conn = await _pg_connect(url, application_name, timeout)
+            try:
+                rows = await conn.fetch(_PG_ACTIVITY)
+            finally:
+                await conn.close()
+    return [_activity_row(row) for row in rows]
+
+
+async def _postgres_probe(url: DatabaseUrl, application_name: str, timeout: float) -> Probe:
+    started = time.perf_counter()
+    conn = await _pg_connect(url, application_name, timeout)
+    try:
+        connected = time.perf_counter()
+        await conn.fetchval("SELECT 1")
+        latency = time.perf_counter() - connected
+        version = conn.get_server_version()
+        table = await conn.fetchval("SELECT to_regclass('alembic_version')::text")
+        revisions: tuple[str, ...] = ()
+        if table is not None:
+            revisions = tuple(r[0] for r in await conn.fetch("SELECT version_num FROM " + table))
+    finally:
+        await conn.close()
+    return Probe(
+        backend="postgresql",
+        connect_ms=_ms(connected - started),
+        latency_ms=_ms(latency),
+        server_version=f"{version.major}.{version.minor}",
+        revisions=revisions,
+    )
+
+
+async def _pg_connect(url: DatabaseUrl, application_name: str, timeout: float) -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
+        database=url.database,
+        ssl=url.ssl_argument(),
+        timeout=timeout,
+        server_settings={"application_name": application_name},
+        **url.asyncpg_options(),
+    )
+
+
+def _sqlite_probe(url: DatabaseUrl, timeout: float) -> Probe:
+    started = time.perf_counter()
+    path = url.sqlite_path
+    if path is not None:
+        ensure_writable_dir(path.parent, "SQLite database")
+        create_private_file(path)
+    conn = sqlite3.connect(path or ":memory:", timeout=timeout)
+    try:
+        connected = time.perf_counter()
+        conn.execute("SELECT 1").fetchone()
+        latency = time.perf_counter() - connected
+        try:
+            revisions = tuple(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            revisions = ()
+    finally:
+        conn.close()
+    return Probe(
+        backend="sqlite",
+        connect_ms=_ms(connected - started),
+        latency_ms=_ms(latency),
+        server_version=sqlite3.sqlite_version,
+        revisions=revisions,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _deadline(target: str, timeout: float) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError:
+        raise BackendUnavailableError(
+            f"the database at {target} did not answer within {timeout:g}s"
+        ) from None
+
+
+@contextlib.contextmanager
+def _translated(url: DatabaseUrl, target: str, attempts: Callable[[], int]) -> Iterator[None]:
+    """The driver's errors as revoctl's, naming the target, never the password."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise BackendUnavailableError(
+            f"cannot use the SQLite database {url.sqlite_path}: {exc}"
+        ) from None
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        tried = f" after {attempts()} attempts" if attempts() > 1 else ""
+        raise BackendUnavailableError(
+            f"cannot reach the database at {target}{tried}: {reason or type(exc).__name__}"
+        ) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("asyncpg"):
+            raise BackendUnavailableError(
+                f"the database at {target} refused the connection: {type(exc).__name__}: {exc}"
+            ) from None
+        raise
+
+
+def _activity_row(row: Any) -> dict[str, Any]:
+    name = row["application_name"] or ""
+    started = row["oldest_backend_start"]
+    longest = row["longest_state_seconds"]
+    return {
+        "application_name": name,
+        "state": row["state"],
+        "count": row["count"],
+        "oldest_backend_start": started.astimezone(UTC).isoformat() if started else None,
+        "longest_state_seconds": round(float(longest), 3) if longest is not None else None,
+        "revoctl": name.startswith("revoctl"),
+    }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)

@@ -1,0 +1,85 @@
+"""`RateLimitRule` and `LimitsConfig`: the rules and where their counters live."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+from pydantic import Field, field_validator
+
+from revoctl.core._settings import Section
+
+RULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+class RateLimitAlgorithm(StrEnum):
+    """How a rule counts (CONTRACT, "Rate-limit semantics")."""
+
+    TOKEN_BUCKET = "token_bucket"
+    SLIDING_WINDOW = "sliding_window"
+    FIXED_WINDOW = "fixed_window"
+
+
+class RateLimitScope(StrEnum):
+    """Whom one counter belongs to."""
+
+    PER_USER = "per_user"
+    PER_IP = "per_ip"
+    PER_API_KEY = "per_api_key"
+    GLOBAL = "global"
+
+
+class LimitStoreKind(StrEnum):
+    """``[limits] store``: where the counters live."""
+
+    MEMORY = "memory"
+    SQL = "sql"
+    REDIS = "redis"
+
+
+class FailureMode(StrEnum):
+    """What a check answers while its store is unreachable."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class RateLimitRule(Section):
+    """One ``[[limits.rules]]`` entry."""
+
+    name: str = Field(pattern=RULE_NAME_PATTERN)
+    requests: int = Field(ge=1, le=1_000_000_000)
+    window_seconds: float = Field(gt=0, le=366 * 86400)
+    algorithm: RateLimitAlgorithm = RateLimitAlgorithm.TOKEN_BUCKET
+    scope: RateLimitScope = RateLimitScope.PER_USER
+    burst_multiplier: float = Field(1.0, ge=1.0, le=1000.0)
+    enabled: bool = True
+
+    @property
+    def capacity(self) -> int:
+        """The most one key can use at once: ``floor(requests * burst_multiplier)`` for the
+        token bucket, ``requests`` for the windows."""
+        if self.algorithm is RateLimitAlgorithm.TOKEN_BUCKET:
+            return math.floor(self.requests * self.burst_multiplier)
+        return self.requests
+
+
+class LimitsConfig(Section):
+    """``[limits]``: the store, what happens when it is unreachable, and the rules."""
+
+    store: LimitStoreKind = LimitStoreKind.SQL
+    failure_mode: FailureMode = FailureMode.OPEN
+    rules: tuple[RateLimitRule, ...] = ()
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[RateLimitRule, ...]) -> tuple[RateLimitRule, ...]:
+        names = [rule.name for rule in rules]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rule names must be unique; repeated: {', '.join(repeated)}")
+        return rules
+
+    def rule(self, name: str) -> RateLimitRule | None:
+        """The rule called ``name``, if configured."""
+        return next((rule for rule in self.rules if rule.name == name), None)
