@@ -16,17 +16,22 @@ import logging
 import re
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from revoctl.core.references import PATTERN as REFERENCE
 from revoctl.core.references import PREFIX
+
+_ASIDE = re.compile("\x00(\\d+)\x00")
+
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
 """Shorter values are not registered: masking every "abc" would garble logs, not protect them."""
 
 # A `${secret:NAME}` reference is a name, not a value: it stays readable.
-_NOT_A_REFERENCE = f"(?!{re.escape(PREFIX)})"
+_NOT_A_REFERENCE = f"(?!{re.escape(PREFIX)}|\x00)"
 _URL_CREDENTIALS = re.compile(
     rf"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:){_NOT_A_REFERENCE}[^@\s]+(?=@)"
 )
@@ -45,7 +50,7 @@ SECRET_KEY = re.compile(rf"(?i)(?:^|[._-])(?:{_WORDS})$")
 """A settings key (its last part) that names a secret, e.g. ``providers.openai.api_key``."""
 _TOKEN_HEADER = re.compile(
     rf"(?i)(?P<head>(?<!\$\{{)\b(?:{_WORDS})"
-    r"[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)(?P<value>[^\s\"',;&]+)"
+    r"[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)(?P<value>(?!\x00)[^\s\"',;&]+)"
 )
 _BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 
@@ -69,13 +74,36 @@ class Redactor:
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
     def redact(self, text: str) -> str:
-        """``text`` with every known secret value and credential-looking token masked."""
+        """``text`` with every known secret value and credential-looking token masked.
+
+        ``${secret:NAME}`` references are names, not values: they are set aside before
+        the credential patterns run (a reference in a URL's user part must not read as
+        ``user:password``) and put back after.
+        """
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(MASK, text)
-        text = _URL_CREDENTIALS.sub(rf"\g<head>{MASK}", text)
-        text = _TOKEN_HEADER.sub(rf"\g<head>{MASK}", text)
-        return _BEARER.sub(rf"\g<head>{MASK}", text)
+        return _references_aside(text, _mask_credentials)
+
+
+def _mask_credentials(text: str) -> str:
+    text = _URL_CREDENTIALS.sub(rf"\g<head>{MASK}", text)
+    text = _TOKEN_HEADER.sub(rf"\g<head>{MASK}", text)
+    return _BEARER.sub(rf"\g<head>{MASK}", text)
+
+
+def _references_aside(text: str, mask: Callable[[str], str]) -> str:
+    """``mask(text)`` with every ``${secret:NAME}`` reference kept out of its reach."""
+    if PREFIX not in text:
+        return mask(text)
+    references: list[str] = []
+
+    def set_aside(match: re.Match[str]) -> str:
+        references.append(match.group(0))
+        return f"\x00{len(references) - 1}\x00"
+
+    masked = mask(REFERENCE.sub(set_aside, text))
+    return _ASIDE.sub(lambda match: references[int(match.group(1))], masked)
 
 
 def _forms(value: str) -> set[str]:
@@ -111,7 +139,7 @@ def redact_data(data: Any) -> Any:
 
 def redact_url(url: str) -> str:
     """One URL with its password masked, however unusual the password's characters."""
-    return redact(_URL_PASSWORD.sub(rf"\g<head>{MASK}", url))
+    return redact(_references_aside(url, lambda text: _URL_PASSWORD.sub(rf"\g<head>{MASK}", text)))
 
 
 def redact_exception(exc: BaseException) -> str:

@@ -217,3 +217,26 @@ def test_a_missing_ca_bundle_is_a_configuration_error(
     result = cli("secrets", "list")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: SSL_CERT_FILE=/nonexistent/ca.pem: not a readable")
+
+
+@pytest.mark.slow
+@faulty_sockets
+def test_health_returns_within_its_deadline_while_the_vault_hangs(
+    vault: KeyVaultStandIn, collect_faulty_sockets: None
+):
+    """The vault accepts and never answers; the secrets timeout (10 s) is longer than the health
+    deadline, which bounds the whole report: the fallback answers, so secrets are degraded."""
+    deadline = 3.0
+    vault.mode = "hang"
+    env = {
+        "REVOCTL_SECRETS__TIMEOUT_SECONDS": "10",
+        "REVOCTL_HEALTH__TIMEOUT_SECONDS": str(deadline),
+    }
+    started = time.monotonic()
+    result = run_revoctl(["health", "-o", "json"], env=env, timeout=60)
+    elapsed = time.monotonic() - started
+    assert elapsed < deadline + 2, f"health took {elapsed:.1f}s"
+    secrets = json.loads(result.stdout)["services"]["secrets"]
+    assert secrets["status"] == "degraded"
+    assert secrets["fallback_in_use"] is True
+    assert "reads answered from the local fallback" in secrets["reason"]

@@ -15,6 +15,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from revoctl.core.secrets.stores.file import STORE_FILE_NAME, FileSecretStore
 from tests.conftest import run_revoctl
 
@@ -121,3 +123,66 @@ def test_a_writer_killed_mid_write_leaves_a_readable_store(revoctl_home: Path):
         assert total >= seen + 1  # every finished write survived, and this round wrote
         seen = total
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+_LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    import filelock
+
+    lock = filelock.FileLock(sys.argv[1])
+    lock.acquire()
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+    lock.release()
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_write_that_times_out_on_the_lock_exits_4_and_writes_nothing(revoctl_home: Path):
+    """Another process holds the store's lock past the timeout: the write gives up with exit 4,
+    and no version lands later, when the lock is free again."""
+    timeout = 1.0
+    env = {"REVOCTL_SECRETS__TIMEOUT_SECONDS": str(timeout)}
+    assert run_revoctl(["secrets", "set", "k"], input="first-value", env=env).returncode == 0
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _LOCK_HOLDER,
+            str(revoctl_home / f"{STORE_FILE_NAME}.lock"),
+            str(timeout * 3),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        for args in (["secrets", "rotate", "k"], ["secrets", "set", "k"]):
+            result = run_revoctl(args, input="second-value", env=env)
+            assert result.returncode == 4, result.stderr
+            assert "locked by another process" in result.stderr
+            assert "nothing was written" in result.stderr
+        assert time.monotonic() - started < 2 * (timeout + 5)
+    finally:
+        holder.communicate(timeout=30)
+
+    time.sleep(timeout)  # any write still in flight would land now
+    versions = run_revoctl(["secrets", "versions", "k", "-o", "json"])
+    assert len(json.loads(versions.stdout)) == 1
+    assert run_revoctl(["secrets", "get", "k"]).stdout == "first-value\n"
+
+
+def test_every_file_in_the_state_directory_is_owner_only(revoctl_home: Path):
+    for args, value in ((["db", "migrate"], None), (["secrets", "set", "k"], "some-value")):
+        result = run_revoctl(args, input=value)
+        assert result.returncode == 0, result.stderr
+    assert run_revoctl(["db", "health"]).returncode == 0
+    created = sorted(p.name for p in revoctl_home.iterdir())
+    assert "revoctl.db" in created and "secrets.json" in created
+    assert stat.S_IMODE(revoctl_home.stat().st_mode) == 0o700
+    for path in revoctl_home.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path.name} is {oct(mode)}"

@@ -118,6 +118,35 @@ async def test_manager_must_be_initialized_and_cannot_reopen() -> None:
         await manager.initialize()
 
 
+async def test_concurrent_first_calls_build_one_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three first requests at once: one engine is built, and the one built is the one closed."""
+    from revoctl.core.db import _engine
+
+    built: list[Any] = []
+    real_build = _engine.build_engine
+
+    def counting_build(*args: Any, **kwargs: Any) -> Any:
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(_engine, "build_engine", counting_build)
+    calls = 0
+
+    async def slow_read(name: str) -> str:  # the await inside initialize() that let them race
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return "revoctl-race.db"
+
+    manager = DatabaseManager(config(url="sqlite+aiosqlite:///${secret:file}"), resolve=slow_read)
+    await asyncio.gather(*(manager.initialize() for _ in range(3)))
+    async with manager.get_async_session() as session:
+        assert (await session.execute(select(func.count()))).scalar() == 1
+    assert len(built) == 1 and calls == 1
+    assert manager.engine is built[0]  # the engine close() disposes is the only one built
+    await manager.close()
+
+
 # --- sessions and models ---------------------------------------------------------------
 
 

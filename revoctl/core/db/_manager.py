@@ -25,7 +25,7 @@ from revoctl.core.db._stats import PoolStats
 from revoctl.core.db._url import DatabaseUrl, application_name, backend_of, parse_database_url
 from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import ConfigError, RevoctlError
-from revoctl.core.redaction import redact_url, register_secret
+from revoctl.core.redaction import redact, redact_url, register_secret
 from revoctl.core.references import SecretReader, resolve_url
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class DatabaseManager(AsyncService):
                 "backend": self.backend,
                 "pool": self.pool_stats(),
                 "migrations": migration_status(()) | {"current": None, "pending": None},
-                "error": str(exc),
+                "error": redact(str(exc)),
             }
         migrations = migration_status(seen.revisions)
         pool = self.pool_stats()

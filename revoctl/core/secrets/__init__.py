@@ -16,16 +16,36 @@ Decisions worth knowing before relying on them:
 
 from __future__ import annotations
 
-from revoctl.core.secrets._audit import AuditEvent, AuditSink
-from revoctl.core.secrets._manager import Rotation, SecretManager
-from revoctl.core.secrets.base import (
-    Secret,
-    SecretDisabledError,
-    SecretProperties,
-    SecretStore,
-    validate_name,
-)
-from revoctl.core.secrets.settings import AzureKeyVaultConfig, SecretConfig, SecretProvider
+from typing import TYPE_CHECKING
+
+from revoctl.core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from revoctl.core.secrets._audit import AuditEvent, AuditSink
+    from revoctl.core.secrets._manager import Rotation, SecretManager
+    from revoctl.core.secrets.base import (
+        Secret,
+        SecretDisabledError,
+        SecretProperties,
+        SecretStore,
+        validate_name,
+    )
+    from revoctl.core.secrets.settings import AzureKeyVaultConfig, SecretConfig, SecretProvider
+
+_EXPORTS: dict[str, str] = {
+    "AuditEvent": "revoctl.core.secrets._audit",
+    "AuditSink": "revoctl.core.secrets._audit",
+    "AzureKeyVaultConfig": "revoctl.core.secrets.settings",
+    "Rotation": "revoctl.core.secrets._manager",
+    "Secret": "revoctl.core.secrets.base",
+    "SecretConfig": "revoctl.core.secrets.settings",
+    "SecretDisabledError": "revoctl.core.secrets.base",
+    "SecretManager": "revoctl.core.secrets._manager",
+    "SecretProperties": "revoctl.core.secrets.base",
+    "SecretProvider": "revoctl.core.secrets.settings",
+    "SecretStore": "revoctl.core.secrets.base",
+    "validate_name": "revoctl.core.secrets.base",
+}
 
 __all__ = [
     "AuditEvent",
@@ -41,3 +61,5 @@ __all__ = [
     "SecretStore",
     "validate_name",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from revoctl.core._lifecycle import AsyncService
 from revoctl.core._paths import state_dir
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
-from revoctl.core.redaction import register_secret
+from revoctl.core.redaction import redact, register_secret
 from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink, default_actor
 from revoctl.core.secrets.base import (
     Secret,
@@ -181,7 +181,7 @@ class SecretManager(AsyncService):
         try:
             secret = await self._call(self.store, lambda store: store.get(name, version))
         except BackendUnavailableError as exc:
-            self._last_error = str(exc)
+            self._last_error = redact(str(exc))
             stale, now = self._cache.get(key), self._clock()
             if stale is not None and now - stale.expires_at <= self.config.max_stale_seconds:
                 self._stale_served += 1
@@ -372,7 +372,7 @@ class SecretManager(AsyncService):
         try:
             await self._call(store, lambda s: s.ping(), timeout=timeout)
         except RevoctlError as exc:
-            return str(exc)
+            return redact(str(exc))
         return None
 
     # ------------------------------------------------------------------ plumbing
@@ -400,7 +400,7 @@ class SecretManager(AsyncService):
         try:
             result = await self._call(self.store, op)
         except BackendUnavailableError as exc:
-            self._last_error = str(exc)
+            self._last_error = redact(str(exc))
             return await self._from_fallback(exc, op)
         self._last_error = None
         return result
