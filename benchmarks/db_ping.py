@@ -1,14 +1,16 @@
-"""``revoctl db ping`` against a bare asyncpg connect + ``SELECT 1``, in the same run.
+"""``revoctl db ping`` and ``revoctl health`` against a bare asyncpg connect + ``SELECT 1``.
 
-Two pairs, each run N times:
+Each pair runs N times in the same run:
 
-* processes: ``revoctl db ping -o json`` and a bare script doing ``asyncpg.connect()``
-  + ``SELECT 1``, both child processes of this Python, so interpreter start-up and
-  imports count on both sides;
-* in-process: a fresh ``DatabaseManager`` + ``ping()`` (engine, pool, event hooks,
-  a new connection) against a fresh ``asyncpg.connect()`` + ``SELECT 1``; and a
-  warm ``ping()`` on an open pool against ``fetchval("SELECT 1")`` on an open
-  connection.
+* processes: ``revoctl db ping -o json`` and ``revoctl health -o json`` (secrets and the
+  database checked; the database on PostgreSQL) against a bare script doing
+  ``asyncpg.connect()`` + ``SELECT 1``, all child processes of this Python, so
+  interpreter start-up and imports count on every side (goals: ping at most 1.5x,
+  health at most 2x);
+* in-process: ``DatabaseManager.ping()`` (the raw-driver probe: a new connection,
+  ``SELECT 1``, one deadline) against a fresh ``asyncpg.connect()`` + ``SELECT 1``;
+  and a warm ``SELECT 1`` on the manager's open pool against ``fetchval`` on an open
+  connection and against a bare SQLAlchemy engine with the same pool settings.
 
 Prints median and p95 in ms and the ratios revoctl / bare.
 
@@ -71,11 +73,16 @@ async def in_process(url: str, dsn: str, runs: int) -> list[tuple[str, list[floa
         await time_async(cold_asyncpg, runs),
     )
     async with DatabaseManager(config, role="bench") as db:
+
+        async def pooled() -> None:
+            async with db.connection() as connection:
+                await connection.execute(text("SELECT 1"))
+
         conn = await asyncpg.connect(dsn)
         try:
             warm = (
                 "warm in-process",
-                await time_async(db.ping, runs),
+                await time_async(pooled, runs),
                 await time_async(lambda: conn.fetchval("SELECT 1"), runs),
             )
         finally:
@@ -91,7 +98,7 @@ async def in_process(url: str, dsn: str, runs: int) -> list[tuple[str, list[floa
         try:
             warm_sqlalchemy = (
                 "warm vs SQLAlchemy",
-                await time_async(db.ping, runs),
+                await time_async(pooled, runs),
                 await time_async(bare_sqlalchemy, runs),
             )
         finally:
@@ -109,16 +116,20 @@ def main() -> None:
     dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
     env = {**os.environ, "REVOCTL_DATABASE__URL": url, "NO_COLOR": "1"}
 
-    revoctl = [sys.executable, "-m", "revoctl", "db", "ping", "-o", "json"]
+    ping = [sys.executable, "-m", "revoctl", "db", "ping", "-o", "json"]
+    health = [sys.executable, "-m", "revoctl", "health", "-o", "json"]
     bare = [sys.executable, "-c", BARE_SCRIPT, dsn]
-    time_process(revoctl, env, 2)  # warm the page cache and bytecode
-    time_process(bare, env, 2)
-    rows = [("process", time_process(revoctl, env, args.runs), time_process(bare, env, args.runs))]
+    for argv in (ping, health, bare):
+        time_process(argv, env, 2, check=False)  # warm the page cache and bytecode
+    rows = []
+    for name, argv in (("db ping process", ping), ("health process", health)):
+        ours = time_process(argv, env, args.runs, check=False)
+        rows.append((name, ours, time_process(bare, env, args.runs)))
     rows += asyncio.run(in_process(url, dsn, args.calls))
 
     where = url.rpartition("@")[2]
     print(
-        f"db ping vs bare asyncpg (last row: vs bare SQLAlchemy), {where}: "
+        f"revoctl vs bare asyncpg (last row: vs bare SQLAlchemy), {where}: "
         f"{args.runs} processes / {args.calls} calls each\n"
     )
     header = f"{'case':<18} {'revoctl med':>11} {'p95':>8} {'bare med':>9} {'p95':>8} {'ratio':>7}"

@@ -9,9 +9,7 @@ variable at fault.
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +126,8 @@ def _find_config_file(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a file: most CLI runs have none
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -221,6 +221,8 @@ def _suggestion(key: str) -> str:
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         model = annotation
+    import difflib
+
     close = difflib.get_close_matches(leaf, list(model.model_fields), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -9,6 +9,7 @@ exit codes here and nowhere else.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -260,5 +261,10 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    pydantic looks for plugins in every installed distribution's entry points when it
+    first builds a model (15-20 ms); the CLI uses none, so it tells pydantic not to look.
+    """
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     typer.main.get_command(app).main(prog_name="revoctl")
