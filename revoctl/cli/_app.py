@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from typer.core import TyperGroup
 
 from revoctl import __version__
-from revoctl.cli._console import Console
-from revoctl.core.errors import RevoctlError, UsageError
+from revoctl.cli._console import Console, OutputFormat
+from revoctl.cli._help import HelpGroup, adopt
+from revoctl.core.errors import CheckFailedError, RevoctlError, UsageError
 from revoctl.core.redaction import redact_exception
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ SINGLE = frozenset({"health"})
 ALIASES: dict[str, str] = {"secret": "secrets", "limit": "limits", "breaker": "breakers"}
 
 
-class LazyGroup(TyperGroup):
+class LazyGroup(HelpGroup):
     """Imports a command group's module the first time the group is asked for."""
 
     def list_commands(self, ctx: Context) -> list[str]:
@@ -58,7 +58,7 @@ class LazyGroup(TyperGroup):
         if name not in self.commands:
             module = importlib.import_module(COMMANDS[name])
             build = typer.main.get_command if name in SINGLE else typer.main.get_group
-            command = build(module.app)
+            command = adopt(build(module.app))
             command.name = name
             self.commands[name] = command
         return self.commands[name]
@@ -74,6 +74,8 @@ class LazyGroup(TyperGroup):
             return super().invoke(ctx)
         except RevoctlError as exc:
             _fail(ctx, str(exc), exc.exit_code, exc)
+        except BrokenPipeError:
+            _reader_went_away()
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -121,12 +123,20 @@ def _fail(
     """Print ``message`` (and the traceback with -v, else ``hint`` at it), exit ``code``."""
     state = ctx.find_object(AppState)
     console = state.console if state else Console()
-    if console.verbose:
+    if console.verbose and not isinstance(exc, CheckFailedError):  # a verdict, not a fault
         sys.stderr.write(redact_exception(exc))
     elif hint:
         message += " (run with -v for details)"
     console.error(message)
     raise typer.Exit(code)
+
+
+def _reader_went_away() -> NoReturn:
+    """The reader closed the pipe (``revoctl config show | head -1``): stop quietly, as any
+    Unix tool does, and keep Python from failing again when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(0)
 
 
 @dataclass
@@ -137,6 +147,8 @@ class AppState:
     profile: str | None = None
     verbose: int = 0
     no_color: bool = False
+    output: OutputFormat | None = None
+    """``-o`` given before the command (``revoctl -o json health``), as kubectl allows."""
     overrides: dict[str, str] = field(default_factory=dict)
 
     @cached_property
@@ -229,7 +241,9 @@ def root(
     ] = None,
     profile: Annotated[
         str | None,
-        typer.Option("--profile", help="Profile laid over the config (else REVOCTL_PROFILE)."),
+        typer.Option(
+            "--profile", metavar="NAME", help="Profile laid over the config (else REVOCTL_PROFILE)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -237,8 +251,24 @@ def root(
             "--set", metavar="KEY=VALUE", help="Override one setting, e.g. database.pool_size=5."
         ),
     ] = None,
+    output: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--output",
+            "-o",
+            envvar="REVOCTL_OUTPUT",
+            case_sensitive=False,
+            help="Output format for the command that follows.",
+        ),
+    ] = None,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More logging; tracebacks on errors.")
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="More logging: -v revoctl's steps, -vv everything; tracebacks on errors.",
+        ),
     ] = 0,
     no_color: Annotated[
         bool, typer.Option("--no-color", help="No colour (NO_COLOR works too).")
@@ -252,7 +282,7 @@ def root(
 ) -> None:
     """Operate the platform's secrets, rate limits, database and circuit breakers."""
     state = ctx.ensure_object(AppState)
-    state.config_file, state.profile = config, profile
+    state.config_file, state.profile, state.output = config, profile, output
     state.verbose, state.no_color = verbose, no_color
     try:
         state.overrides = _parse_set(set_ or [])

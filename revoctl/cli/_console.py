@@ -26,15 +26,23 @@ class OutputFormat(StrEnum):
     yaml = "yaml"
 
 
+def _inherit_output(ctx: typer.Context, param: typer.CallbackParam, value: OutputFormat) -> Any:
+    """The command's own ``-o``, else the one given before the command or REVOCTL_OUTPUT."""
+    from typer._click.core import ParameterSource
+
+    if param.name and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+        return value
+    return ctx.find_root().params.get("output") or value
+
+
 OutputOption = Annotated[
     OutputFormat,
     typer.Option(
         "--output",
         "-o",
-        envvar="REVOCTL_OUTPUT",
         case_sensitive=False,
+        callback=_inherit_output,
         help="Output format.",
-        show_default=True,
     ),
 ]
 
@@ -51,7 +59,7 @@ class Console:
     def emit(self, data: Any, output: OutputFormat, columns: Columns | None = None) -> None:
         """Print JSON-able ``data``; ``columns`` picks and orders the table columns."""
         if output is OutputFormat.json:
-            self._write_stdout(json.dumps(data, indent=2, default=str))
+            self._write_stdout(json.dumps(_plain(data), indent=2))
         elif output is OutputFormat.yaml:
             import yaml
 
@@ -67,8 +75,13 @@ class Console:
             from rich.text import Text
 
             table = Table(box=None, pad_edge=False)
-            for header in headers:  # fold long values onto more lines: never cut them short
-                table.add_column(header.upper(), overflow="fold")
+            for index, header in enumerate(headers):
+                column = [row[index] for row in cells]
+                if any(" " in cell for cell in column):  # free text: fold, never cut short
+                    table.add_column(header.upper(), overflow="fold")
+                else:  # ids, versions, timestamps: whole, so a double-click copies them
+                    widest = max([len(header), *(len(cell) for cell in column)])
+                    table.add_column(header.upper(), no_wrap=True, min_width=widest)
             for row in cells:
                 table.add_row(*(Text(cell) for cell in row))  # data, never rich markup
             RichConsole(no_color=self.no_color, highlight=False).print(table)
@@ -94,12 +107,13 @@ class Console:
         self._stderr("error", message, "red")
 
     def _stderr(self, label: str, message: str, colour: str) -> None:
-        """``label: message`` on one line: a message's own line breaks are folded."""
-        message = " ".join(message.split())
+        """``label: message`` on one line: a message's own line breaks are folded (after
+        masking, so that a secret is recognised before its shape changes)."""
+        message = " ".join(redact(message).split())
         prefix = f"{label}:"
         if not self.no_color and sys.stderr.isatty():
             prefix = typer.style(prefix, fg=colour, bold=True)
-        typer.echo(f"{prefix} {redact(message)}", err=True)
+        typer.echo(f"{prefix} {message}", err=True)
 
     @staticmethod
     def _write_stdout(text: str) -> None:
@@ -131,5 +145,16 @@ def cell_text(value: Any) -> str:
 
 
 def _plain(data: Any) -> Any:
-    """Round-trip through JSON so YAML sees only plain types (enums, datetimes as text)."""
-    return json.loads(json.dumps(data, default=str))
+    """Only plain types (enums, datetimes as text), and whole numbers as whole numbers:
+    ``3600``, not ``3600.0``, as the configuration and the README write them."""
+    return _whole(json.loads(json.dumps(data, default=str)))
+
+
+def _whole(data: Any) -> Any:
+    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
+        return int(data)
+    if isinstance(data, dict):
+        return {key: _whole(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_whole(item) for item in data]
+    return data

@@ -19,7 +19,8 @@ def show(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     described = describe_config(state.loaded)
     if output is OutputFormat.table:
         for label in ("config_file", "profile", "home"):
-            state.console.info(f"{label}: {described[label] or '-'}")
+            state.console.line(f"{label}: {described[label] or '-'}")
+        state.console.line("")
         state.console.emit(described["settings"], output, ["key", "value", "source", "origin"])
     else:
         state.console.emit(described, output)

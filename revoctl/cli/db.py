@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from revoctl.cli._app import AppState, call, run
-from revoctl.cli._console import OutputFormat, OutputOption
+from revoctl.cli._console import OutputFormat, OutputOption, cell_text
 from revoctl.core.errors import CheckFailedError
 
 app = typer.Typer(
@@ -43,12 +43,14 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     if output is not OutputFormat.table:
         console.emit(report, output)
         return
-    configured = ", ".join(f"{key}={value}" for key, value in report["configured"].items())
-    console.info(f"configured: {configured}")
+    configured = ", ".join(
+        f"{key}={cell_text(value)}" for key, value in report["configured"].items()
+    )
+    console.line(f"configured: {configured}")
     if not report["server_view"]:
-        console.info("SQLite has no server-side view: showing this process's pool only")
+        console.line("SQLite has no server-side view: showing this process's pool only")
     if not report["connections"]:
-        console.info("no open connections")
+        console.line("no open connections")
         return
     console.emit(
         report["connections"],
@@ -80,6 +82,8 @@ def migrate(
             return
     else:
         result = call(ctx, lambda svc: upgrade(svc.db, revision))
+        if not result["applied"]:
+            state.console.info(f"nothing to do: the database is already at {result['to']}")
     state.console.emit(result, output)
 
 

@@ -11,7 +11,7 @@ from revoctl.cli._app import AppState, call
 from revoctl.cli._console import OutputFormat, OutputOption, cell_text
 from revoctl.core.errors import CheckFailedError
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 class FailOn(StrEnum):
@@ -35,7 +35,7 @@ def health(
     if output is OutputFormat.table:
         rows = [[name, svc["status"], _detail(svc)] for name, svc in report["services"].items()]
         state.console.table(["service", "status", "detail"], rows)
-        state.console.info(f"overall: {report['status']}")
+        state.console.line(f"overall: {report['status']}")
     else:
         state.console.emit(report, output)
     if at_or_past(report["status"], fail_on.value):
@@ -43,8 +43,13 @@ def health(
 
 
 def _detail(service: dict[str, object]) -> str:
-    return ", ".join(
+    """Why first (the reason it is degraded, the error that made it unhealthy), then figures."""
+    why = [str(service[key]) for key in ("reason", "error") if service.get(key)]
+    figures = [
         f"{key}={cell_text(value)}"
         for key, value in service.items()
-        if key != "status" and value is not None and not isinstance(value, dict)
-    )
+        if key not in ("status", "reason", "error", "last_error")
+        and value is not None
+        and not isinstance(value, dict)
+    ]
+    return "; ".join([*why, ", ".join(figures)] if figures else why)

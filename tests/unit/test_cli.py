@@ -142,8 +142,9 @@ def test_output_env_sets_the_default_format(cli, monkeypatch: pytest.MonkeyPatch
 def test_table_output_is_plain_text_off_a_tty(cli) -> None:
     result = cli("config", "show")
     assert result.exit_code == 0
-    header = result.stdout.splitlines()[0].split()
-    assert header == ["KEY", "VALUE", "SOURCE", "ORIGIN"]
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["config_file", "profile", "home"]
+    assert lines[4].split() == ["KEY", "VALUE", "SOURCE", "ORIGIN"]
     assert "\x1b[" not in result.stdout
 
 
