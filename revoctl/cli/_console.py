@@ -48,6 +48,9 @@ OutputOption = Annotated[
 
 Columns = Sequence[str]
 
+FREE_TEXT_MIN_WIDTH = 12
+"""The narrowest a column of free text is folded to before the table grows past the screen."""
+
 
 class Console:
     """Where a command writes; one per invocation, built from the global options."""
@@ -75,16 +78,23 @@ class Console:
             from rich.text import Text
 
             table = Table(box=None, pad_edge=False)
+            needed = 0
             for index, header in enumerate(headers):
                 column = [row[index] for row in cells]
                 if any(" " in cell for cell in column):  # free text: fold, never cut short
                     table.add_column(header.upper(), overflow="fold")
+                    needed += FREE_TEXT_MIN_WIDTH + 1
                 else:  # ids, versions, timestamps: whole, so a double-click copies them
                     widest = max([len(header), *(len(cell) for cell in column)])
                     table.add_column(header.upper(), no_wrap=True, min_width=widest)
+                    needed += widest + 1
             for row in cells:
                 table.add_row(*(Text(cell) for cell in row))  # data, never rich markup
-            RichConsole(no_color=self.no_color, highlight=False).print(table)
+            screen = RichConsole(no_color=self.no_color, highlight=False)
+            # Wider than the terminal only when the ids alone are: the terminal then wraps
+            # the line, which still leaves each id whole; rich would cut it.
+            screen.width = max(screen.width, needed)
+            screen.print(table)
             return
         widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
         lines = [[h.upper() for h in headers], *cells]

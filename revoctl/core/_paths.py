@@ -7,11 +7,15 @@ is readable by anyone but its owner.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from revoctl.core.errors import BackendUnavailableError, UsageError
+
+logger = logging.getLogger("revoctl")
 
 ENV_HOME = "REVOCTL_HOME"
 DATABASE_FILE_NAME = "revoctl.db"
@@ -46,6 +50,7 @@ def ensure_writable_dir(directory: Path, what: str) -> None:
     """
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"the directory of the {what}, {directory}, is not a directory")
+    check_private_dir(directory)
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -54,6 +59,30 @@ def ensure_writable_dir(directory: Path, what: str) -> None:
         ) from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise BackendUnavailableError(f"the directory of the {what}, {directory}, is not writable")
+
+
+def check_private_dir(directory: Path) -> None:
+    """Refuse a state directory that others can write to, as ssh refuses such a ``~/.ssh``
+    (anyone could replace the store or the database); warn when others can read it.
+
+    :raises UsageError: group or others may write to ``directory``.
+    """
+    try:
+        mode = stat.S_IMODE(directory.stat().st_mode)
+    except OSError:
+        return  # not there yet: it will be created 0700
+    if mode & 0o022:
+        raise UsageError(
+            f"refusing to use {directory}: its mode {oct(mode)} lets other users write to it; "
+            f"run 'chmod 700 {directory}'"
+        )
+    if mode & 0o044:
+        logger.warning(
+            "%s can be read by other users (mode %s); run 'chmod 700 %s'",
+            directory,
+            oct(mode),
+            directory,
+        )
 
 
 def create_private_file(path: Path) -> None:

@@ -130,8 +130,10 @@ class DatabaseAuditSink:
         from revoctl.core.db._errors import is_missing_table
         from revoctl.core.db.models import SecretAuditLog
 
+        db = self._db()
+        await db.ensure_schema()
         try:
-            async with self._db().get_async_session() as session:
+            async with db.get_async_session() as session:
                 session.add(
                     SecretAuditLog(
                         secret_name=event.secret_name,

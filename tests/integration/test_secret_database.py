@@ -68,7 +68,13 @@ async def test_load_services_resolves_the_reference(
     assert health["services"]["secrets"]["status"] == "healthy"
 
 
-def test_rotation_is_audited_once_the_database_is_migrated(cli, revoctl_home: Path):
+@pytest.mark.postgres
+def test_on_postgresql_rotation_is_audited_once_the_database_is_migrated(
+    cli, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """PostgreSQL is migrated by an explicit deploy step: until then a change stands and
+    says it was not audited, and why."""
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", postgres_url)
     cli("secrets", "set", "api-key", input="value-1")
     unaudited = cli("secrets", "rotate", "api-key", "-o", "json")
     assert unaudited.exit_code == 0
@@ -79,13 +85,20 @@ def test_rotation_is_audited_once_the_database_is_migrated(cli, revoctl_home: Pa
 
     assert cli("db", "migrate").exit_code == 0
     rotated = cli("secrets", "rotate", "api-key", "-o", "json", input="")
+    assert json.loads(rotated.stdout)["audited"] is True and rotated.stderr == ""
+
+
+def test_on_the_embedded_database_every_change_is_audited(cli, revoctl_home: Path):
+    """SQLite is migrated on first use: a new user's first change is audited."""
+    assert cli("secrets", "set", "api-key", input="value-1").exit_code == 0
+    rotated = cli("secrets", "rotate", "api-key", "-o", "json", input="")
     rotation = json.loads(rotated.stdout)
     assert rotation["audited"] is True and rotated.stderr == ""
 
     with sqlite3.connect(revoctl_home / "revoctl.db") as db:
         rows = db.execute(
             "SELECT secret_name, action, version, previous_version, provider, actor"
-            " FROM secret_audit_log"
+            " FROM secret_audit_log WHERE action = 'rotate'"
         ).fetchall()
     assert len(rows) == 1
     name, action, version, previous, provider, actor = rows[0]

@@ -180,7 +180,7 @@ def test_an_empty_revision_is_a_usage_error(cli) -> None:
 def test_a_migration_that_fails_in_sql_is_one_clear_line(cli, revoctl_home) -> None:
     import sqlite3
 
-    revoctl_home.mkdir(parents=True, exist_ok=True)
+    revoctl_home.mkdir(mode=0o700, parents=True, exist_ok=True)
     with sqlite3.connect(revoctl_home / "revoctl.db") as conn:  # a table in the way of 0001
         conn.execute("CREATE TABLE request_logs (x int)")
     result = cli("db", "migrate")

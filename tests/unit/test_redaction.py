@@ -114,3 +114,48 @@ def test_verbose_shows_revoctl_info_but_not_library_chatter() -> None:
     output = stream.getvalue()
     assert "revoctl says" in output and "alembic warns" in output
     assert "alembic chatter" not in output
+
+
+def test_every_form_of_a_value_is_masked() -> None:
+    """A value with URL characters reaches text percent-encoded (an error naming a URL),
+    with '+' for spaces (a query string), JSON-escaped, or with its lines folded (a one-line
+    error); each form is masked, and the form a reference takes stays readable."""
+    from urllib.parse import quote, quote_plus
+
+    from revoctl.core.redaction import redact, register_secret
+
+    value = 'CANARY@x y/"z"\nline2'
+    register_secret(value)
+    for form in (
+        value,
+        quote(value, safe=""),
+        quote_plus(value),
+        json.dumps(value)[1:-1],
+        " ".join(value.split()),
+    ):
+        assert "CANARY" not in redact(f"role {form} does not exist"), form
+    assert redact("password=${secret:db-pw}") == "password=${secret:db-pw}"
+    assert redact("postgresql://${secret:u}@h/${secret:db}") == (
+        "postgresql://${secret:u}@h/${secret:db}"
+    )
+
+
+def test_log_records_are_scrubbed_for_any_handler_and_keep_their_arguments() -> None:
+    import logging
+
+    from revoctl.core.redaction import install_log_redaction, register_secret
+
+    install_log_redaction()
+    register_secret("hunter2-canary")
+    record = logging.getLogger("uvicorn.access").makeRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/x?key=hunter2-canary", "1.1", 200),
+        None,
+    )
+    assert record.args is not None and len(record.args) == 5  # formatters read them by position
+    assert "hunter2-canary" not in record.getMessage()
+    assert record.getMessage().endswith("200")

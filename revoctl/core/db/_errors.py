@@ -73,15 +73,20 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 def is_rejected(exc: BaseException) -> bool:
-    """The server answered and refused (bad credentials, an unknown database), or the
-    SQLite file cannot be opened: retrying will not help."""
+    """The server answered and refused (bad credentials, an unknown database): retrying
+    will not help."""
     code = sqlstate(exc)
-    if code is not None:
-        return code.startswith(REJECTED_SQLSTATE_CLASSES)
-    return any(
-        isinstance(link, sqlite3.OperationalError) and "unable to open" in str(link)
-        for link in _chain(exc)
-    )
+    return code is not None and code.startswith(REJECTED_SQLSTATE_CLASSES)
+
+
+def unusable_sqlite_file(exc: BaseException) -> sqlite3.DatabaseError | None:
+    """The SQLite file cannot be opened or is not a database: retrying will not help."""
+    for link in _chain(exc):
+        if isinstance(link, sqlite3.DatabaseError) and (
+            "unable to open" in str(link) or "not a database" in str(link)
+        ):
+            return link
+    return None
 
 
 def is_retryable_transaction(exc: BaseException) -> bool:
@@ -127,6 +132,11 @@ def translate_errors(
             raise BackendUnavailableError(
                 f"no free database connection for {target}: the pool is exhausted "
                 f"({_reason(exc, password)})"
+            ) from exc
+        unusable = unusable_sqlite_file(exc)
+        if unusable is not None:
+            raise BackendUnavailableError(
+                f"cannot use the SQLite database at {target}: {unusable}"
             ) from exc
         if is_rejected(exc):
             raise BackendUnavailableError(

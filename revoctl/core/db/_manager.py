@@ -7,7 +7,9 @@ or a health check never pays for it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 T = TypeVar("T")
+
+logger = logging.getLogger("revoctl.db")
 
 
 class DatabaseManager(AsyncService):
@@ -63,6 +67,8 @@ class DatabaseManager(AsyncService):
         self._read_secret = resolve
         self._url: DatabaseUrl | None = None
         self._engine: AsyncEngine | None = None
+        self._schema_ready = False
+        self._schema_lock = asyncio.Lock()
 
     @property
     def backend(self) -> str:
@@ -194,6 +200,29 @@ class DatabaseManager(AsyncService):
             "server_version": seen.server_version,
             "connect_ms": seen.connect_ms,
         }
+
+    async def ensure_schema(self) -> None:
+        """Bring an embedded SQLite database up to date before its first use in this process.
+
+        A new user's first ``secrets set`` or rate-limit check finds the tables there.
+        PostgreSQL is left alone: its migrations stay an explicit ``revoctl db migrate``
+        (run by one deploy step, with the advisory lock), and a missing table there is
+        reported as "not migrated".
+
+        :raises BackendUnavailableError: the database cannot be reached.
+        """
+        if self._schema_ready or self.backend != "sqlite":
+            return
+        async with self._schema_lock:
+            if self._schema_ready:
+                return
+            state = await self.migration_state()
+            if state["pending"]:
+                from revoctl.core.db._migrations import upgrade
+
+                done = await upgrade(self, "head")
+                logger.info("migrated the SQLite database to %s (%s)", done["to"], done["applied"])
+            self._schema_ready = True
 
     async def applied_revisions(self) -> tuple[str, ...]:
         """The revision(s) recorded in the database's ``alembic_version`` table.

@@ -263,7 +263,13 @@ class SecretManager(AsyncService):
                 raise UsageError(f"length must be {bounds} bytes, got {length}")
             value = token_source.token_urlsafe(length)
         register_secret(validate_value(value))
-        before = await self._call(self.store, lambda store: store.versions(name))
+        try:
+            before = await self._call(self.store, lambda store: store.versions(name))
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"{exc}; rotate writes a new version of an existing secret: "
+                f"create it first with 'revoctl secrets set {name}'"
+            ) from None
         written = await self._call(self.store, lambda store: store.set(name, value))
         self._invalidate(name)
         after = await self._call(self.store, lambda store: store.versions(name))
@@ -289,17 +295,22 @@ class SecretManager(AsyncService):
             actor=actor or default_actor(),
             occurred_at=datetime.now(UTC),
         )
+        timeout = self.config.timeout_seconds
         try:
-            async with asyncio.timeout(self.config.timeout_seconds):
+            async with asyncio.timeout(timeout):
                 await self.audit.record(event)
         except Exception as exc:  # any failure of the log must leave the change standing
+            reason = (
+                f"the audit log did not answer within {timeout:g}s"
+                if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             logger.warning(
-                "%s of secret %r (version %s) was not recorded in the audit log: %s: %s",
+                "%s of secret %r (version %s) was not recorded in the audit log: %s",
                 action,
                 written.name,
                 written.version,
-                type(exc).__name__,
-                exc,
+                reason,
             )
             return False
         return True

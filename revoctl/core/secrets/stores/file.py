@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import filelock
 
-from revoctl.core._paths import ensure_writable_dir
+from revoctl.core._paths import check_private_dir, ensure_writable_dir
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
 from revoctl.core.secrets.base import Secret, SecretProperties, SecretProvider
 
@@ -107,6 +107,7 @@ class FileSecretStore:
 
     def _read(self) -> dict[str, list[dict[str, Any]]]:
         """The secrets in the file, after checking who may read it; empty when it does not exist."""
+        check_private_dir(self.path.parent)
         try:
             with self.path.open("rb") as fh:
                 mode = os.fstat(fh.fileno()).st_mode
@@ -119,6 +120,12 @@ class FileSecretStore:
                 raw = fh.read()
         except FileNotFoundError:
             return {}
+        except IsADirectoryError:
+            raise UsageError(f"the secret store {self.path} is a directory, not a file") from None
+        except NotADirectoryError:
+            raise UsageError(
+                f"the secret store {self.path} cannot exist: {self.path.parent} is not a directory"
+            ) from None
         except OSError as exc:
             raise BackendUnavailableError(
                 f"cannot read the secret store {self.path}: {exc.strerror}"
