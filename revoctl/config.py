@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from revoctl._dotted import flatten
 from revoctl.core._paths import ENV_HOME, default_database_url, state_dir
@@ -30,6 +30,7 @@ from revoctl.core.redaction import MASK, SECRET_KEY, redact_url
 from revoctl.core.redis import RedisConfig
 from revoctl.core.references import references_secrets
 from revoctl.core.secrets.settings import SecretConfig
+from revoctl.runtime.settings import GatewayConfig, ModelConfig, ProviderConfig
 
 ENV_PREFIX = "REVOCTL_"
 ENV_CONFIG = "REVOCTL_CONFIG"
@@ -50,6 +51,30 @@ class Settings(Section):
     limits: LimitsConfig = LimitsConfig()
     breakers: BreakersConfig = BreakersConfig()
     logging: LoggingConfig = LoggingConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+
+    @model_validator(mode="after")
+    def _references_between_tables(self) -> Settings:
+        """Names that point at other tables point at something: a typo fails at load."""
+        problems = []
+        rules = {rule.name for rule in self.limits.rules}
+        for key in ("request_rule", "token_rule"):
+            rule = getattr(self.gateway, key)
+            if rule and rule not in rules:
+                problems.append(f"gateway.{key}: no [[limits.rules]] named {rule!r}")
+        for name, model in self.models.items():
+            if model.provider not in self.providers:
+                problems.append(f"models.{name}.provider: no [providers.{model.provider}]")
+            problems += [
+                f"models.{name}.fallbacks: no [models.{fallback}]"
+                for fallback in model.fallbacks
+                if fallback not in self.models
+            ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 @dataclass(frozen=True)
@@ -198,7 +223,7 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
             message = "unknown key" + _suggestion(key)
         else:
             message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{source}: {key}: {message}")
+        problems.append(f"{source}: {key}: {message}" if key else message)
     return "invalid configuration: " + "; ".join(problems)
 
 

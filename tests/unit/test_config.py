@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,24 @@ def test_a_table_level_error_names_the_layer_that_set_it(tmp_path: Path) -> None
     path.write_text('[secrets]\nprovider = "azure_key_vault"\n')
     with pytest.raises(ConfigError, match=rf"file {path}: secrets: .*vault_url is required"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ('[models.gpt]\nprovider = "nope"\n', "models.gpt.provider: no [providers.nope]"),
+        ('[gateway]\ntoken_rule = "tpm"\n', "gateway.token_rule: no [[limits.rules]] named"),
+        (
+            '[providers.oai]\nkind = "openai"\n[models.gpt]\nprovider = "oai"\n'
+            'fallbacks = ["ghost"]\n',
+            "models.gpt.fallbacks: no [models.ghost]",
+        ),
+    ],
+)
+def test_names_that_point_at_other_tables_must_point_at_something(
+    tmp_path: Path, toml: str, problem: str
+) -> None:
+    config = tmp_path / "revoctl.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(config)

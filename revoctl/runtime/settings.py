@@ -1,0 +1,64 @@
+"""The gateway's settings: ``[gateway]``, ``[providers.NAME]`` and ``[models.NAME]``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from revoctl.core._settings import Section
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"
+
+
+class GatewayConfig(Section):
+    """``[gateway]``: who may call, and what each request is charged."""
+
+    auth: Literal["keys", "none"] = "keys"
+    default_max_tokens: int = Field(1024, ge=1, le=1_000_000)
+    request_rule: str = ""
+    token_rule: str = ""
+    keys_refresh_seconds: float = Field(0.5, gt=0, le=60)
+    """How often each instance re-reads revoked keys: a revocation takes effect within it."""
+    usage_buffer: int = Field(10_000, ge=1, le=1_000_000)
+    """Usage rows held while the database is away; what overflows is counted and dropped."""
+
+
+class ProviderKind(StrEnum):
+    """The API a provider speaks."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class ProviderConfig(Section):
+    """``[providers.NAME]``: one upstream API, its key, the breaker that guards it."""
+
+    kind: ProviderKind = ProviderKind.OPENAI
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    breaker: str = ""
+    timeout: float = Field(60.0, gt=0, le=3600)
+    max_connections: int = Field(100, ge=1, le=10_000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/")
+
+
+class ModelConfig(Section):
+    """``[models.NAME]``: which provider serves a model, its upstream name, prices, fallbacks."""
+
+    provider: str
+    upstream: str = ""
+    input_cost_per_1k: float = Field(0.0, ge=0, le=1000)
+    output_cost_per_1k: float = Field(0.0, ge=0, le=1000)
+    fallbacks: tuple[str, ...] = ()
+
+    def upstream_name(self, name: str) -> str:
+        """The provider's own name for the model called ``name`` here."""
+        return self.upstream or name
