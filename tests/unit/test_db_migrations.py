@@ -55,6 +55,15 @@ async def db() -> AsyncIterator[DatabaseManager]:
         yield manager
 
 
+def test_the_revisions_the_probes_know_are_the_shipped_ones() -> None:
+    """Probes read the migration state without Alembic, against `REVISIONS`: it must list
+    every shipped revision, oldest first."""
+    from revoctl.core.db import REVISIONS
+
+    shipped = [script.revision for script in script_directory().walk_revisions()]
+    assert list(REVISIONS) == shipped[::-1]
+
+
 def test_initial_revision_is_0001_and_the_history_is_linear() -> None:
     scripts = script_directory()
     assert scripts.get_revision("0001").down_revision is None
