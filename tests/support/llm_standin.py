@@ -24,6 +24,8 @@ Routes:
   ``content_block_start``, ``ping``, ``content_block_delta``, ``content_block_stop``,
   ``message_delta`` with ``usage.output_tokens``, ``message_stop``). The key is ``x-api-key``;
   ``anthropic-version`` (a date) and ``max_tokens`` are required, as by the real API.
+* A wrong key gets 401 whose message repeats the key presented (as OpenAI's shows part of
+  it), so a test can see whether a client lets a key into its errors.
 
 Answers are deterministic, so tests can predict them (see `reply_text`, `prompt_tokens`):
 
@@ -399,7 +401,7 @@ class LLMStandIn:
     ) -> tuple[int, _JSON, dict[str, str]] | None:
         """The error answer this request gets (bad key, invalid, a fault mode), if any."""
         if self.api_key is not None and record.api_key != self.api_key:
-            return 401, _error_body(api, 401, "invalid api key"), {}
+            return 401, _error_body(api, 401, _wrong_key(record.api_key)), {}
         version = record.headers.get("anthropic-version", "")
         if api == "anthropic" and not _API_VERSION.fullmatch(version):
             return 400, _error_body(api, 400, "anthropic-version: header required"), {}
@@ -428,7 +430,7 @@ class LLMStandIn:
 
     def _models(self, record: RecordedRequest) -> tuple[int, _JSON]:
         if self.api_key is not None and record.api_key != self.api_key:
-            return 401, _error_body("openai", 401, "invalid api key")
+            return 401, _error_body("openai", 401, _wrong_key(record.api_key))
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "standin"}
             for name in self.models
@@ -605,6 +607,11 @@ def _stop_list(stops: Any) -> list[str]:
     if isinstance(stops, str):
         return [stops]
     return [stop for stop in stops or () if isinstance(stop, str)]
+
+
+def _wrong_key(key: str | None) -> str:
+    """A 401 message that repeats the key, so tests see whether a client lets it into text."""
+    return f"Incorrect API key provided: {key}" if key else "No API key provided"
 
 
 def _presented_key(headers: dict[str, str]) -> str | None:
