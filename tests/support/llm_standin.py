@@ -405,8 +405,11 @@ class LLMStandIn:
         version = record.headers.get("anthropic-version", "")
         if api == "anthropic" and not _API_VERSION.fullmatch(version):
             return 400, _error_body(api, 400, "anthropic-version: header required"), {}
-        if not isinstance(body.get("messages"), list) or not isinstance(body.get("model"), str):
-            return 400, _error_body(api, 400, "model and messages are required"), {}
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return 400, _error_body(api, 400, "messages must be a list of objects"), {}
+        if not isinstance(body.get("model"), str):
+            return 400, _error_body(api, 400, "model is required"), {}
         if api == "anthropic" and not isinstance(body.get("max_tokens"), int):
             return 400, _error_body(api, 400, "max_tokens: Field required"), {}
         if mode == "error500":
