@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from revoctl.core._settings import Section
 
@@ -32,15 +32,32 @@ class ProviderKind(StrEnum):
     ANTHROPIC = "anthropic"
 
 
+DEFAULT_BASE_URLS = {
+    ProviderKind.OPENAI: "https://api.openai.com/v1",
+    ProviderKind.ANTHROPIC: "https://api.anthropic.com",
+}
+
+
 class ProviderConfig(Section):
     """``[providers.NAME]``: one upstream API, its key, the breaker that guards it."""
 
     kind: ProviderKind = ProviderKind.OPENAI
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = DEFAULT_BASE_URLS[ProviderKind.OPENAI]
+    """Defaults to the kind's own API: ``kind = "anthropic"`` alone means Anthropic's."""
     api_key: str = ""
     breaker: str = ""
     timeout: float = Field(60.0, gt=0, le=3600)
     max_connections: int = Field(100, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_default_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "base_url" not in data and "kind" in data:
+            try:
+                return {**data, "base_url": DEFAULT_BASE_URLS[ProviderKind(data["kind"])]}
+            except ValueError:  # an unknown kind: the field's own error says so
+                return data
+        return data
 
     @field_validator("base_url")
     @classmethod

@@ -1,0 +1,59 @@
+"""The gateway's LLM providers: small adapters over one shared ``httpx.AsyncClient`` each.
+
+`provider_for` builds the adapter a ``[providers.NAME]`` table asks for; `Provider` (in
+`revoctl.runtime.providers.base`) is what the gateway calls, and the ``Provider*Error`` tree is
+what it gets when a call fails. Importing this package imports httpx: the CLI never does.
+"""
+
+from __future__ import annotations
+
+from revoctl.runtime.providers.anthropic import AnthropicProvider
+from revoctl.runtime.providers.base import (
+    ApiKey,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Provider,
+    ProviderError,
+    ProviderRateLimitError,
+    ProviderRequestError,
+    ProviderStreamError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    Usage,
+    api_key_from,
+    usage_of,
+)
+from revoctl.runtime.providers.openai import OpenAIProvider
+from revoctl.runtime.settings import ProviderConfig, ProviderKind
+
+__all__ = [
+    "AnthropicProvider",
+    "ApiKey",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "OpenAIProvider",
+    "Provider",
+    "ProviderError",
+    "ProviderRateLimitError",
+    "ProviderRequestError",
+    "ProviderStreamError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "Usage",
+    "api_key_from",
+    "provider_for",
+    "usage_of",
+]
+
+
+def provider_for(
+    config: ProviderConfig, *, name: str, api_key: ApiKey, default_max_tokens: int
+) -> Provider:
+    """The adapter for ``config.kind``, named ``name``, reading its key through ``api_key``
+    (see `api_key_from`); ``default_max_tokens`` is sent when a request gives none and the
+    upstream requires one (Anthropic)."""
+    if config.kind is ProviderKind.ANTHROPIC:
+        return AnthropicProvider(name, config, api_key, default_max_tokens=default_max_tokens)
+    return OpenAIProvider(name, config, api_key)

@@ -1,0 +1,713 @@
+"""A stand-in LLM provider for tests: OpenAI- and Anthropic-style APIs over real HTTP.
+
+`LLMStandIn` is a plain-HTTP server on 127.0.0.1 (ephemeral port) run by an asyncio loop in
+a background thread: one loop serves any number of connections at once (several gateway
+workers, a benchmark's few hundred requests per second) and can hold a request open, drop a
+connection mid-answer, or answer late, on command from the test.
+
+Usage::
+
+    with LLMStandIn(api_key="sk-test") as llm:
+        client = openai.OpenAI(base_url=llm.openai_base_url, api_key="sk-test", max_retries=0)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+        llm.mode = "error429"            # the next requests get 429 with Retry-After
+        llm.api_key = "sk-rotated"       # the old key now gets 401
+        llm.requests[-1].api_key         # what the last request presented
+
+Routes:
+
+* OpenAI: ``POST /v1/chat/completions`` (JSON, or SSE when ``stream`` is true: ``data: {chunk}``
+  lines and ``data: [DONE]``; with ``stream_options.include_usage`` every chunk carries
+  ``"usage": null`` and a last chunk has ``usage`` and empty ``choices``, as OpenAI sends
+  them), ``GET /v1/models``. The key is ``Authorization: Bearer KEY``.
+* Anthropic: ``POST /v1/messages`` (JSON, or SSE with the events ``message_start``,
+  ``content_block_start``, ``ping``, ``content_block_delta``, ``content_block_stop``,
+  ``message_delta`` with ``usage.output_tokens``, ``message_stop``). The key is ``x-api-key``;
+  ``anthropic-version`` (a date) and ``max_tokens`` are required, as by the real API.
+* A wrong key gets 401 whose message repeats the key presented (as OpenAI's shows part of
+  it), so a test can see whether a client lets a key into its errors.
+
+Answers are deterministic, so tests can predict them (see `reply_text`, `prompt_tokens`):
+
+* the prompt costs one token per whitespace-separated word of every message's text (an
+  Anthropic ``system`` included);
+* the reply is the first ``reply_tokens`` words of a lorem-ipsum cycle, one token per word,
+  cut at ``max_tokens`` (finish ``length`` / ``max_tokens``) or before the first stop sequence
+  it contains (finish ``stop`` / ``stop_sequence``, the cut words not counted); a stream sends
+  one chunk per word.
+
+Faults (chat and messages routes): ``mode = "ok" | "error500" | "error429" | "error400" |
+"hang" | "fail_mid_stream"``. ``error429`` sends ``Retry-After`` (whole seconds, rounded up)
+and ``retry-after-ms``. A hanging request never gets an answer: when it is woken (a mode
+change, `wake()`, `stop()` or ``hang_seconds`` elapsed) its connection is dropped.
+``fail_mid_stream`` sends ``fail_after_chunks`` content chunks of a stream (half the body of
+a plain answer) and then drops the connection. ``delay`` holds every answer that long (or
+until woken) and ``chunk_delay`` spaces a stream's chunks. ``stop()`` is "gone" (connections
+refused); ``start()`` again serves on the same port.
+
+Run on its own (e.g. for a benchmark, where it should not share a GIL with the load)::
+
+    python -m tests.support.llm_standin [--port 0] [--api-key KEY]
+
+prints its URL on the first line of stdout and serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Final, Literal, get_args
+
+Mode = Literal["ok", "error500", "error429", "error400", "hang", "fail_mid_stream"]
+Api = Literal["openai", "anthropic"]
+
+REPLY_WORDS: Final = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing",
+                      "elit", "sed", "do", "eiusmod", "tempor")  # fmt: skip
+_API_VERSION: Final = re.compile(r"\d{4}-\d{2}-\d{2}")  # each SDK release sends its own date
+_JSON = dict[str, Any]
+
+
+def reply_text(tokens: int) -> str:
+    """The stand-in's reply of ``tokens`` words (one token each), before any stop sequence."""
+    return " ".join(itertools.islice(itertools.cycle(REPLY_WORDS), tokens))
+
+
+def text_tokens(content: Any) -> int:
+    """Tokens in one message's content: a string, or a list of parts/blocks with ``text``."""
+    if isinstance(content, str):
+        return len(content.split())
+    if isinstance(content, list):
+        return sum(len(part.get("text", "").split()) for part in content if isinstance(part, dict))
+    return 0
+
+
+def prompt_tokens(messages: Iterable[_JSON], system: Any = None) -> int:
+    """What the stand-in reports as prompt (input) tokens for these messages."""
+    return text_tokens(system) + sum(text_tokens(message.get("content")) for message in messages)
+
+
+@dataclass
+class RecordedRequest:
+    """A request as the stand-in saw it; ``status`` stays None while unanswered (or dropped
+    before its headers went out), the token counts stay None unless an answer was built."""
+
+    method: str
+    path: str
+    api: Api | None
+    model: str | None
+    stream: bool
+    api_key: str | None
+    headers: dict[str, str]
+    body: _JSON
+    at: float = field(default_factory=time.time)
+    status: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What a chat or messages request should get: text, token counts, finish reason."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    stopped_by: str | None  # the stop sequence that cut the reply
+    truncated: bool  # cut by max_tokens
+
+
+class _Drop(Exception):
+    """Ends a connection without (the rest of) an answer."""
+
+
+class LLMStandIn:
+    """OpenAI chat completions + Anthropic messages, deterministic, with faults, in a thread."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = "sk-standin",
+        reply_tokens: int = 8,
+        models: tuple[str, ...] = ("gpt-4o-mini", "claude-3-5-haiku-latest"),
+        retry_after: float = 1.0,
+        hang_seconds: float = 60.0,
+        fail_after_chunks: int = 2,
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        """The one key accepted (None: any); change it to make the old key get 401."""
+        self.reply_tokens = reply_tokens
+        self.models = models
+        self.retry_after = retry_after
+        self.hang_seconds = hang_seconds
+        self.fail_after_chunks = fail_after_chunks
+        self.delay = 0.0
+        """Seconds every request waits before its answer (faults included)."""
+        self.chunk_delay = 0.0
+        """Seconds between a stream's chunks."""
+
+        self._mode: Mode = "ok"
+        self._port = port
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._requests: list[RecordedRequest] = []
+        self._connections = 0
+        self._ids = itertools.count(1)
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._woken: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LLMStandIn:
+        """Start serving; after a stop() the same port is reused so the URLs stay valid."""
+        if self._thread is not None:
+            raise RuntimeError("LLMStandIn is already running")
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._listen())
+            except BaseException as exc:  # reported to start() below
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="llm-standin", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            loop.close()
+            self._loop = self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Refuse new connections, drop the open ones, wake hanging requests."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> LLMStandIn:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    # ------------------------------------------------------------------ addresses
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``: the Anthropic base URL (its paths start with /v1)."""
+        if not self._port:
+            raise RuntimeError("LLMStandIn has not been started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``: the OpenAI base URL."""
+        return self.url + "/v1"
+
+    # ------------------------------------------------------------------ faults
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: Mode) -> None:
+        if mode not in get_args(Mode):
+            raise ValueError(f"unknown mode {mode!r}; expected one of {get_args(Mode)}")
+        self._mode = mode
+        self.wake()
+
+    def wake(self) -> None:
+        """Release every held request now: a hanging one has its connection dropped, a
+        delayed one is answered."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._wake_hanging)
+
+    # ------------------------------------------------------------------ accounting
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received since the last reset(), oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since the last reset()."""
+        with self._lock:
+            return self._connections
+
+    def reset(self) -> None:
+        """Forget recorded requests and connections (not the mode or the key)."""
+        with self._lock:
+            self._requests.clear()
+            self._connections = 0
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests have arrived; the requests.
+
+        :raises TimeoutError: fewer arrived within ``timeout`` seconds.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise TimeoutError(f"{len(self._requests)} of {count} requests arrived")
+            return list(self._requests)
+
+    # ------------------------------------------------------------------ the server (loop thread)
+
+    async def _listen(self) -> None:
+        self._woken = asyncio.Event()
+        self._server = await asyncio.start_server(
+            self._connection, "127.0.0.1", self._port, reuse_address=True, backlog=1024
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._wake_hanging()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def _wake_hanging(self) -> None:
+        if self._woken is not None:
+            self._woken.set()
+            self._woken = asyncio.Event()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        with self._lock:
+            self._connections += 1
+        try:
+            while (request := await _read_request(reader)) is not None:
+                if not await self._serve(request, writer):
+                    break
+        except (_Drop, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:  # stop(): the connection goes with the server
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.transport.abort()
+
+    async def _serve(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False closes the connection after it."""
+        keep_alive = request.headers.get("connection", "").lower() != "close"
+        try:
+            body = json.loads(request.body) if request.body else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            await _send_json(writer, 400, {"error": {"message": "body is not a JSON object"}})
+            return keep_alive
+        api: Api | None = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic"}.get(
+            request.path
+        )
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            api=api,
+            model=body.get("model"),
+            stream=body.get("stream") is True,
+            api_key=_presented_key(request.headers),
+            headers=request.headers,
+            body=body,
+        )
+        with self._changed:
+            self._requests.append(record)
+            self._changed.notify_all()
+        mode = self._mode
+        if self.delay:
+            await self._hold(self.delay)
+        if request.method == "GET" and request.path == "/v1/models":
+            status, answer = self._models(record)
+            record.status = status
+            await _send_json(writer, status, answer)
+            return keep_alive
+        if api is None or request.method != "POST":
+            record.status = 404
+            await _send_json(writer, 404, _error_body(api, 404, f"no route {request.path}"))
+            return keep_alive
+        refusal = self._refusal(record, api, body, mode)
+        if refusal is not None:
+            status, answer, headers = refusal
+            record.status = status
+            await _send_json(writer, status, answer, headers)
+            return keep_alive
+        if mode == "hang":
+            await self._hold(self.hang_seconds)
+            raise _Drop
+        if api == "openai":
+            return await self._openai(record, body, writer, mode) and keep_alive
+        return await self._anthropic(record, body, writer, mode) and keep_alive
+
+    def _refusal(
+        self, record: RecordedRequest, api: Api, body: _JSON, mode: Mode
+    ) -> tuple[int, _JSON, dict[str, str]] | None:
+        """The error answer this request gets (bad key, invalid, a fault mode), if any."""
+        if self.api_key is not None and record.api_key != self.api_key:
+            return 401, _error_body(api, 401, _wrong_key(record.api_key)), {}
+        version = record.headers.get("anthropic-version", "")
+        if api == "anthropic" and not _API_VERSION.fullmatch(version):
+            return 400, _error_body(api, 400, "anthropic-version: header required"), {}
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return 400, _error_body(api, 400, "messages must be a list of objects"), {}
+        if not isinstance(body.get("model"), str):
+            return 400, _error_body(api, 400, "model is required"), {}
+        if api == "anthropic" and not isinstance(body.get("max_tokens"), int):
+            return 400, _error_body(api, 400, "max_tokens: Field required"), {}
+        if mode == "error500":
+            return 500, _error_body(api, 500, "the stand-in is in error500 mode"), {}
+        if mode == "error400":
+            return 400, _error_body(api, 400, "the stand-in is in error400 mode"), {}
+        if mode == "error429":
+            headers = {
+                "retry-after": str(math.ceil(self.retry_after)),
+                "retry-after-ms": str(round(self.retry_after * 1000)),
+            }
+            return 429, _error_body(api, 429, "the stand-in is in error429 mode"), headers
+        return None
+
+    async def _hold(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if woken."""
+        woken = self._woken
+        assert woken is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), seconds)
+
+    def _models(self, record: RecordedRequest) -> tuple[int, _JSON]:
+        if self.api_key is not None and record.api_key != self.api_key:
+            return 401, _error_body("openai", 401, _wrong_key(record.api_key))
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "standin"}
+            for name in self.models
+        ]
+        return 200, {"object": "list", "data": data}
+
+    def _answer(self, record: RecordedRequest, body: _JSON, stops: Any) -> _Answer:
+        """The deterministic reply to ``body``; its token counts go into ``record``."""
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        tokens = self.reply_tokens if not isinstance(limit, int) else min(limit, self.reply_tokens)
+        text, stopped_by = reply_text(tokens), None
+        cuts = [(text.find(stop), stop) for stop in _stop_list(stops) if stop and stop in text]
+        if cuts:
+            index, stopped_by = min(cuts)
+            text = text[:index]
+        answer = _Answer(
+            text=text,
+            prompt_tokens=prompt_tokens(body["messages"], body.get("system")),
+            completion_tokens=len(text.split()),
+            stopped_by=stopped_by,
+            truncated=stopped_by is None and tokens < self.reply_tokens,
+        )
+        record.prompt_tokens, record.completion_tokens = (
+            answer.prompt_tokens,
+            answer.completion_tokens,
+        )
+        return answer
+
+    async def _openai(
+        self, record: RecordedRequest, body: _JSON, writer: asyncio.StreamWriter, mode: Mode
+    ) -> bool:
+        answer = self._answer(record, body, body.get("stop"))
+        ident, created = f"chatcmpl-standin{next(self._ids)}", int(time.time())
+        finish = "length" if answer.truncated else "stop"
+        usage = {
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        }
+        if not record.stream:
+            message = {"role": "assistant", "content": answer.text, "refusal": None}
+            response = {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": record.model,
+                "choices": [
+                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+                ],
+                "usage": usage,
+            }
+            record.status = 200
+            await _send_json(writer, 200, response, partial=mode == "fail_mid_stream")
+            return True
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+        def chunk(delta: _JSON, finish_reason: str | None = None) -> _JSON:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            out: _JSON = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": record.model,
+                "choices": [choice],
+            }
+            if include_usage:
+                out["usage"] = None
+            return out
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in _pieces(answer.text)]
+        events.append(chunk({}, finish))
+        if include_usage:
+            events.append({**chunk({}), "choices": [], "usage": usage})
+        lines = [f"data: {json.dumps(event)}\n\n" for event in events] + ["data: [DONE]\n\n"]
+        record.status = 200
+        await self._stream(writer, lines, mode, content_start=1)
+        return True
+
+    async def _anthropic(
+        self, record: RecordedRequest, body: _JSON, writer: asyncio.StreamWriter, mode: Mode
+    ) -> bool:
+        answer = self._answer(record, body, body.get("stop_sequences"))
+        ident = f"msg_standin{next(self._ids)}"
+        if answer.stopped_by is not None:
+            stop_reason = "stop_sequence"
+        else:
+            stop_reason = "max_tokens" if answer.truncated else "end_turn"
+        if not record.stream:
+            response = {
+                "id": ident,
+                "type": "message",
+                "role": "assistant",
+                "model": record.model,
+                "content": [{"type": "text", "text": answer.text}],
+                "stop_reason": stop_reason,
+                "stop_sequence": answer.stopped_by,
+                "usage": {
+                    "input_tokens": answer.prompt_tokens,
+                    "output_tokens": answer.completion_tokens,
+                },
+            }
+            record.status = 200
+            await _send_json(writer, 200, response, partial=mode == "fail_mid_stream")
+            return True
+        start = {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": record.model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": 1},
+        }
+        block = {"type": "text", "text": ""}
+        events: list[_JSON] = [
+            {"type": "message_start", "message": start},
+            {"type": "content_block_start", "index": 0, "content_block": block},
+            {"type": "ping"},
+        ]
+        events += [
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
+            for t in _pieces(answer.text)
+        ]
+        events += [
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": answer.stopped_by},
+                "usage": {"output_tokens": answer.completion_tokens},
+            },
+            {"type": "message_stop"},
+        ]
+        lines = [f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events]
+        record.status = 200
+        await self._stream(writer, lines, mode, content_start=3)
+        return True
+
+    async def _stream(
+        self, writer: asyncio.StreamWriter, events: list[str], mode: Mode, *, content_start: int
+    ) -> None:
+        """Send SSE ``events`` chunked; in fail_mid_stream, drop the connection after the
+        first ``fail_after_chunks`` content events (those from ``content_start`` on)."""
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        cut = None
+        if mode == "fail_mid_stream":  # always before the end, however short the reply
+            cut = min(content_start + self.fail_after_chunks, len(events) - 1)
+        for index, event in enumerate(events):
+            if index == cut:
+                await writer.drain()
+                raise _Drop
+            data = event.encode()
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            if self.chunk_delay:
+                await writer.drain()
+                await asyncio.sleep(self.chunk_delay)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` in one piece per word, the space before a word kept with it."""
+    words = text.split(" ") if text else []
+    return [word if index == 0 else " " + word for index, word in enumerate(words)]
+
+
+def _stop_list(stops: Any) -> list[str]:
+    """OpenAI's ``stop`` (a string or a list) or Anthropic's ``stop_sequences``, as a list."""
+    if isinstance(stops, str):
+        return [stops]
+    return [stop for stop in stops or () if isinstance(stop, str)]
+
+
+def _wrong_key(key: str | None) -> str:
+    """A 401 message that repeats the key, so tests see whether a client lets it into text."""
+    return f"Incorrect API key provided: {key}" if key else "No API key provided"
+
+
+def _presented_key(headers: dict[str, str]) -> str | None:
+    """The key a request presented: ``x-api-key`` (Anthropic) or a Bearer token (OpenAI)."""
+    if "x-api-key" in headers:
+        return headers["x-api-key"]
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" else None
+
+
+def _error_body(api: Api | None, status: int, message: str) -> _JSON:
+    """An error document shaped as ``api`` shapes its errors."""
+    if api == "anthropic":
+        kinds = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            404: "not_found_error",
+            429: "rate_limit_error",
+        }
+        error = {"type": kinds.get(status, "api_error"), "message": message}
+        return {"type": "error", "error": error}
+    kinds = {
+        400: "invalid_request_error",
+        401: "invalid_request_error",
+        429: "requests",
+        404: "invalid_request_error",
+    }
+    codes = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
+    error = {"message": message, "type": kinds.get(status, "server_error"), "param": None}
+    return {"error": {**error, "code": codes.get(status)}}
+
+
+async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
+    """The next request on a keep-alive connection; None when the client closed it."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial.strip():
+            raise
+        return None
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = request_line.split(" ", 2)
+    headers = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        raise _Drop  # every client here sends Content-Length
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return _Request(method, target.partition("?")[0], headers, body)
+
+
+async def _send_json(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: _JSON,
+    headers: dict[str, str] | None = None,
+    *,
+    partial: bool = False,
+) -> None:
+    """One JSON answer; ``partial`` sends its headers and half its body, then drops."""
+    payload = json.dumps(body).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n{extra}\r\n"
+    )
+    if partial:
+        writer.write(head.encode() + payload[: len(payload) // 2])
+        await writer.drain()
+        raise _Drop
+    writer.write(head.encode() + payload)
+    await writer.drain()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM; the URL goes to stdout first."""
+    parser = argparse.ArgumentParser(prog="python -m tests.support.llm_standin")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="sk-standin", help="'' accepts any key")
+    parser.add_argument("--reply-tokens", type=int, default=8)
+    args = parser.parse_args(argv)
+    standin = LLMStandIn(
+        api_key=args.api_key or None, reply_tokens=args.reply_tokens, port=args.port
+    )
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    with standin:
+        print(standin.url, flush=True)
+        done.wait()
+
+
+if __name__ == "__main__":
+    main()
