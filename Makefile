@@ -17,7 +17,7 @@ demo: $(BIN)/python
 	$(BIN)/revoctl health
 
 test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,runtime]'
 	$(BIN)/ruff check revoctl tests benchmarks
 	$(BIN)/ruff format --check revoctl tests benchmarks
 	$(BIN)/mypy
