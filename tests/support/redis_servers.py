@@ -177,8 +177,9 @@ def require_binaries() -> None:
 
 
 @contextlib.contextmanager
-def private_server(first: int = 7100, last: int = 7149, **options: str) -> Iterator[RedisServer]:
-    """A started `RedisServer` on a free port of ``first..last``, stopped afterwards."""
+def private_server(*extra: str, password: str | None = None) -> Iterator[RedisServer]:
+    """A started `RedisServer` on a free port of 7100-7139 (``extra``: more options),
+    stopped afterwards."""
     require_binaries()
-    with RedisServer(free_port(first, last), **options) as server:  # type: ignore[arg-type]
+    with RedisServer(free_port(7100, 7139), *extra, password=password) as server:
         yield server
