@@ -79,7 +79,7 @@ class SqlLimitStore:
         )
         self._sweep = (
             f"DELETE FROM {TABLE} WHERE (rule, key) IN "
-            f"(SELECT rule, key FROM {TABLE} WHERE expires_at < {now} LIMIT {SWEEP_BATCH})"
+            f"(SELECT rule, key FROM {TABLE} WHERE expires_at <= {now} LIMIT {SWEEP_BATCH})"
         )
         self._now = f"SELECT {now}"
         self._algorithms: dict[str, tuple[RateLimitRule, Algorithm]] = {}
