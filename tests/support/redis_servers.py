@@ -13,6 +13,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -183,3 +184,44 @@ def private_server(*extra: str, password: str | None = None) -> Iterator[RedisSe
     require_binaries()
     with RedisServer(free_port(7100, 7139), *extra, password=password) as server:
         yield server
+
+
+class CommandCounter:
+    """Counts the commands clients send to the server on ``port`` (MONITOR), leaving out
+    those a script runs inside Redis: those are not round trips. Stop with `finish`."""
+
+    END = "revoctl-monitor-end"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.counts: dict[str, int] = {}
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("MONITOR did not start")
+
+    def _run(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port)) as sock:
+            sock.sendall(b"MONITOR\r\n")
+            stream = sock.makefile("rb")
+            stream.readline()  # +OK
+            self._ready.set()
+            for raw in stream:
+                line = raw.decode(errors="replace")
+                if f'"{self.END}"' in line:
+                    return
+                if " lua]" in line or '"' not in line:
+                    continue
+                command = line.split('"')[1].upper()
+                self.counts[command] = self.counts.get(command, 0) + 1
+
+    def finish(self) -> dict[str, int]:
+        """Stop counting (after every command sent so far) and return the counts."""
+        with socket.create_connection(("127.0.0.1", self.port)) as sock:
+            sock.sendall(f"ECHO {self.END}\r\n".encode())
+            sock.recv(64)
+        self._thread.join(10)
+        counts = dict(self.counts)
+        counts.pop("ECHO", None)
+        return counts

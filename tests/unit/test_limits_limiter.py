@@ -80,8 +80,11 @@ async def test_check_by_name_and_the_contract_numbers() -> None:
         "retry_after",
         "reset_after",
     }
-    assert lim.decisions() == {
-        "api": {"allowed": 20, "denied": 1, "failed_open": 0, "failed_closed": 0}
+    zero = {"allowed": 0, "denied": 0, "failed_open": 0, "failed_closed": 0}
+    assert lim.decisions() == {  # every configured rule, so that metrics start at zero
+        "api": {**zero, "allowed": 20, "denied": 1},
+        "everyone": zero,
+        "off": zero,
     }
 
 

@@ -15,8 +15,6 @@ treated as the stored time: time never runs backwards into extra capacity.
 
 from __future__ import annotations
 
-import math
-
 from revoctl.core.limits.base import Op, RateLimitResult
 from revoctl.core.limits.settings import RateLimitAlgorithm, RateLimitRule
 
@@ -48,12 +46,14 @@ class TokenBucket:
     def apply(self, state: State | None, now: float, op: Op, weight: int) -> Decision:
         capacity, rate = self.capacity, self.rate
         if state is None:
-            tokens, last = float(capacity), now
+            tokens = float(capacity)
         else:
-            tokens, last = state[0], state[1]
+            tokens, last = state
             if now < last:
                 now = last
-            tokens = min(capacity, tokens + (now - last) * rate)
+            tokens += (now - last) * rate
+            if tokens > capacity:
+                tokens = float(capacity)
         new: State | None = None
         retry: float | None = None
         allowed, reason = True, None
@@ -64,13 +64,12 @@ class TokenBucket:
             allowed, reason = False, too_heavy(weight, capacity)
         elif tokens + EPSILON >= weight:
             if op == "check":
-                tokens = max(0.0, tokens - weight)
+                tokens = tokens - weight if tokens > weight else 0.0
                 new = (tokens, now)
         else:
             allowed, retry = False, (weight - tokens) / rate
         reset = (capacity - tokens) / rate if tokens < capacity - EPSILON else 0.0
-        remaining = math.floor(tokens + EPSILON)
-        return new, RateLimitResult(allowed, remaining, capacity, retry, reset, reason)
+        return new, RateLimitResult(allowed, int(tokens + EPSILON), capacity, retry, reset, reason)
 
 
 class SlidingWindow:
@@ -84,21 +83,27 @@ class SlidingWindow:
 
     def apply(self, state: State | None, now: float, op: Op, weight: int) -> Decision:
         limit, slot = self.limit, self.slot
-        current = math.floor(now / slot)
-        counts = [0] * (SLOTS + 1)  # counts[k]: units in slot current - k
-        if state is not None:
-            newest = int(state[0])
+        current = now // slot
+        # counts[k]: units in slot current - k, for k = 0 .. SLOTS
+        if state is None:
+            counts = [0.0] * (SLOTS + 1)
+        else:
+            newest = state[0]
             if newest > current:
                 current, now = newest, max(now, newest * slot)
-            shift = current - newest
-            for k in range(max(0, SLOTS + 1 - shift)):
-                counts[k + shift] = int(state[1 + k])
+            shift = int(current - newest)
+            if shift == 0:
+                counts = list(state[1:])
+            elif shift > SLOTS:
+                counts = [0.0] * (SLOTS + 1)
+            else:
+                counts = [0.0] * shift + list(state[1 : SLOTS + 2 - shift])
         used = sum(counts)
         changed, allowed = False, True
         retry: float | None = None
         reason = None
         if op == "refund":
-            left = weight
+            left: float = weight
             for k in range(SLOTS + 1):  # newest first: the units most likely being settled
                 back = min(left, counts[k])
                 counts[k] -= back
@@ -114,16 +119,19 @@ class SlidingWindow:
                 changed = True
         else:
             allowed = False
-            freed = 0
+            freed = 0.0
             for k in range(SLOTS, -1, -1):  # slot current - k leaves the count at this time
                 freed += counts[k]
                 if used - freed + weight <= limit:
                     retry = (current - k + SLOTS + 1) * slot - now
                     break
-        newest_used = next((k for k in range(SLOTS + 1) if counts[k]), None)
-        reset = 0.0 if newest_used is None else (current - newest_used + SLOTS + 1) * slot - now
-        new = (float(current), *map(float, counts)) if changed else None
-        return new, RateLimitResult(allowed, limit - used, limit, retry, reset, reason)
+        reset = 0.0
+        for k in range(SLOTS + 1):  # the newest slot in use is the last to leave
+            if counts[k]:
+                reset = (current - k + SLOTS + 1) * slot - now
+                break
+        new = (current, *counts) if changed else None
+        return new, RateLimitResult(allowed, limit - int(used), limit, retry, reset, reason)
 
 
 class FixedWindow:
@@ -137,32 +145,33 @@ class FixedWindow:
 
     def apply(self, state: State | None, now: float, op: Op, weight: int) -> Decision:
         limit, window = self.limit, self.window
-        current = math.floor(now / window)
-        count = 0
+        current = now // window
+        count = 0.0
         if state is not None:
-            stored = int(state[0])
-            if stored > current:
-                current, now = stored, max(now, stored * window)
-            if stored == current:
-                count = int(state[1])
-        changed, allowed = False, True
+            stored = state[0]
+            if stored >= current:
+                if stored > current:
+                    current, now = stored, max(now, stored * window)
+                count = state[1]
+        new: State | None = None
+        allowed = True
         retry: float | None = None
         reason = None
         ends_in = (current + 1) * window - now
         if op == "refund":
-            count = max(0, count - weight)
-            changed = True
+            count = max(0.0, count - weight)
+            new = (current, count)
         elif weight > limit:
             allowed, reason = False, too_heavy(weight, limit)
         elif count + weight <= limit:
             if op == "check":
                 count += weight
-                changed = True
+                new = (current, count)
         else:
             allowed, retry = False, ends_in
-        new = (float(current), float(count)) if changed else None
-        reset = ends_in if count else 0.0
-        return new, RateLimitResult(allowed, limit - count, limit, retry, reset, reason)
+        return new, RateLimitResult(
+            allowed, limit - int(count), limit, retry, ends_in if count else 0.0, reason
+        )
 
 
 Algorithm = TokenBucket | SlidingWindow | FixedWindow

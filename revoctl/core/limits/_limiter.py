@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,9 @@ from revoctl.core.limits.settings import (
 logger = logging.getLogger("revoctl.limits")
 
 StoreOpener = Callable[[], Awaitable[LimitStore]]
+LocalApply = Callable[[RateLimitRule, str, Op, int], RateLimitResult]
+_Plan = tuple[RateLimitRule, list[int], bool]
+"""A store's synchronous decision, for a store in this process (`MemoryLimitStore.apply_now`)."""
 GLOBAL_KEY = "*"
 """The one key of a ``global`` rule, and the key used when none is given."""
 MAX_KEY_LENGTH = 255
@@ -97,7 +99,9 @@ class RateLimiter(AsyncService):
         self._open_store = open_store
         self._clock = clock
         self._rules = {rule.name: rule for rule in config.rules}
-        self._counts: Counter[tuple[str, str]] = Counter()
+        self._tallies: dict[str, list[int]] = {}
+        self._plans = {rule.name: self._plan(rule) for rule in config.rules}
+        self._local: LocalApply | None = None
         self._failures = 0
         self._down = False
         self._last_error: str | None = None
@@ -116,6 +120,8 @@ class RateLimiter(AsyncService):
     async def _open(self) -> None:
         if self._store is None and self._open_store is not None:
             self._store = await self._open_store()
+        if self._store is not None and not self._store.remote:
+            self._local = getattr(self._store, "apply_now", None)
 
     async def _close(self) -> None:
         try:
@@ -182,27 +188,44 @@ class RateLimiter(AsyncService):
         :raises NotFoundError: no rule has that name.
         :raises UsageError: the identifier or the weight is invalid.
         """
-        found = self.rule(rule)
-        key = self.key_for(found, identifier)
-        weight = self._weight(weight)
-        if not found.enabled:
-            limit = found.capacity
-            self._counts[found.name, "allowed"] += 1
-            return RateLimitResult(True, limit, limit, None, 0.0, "the rule is disabled")
-        result = await self._fail_soft(found, key, "check", weight)
-        if result is None:
-            outcome = (
-                "failed_open" if self.config.failure_mode is FailureMode.OPEN else "failed_closed"
-            )
-            result = self._failure_answer(found)
-            self._counts[found.name, outcome] += 1
-            self._event(found, key, weight, result, "store_failure")
-        elif result.allowed:
-            self._counts[found.name, "allowed"] += 1
+        # The common case is checked inline: this is the hot path of every request.
+        plan = self._plans.get(rule) if rule.__class__ is str else None
+        if plan is None:
+            plan = self._plan(self.rule(rule))
+        found, tally, keyed = plan
+        if keyed and identifier.__class__ is str and 0 < len(identifier) <= MAX_KEY_LENGTH:
+            key: str = identifier
         else:
-            self._counts[found.name, "denied"] += 1
+            key = self.key_for(found, identifier)
+        if weight.__class__ is not int or not 0 < weight <= MAX_WEIGHT:
+            weight = self._weight(weight)
+        if not found.enabled:
+            tally[0] += 1
+            limit = found.capacity
+            return RateLimitResult(True, limit, limit, None, 0.0, "the rule is disabled")
+        local = self._local
+        if local is not None:  # a store in this process: nothing to wait for, nothing to fail
+            result = local(found, key, "check", weight)
+        else:
+            answer = await self._fail_soft(found, key, "check", weight)
+            if answer is None:
+                result = self._failure_answer(found)
+                tally[2 if result.allowed else 3] += 1
+                self._event(found, key, weight, result, "store_failure")
+                return result
+            result = answer
+        if result.allowed:
+            tally[0] += 1
+        else:
+            tally[1] += 1
             self._event(found, key, weight, result, "denied")
         return result
+
+    def _plan(self, rule: RateLimitRule) -> _Plan:
+        """What a check needs of ``rule``: the rule, its counters (one per outcome in
+        `OUTCOMES` order) and whether it has keys of its own (not ``global``)."""
+        tally = self._tallies.setdefault(rule.name, [0] * len(OUTCOMES))
+        return rule, tally, rule.scope is not RateLimitScope.GLOBAL
 
     async def refund(
         self, rule: str | RateLimitRule, identifier: str | None, weight: int
@@ -393,10 +416,10 @@ class RateLimiter(AsyncService):
     def decisions(self) -> dict[str, dict[str, int]]:
         """Decisions so far, per rule and outcome (``allowed``, ``denied``, ``failed_open``,
         ``failed_closed``)."""
-        table: dict[str, dict[str, int]] = {}
-        for (rule, outcome), count in sorted(self._counts.items()):
-            table.setdefault(rule, dict.fromkeys(OUTCOMES, 0))[outcome] = count
-        return table
+        return {
+            rule: dict(zip(OUTCOMES, tally, strict=True))
+            for rule, tally in sorted(self._tallies.items())
+        }
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """``{"status", "store", "target", "failure_mode", "latency_ms", "decisions",

@@ -8,8 +8,7 @@ decision, so no caller needs a second round trip for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from revoctl.core.limits.settings import RateLimitRule
 
@@ -17,12 +16,13 @@ Op = Literal["check", "peek", "refund"]
 """``check`` consumes when allowed, ``peek`` never writes, ``refund`` gives units back."""
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitResult:
+class RateLimitResult(NamedTuple):
     """One decision: the CONTRACT's ``allowed``, ``remaining``, ``limit``, ``retry_after``
     (seconds until a check of the same weight would be allowed; None when allowed) and
     ``reset_after`` (seconds until the key is back to full); ``reason`` says why a check
     was denied without counting (a weight above the limit) or answered without the store.
+
+    A named tuple: immutable, and the cheapest object to build on the decision path.
     """
 
     allowed: bool

@@ -5,7 +5,8 @@
 -- ARGV[3]  limit: units allowed in any window
 -- ARGV[4]  slot length, seconds (window / slots)
 -- ARGV[5]  slots per window
--- Returns  {allowed 0|1, remaining, retry_after ("" = none), reset_after, too_heavy 0|1}
+-- Returns  "allowed remaining retry_after reset_after too_heavy": one bulk string, the
+--          cheapest reply to parse; allowed and too_heavy are 0|1, retry_after "-" for none
 -- A check counts every slot that overlaps the last window, so no window ever holds more
 -- than the limit. Time is the server's (TIME); the key expires when every slot has left.
 local key, op = KEYS[1], ARGV[1]
@@ -38,7 +39,7 @@ for i = 1, #fields, 2 do
   end
 end
 
-local allowed, retry, heavy, write = 1, '', 0, false
+local allowed, retry, heavy, write = 1, '-', 0, false
 if op == 'refund' then
   local left = weight
   for k = 0, slots do
@@ -75,7 +76,11 @@ for k = 0, slots do
     break
   end
 end
-if write then
+if write and op == 'check' and #stale == 0 then
+  -- The common case: one slot grows; nothing else changes.
+  redis.call('HINCRBY', key, string.format('%.0f', current), weight)
+  redis.call('PEXPIRE', key, math.ceil(reset * 1000) + 1000)
+elseif write then
   redis.call('DEL', key)
   if reset > 0 then
     local flat = {}
@@ -91,4 +96,4 @@ if write then
 elseif #stale > 0 and op ~= 'peek' then
   redis.call('HDEL', key, unpack(stale))
 end
-return {allowed, limit - used, retry, string.format('%.17g', reset), heavy}
+return string.format('%d %d %s %.17g %d', allowed, limit - used, retry, reset, heavy)

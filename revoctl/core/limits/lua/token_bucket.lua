@@ -1,10 +1,11 @@
 -- Token bucket: one atomic decision on one key (revoctl.core.limits._algorithms.TokenBucket).
--- KEYS[1]  the bucket, a hash {tokens, ts}; gone = full
+-- KEYS[1]  the bucket: a string "tokens ts" (level at the last write, and when); gone = full
 -- ARGV[1]  op: "check" (consume when allowed) | "peek" (never writes) | "refund"
 -- ARGV[2]  weight, whole units
 -- ARGV[3]  capacity
 -- ARGV[4]  refill rate, tokens per second
--- Returns  {allowed 0|1, remaining, retry_after ("" = none), reset_after, too_heavy 0|1}
+-- Returns  "allowed remaining retry_after reset_after too_heavy": one bulk string, the
+--          cheapest reply to parse; allowed and too_heavy are 0|1, retry_after "-" for none
 -- Time is the server's (TIME); the key expires when the bucket would be full again.
 local EPSILON = 1e-9
 local key, op = KEYS[1], ARGV[1]
@@ -13,14 +14,15 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 
 local tokens = capacity
-local stored = redis.call('HMGET', key, 'tokens', 'ts')
-if stored[1] then
-  local last = tonumber(stored[2])
+local stored = redis.call('GET', key)
+if stored then
+  local level, at = string.match(stored, '^(%S+) (%S+)$')
+  local last = tonumber(at)
   if now < last then now = last end
-  tokens = math.min(capacity, tonumber(stored[1]) + (now - last) * rate)
+  tokens = math.min(capacity, tonumber(level) + (now - last) * rate)
 end
 
-local allowed, retry, heavy, write = 1, '', 0, false
+local allowed, retry, heavy, write = 1, '-', 0, false
 if op == 'refund' then
   tokens = math.min(capacity, tokens + weight)
   write = true
@@ -39,10 +41,10 @@ local reset = 0
 if tokens < capacity - EPSILON then reset = (capacity - tokens) / rate end
 if write then
   if reset > 0 then
-    redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
-    redis.call('PEXPIRE', key, math.ceil(reset * 1000) + 1000)
+    redis.call('SET', key, string.format('%.17g %.17g', tokens, now),
+      'PX', math.ceil(reset * 1000) + 1000)
   else
     redis.call('DEL', key)
   end
 end
-return {allowed, math.floor(tokens + EPSILON), retry, string.format('%.17g', reset), heavy}
+return string.format('%d %d %s %.17g %d', allowed, math.floor(tokens + EPSILON), retry, reset, heavy)

@@ -3,8 +3,9 @@
 Every operation runs to completion without awaiting anything, so on one event loop
 each decision is atomic without a lock. Memory stays bounded without a background
 thread: a key whose state has run out counts as new when it is next touched (lazy
-expiry), and every write also looks at the next few keys of a round through all of them and
-drops those that have run out (a bounded sweep), so keys nobody touches again go too.
+expiry), and each new key makes the sweep look at the next two keys of a round
+through the rule's keys and drop those that have run out (a bounded sweep), so keys
+nobody touches again go too.
 """
 
 from __future__ import annotations
@@ -15,87 +16,99 @@ from itertools import islice
 
 from revoctl.core.limits._algorithms import Algorithm, State, algorithm_for
 from revoctl.core.limits.base import Op, RateLimitResult
-from revoctl.core.limits.settings import RateLimitAlgorithm, RateLimitRule
+from revoctl.core.limits.settings import RateLimitRule
 
-_Key = tuple[str, RateLimitAlgorithm, str]
+_Entry = tuple[State, float]
+"""A key's state and when it runs out (wall clock)."""
 
-SWEEP_PER_WRITE = 2
-"""Keys the sweep examines per write: more than one, so expired keys are dropped
-faster than new ones arrive."""
+SWEEP_PER_NEW_KEY = 2
+"""Keys the sweep examines each time a key is added: more than one, so keys that ran
+out are dropped faster than new ones arrive, and memory follows the live keys."""
+
+
+class _Table:
+    """One rule's keys, with the algorithm they were counted by."""
+
+    __slots__ = ("algorithm", "entries", "rule")
+
+    def __init__(self, rule: RateLimitRule) -> None:
+        self.rule = rule
+        self.algorithm: Algorithm = algorithm_for(rule)
+        self.entries: dict[str, _Entry] = {}
 
 
 class MemoryLimitStore:
-    """Per-key state in a dict that doubles as the sweep's round; ``clock`` is wall-clock seconds
-    (windows are aligned to the epoch) and injectable for tests and simulations."""
+    """Per-key state in one dict per rule, which doubles as the sweep's round; ``clock`` is
+    wall-clock seconds (windows are aligned to the epoch), injectable for tests and
+    simulations."""
 
     kind = "memory"
     remote = False
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._entries: dict[_Key, tuple[State, float]] = {}
-        self._algorithms: dict[str, tuple[RateLimitRule, Algorithm]] = {}
+        self._tables: dict[str, _Table] = {}
 
     def describe(self) -> str:
         return "process memory"
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(len(table.entries) for table in self._tables.values())
 
-    def _algorithm(self, rule: RateLimitRule) -> Algorithm:
-        cached = self._algorithms.get(rule.name)
-        if cached is None or cached[0] is not rule:
-            cached = self._algorithms[rule.name] = (rule, algorithm_for(rule))
-        return cached[1]
+    def _table(self, rule: RateLimitRule) -> _Table:
+        """The rule's table; a rule of that name with other numbers starts afresh."""
+        table = self._tables.get(rule.name)
+        if table is None or table.rule != rule:
+            table = self._tables[rule.name] = _Table(rule)
+        table.rule = rule  # equal numbers: the next lookup is by identity
+        return table
 
     def apply_now(self, rule: RateLimitRule, key: str, op: Op, weight: int) -> RateLimitResult:
         """`apply`, synchronously: the whole decision, with nothing awaited."""
         now = self._clock()
-        entries = self._entries
-        entry_key = (rule.name, rule.algorithm, key)
-        entry = entries.get(entry_key)
+        table = self._tables.get(rule.name)
+        if table is None or table.rule is not rule:
+            table = self._table(rule)
+        entries = table.entries
+        entry = entries.get(key)
         state = entry[0] if entry is not None and entry[1] > now else None
-        new, result = self._algorithm(rule).apply(state, now, op, weight)
+        new, result = table.algorithm.apply(state, now, op, weight)
         if new is not None:
-            if entry is not None:
-                del entries[entry_key]  # re-inserted at the back: just seen, swept last
-            if result.reset_after > 0:
-                entries[entry_key] = (new, now + result.reset_after)
-            self._sweep(now)
+            reset = result[4]
+            if reset > 0:
+                if entry is None:  # only a new key makes the dict grow: sweep then
+                    self._sweep(entries, now)
+                entries[key] = (new, now + reset)
+            elif entry is not None:
+                del entries[key]  # full again: the same as no state
         return result
 
-    def _sweep(self, now: float) -> None:
+    @staticmethod
+    def _sweep(entries: dict[str, _Entry], now: float) -> None:
         """Look at the keys at the front of the round: drop those run out, send the rest to
         the back, so that the round passes every key in turn."""
-        entries = self._entries
-        for entry_key in list(islice(entries, SWEEP_PER_WRITE)):
-            entry = entries.pop(entry_key)
+        for key in list(islice(entries, SWEEP_PER_NEW_KEY)):
+            entry = entries.pop(key)
             if entry[1] > now:
-                entries[entry_key] = entry
+                entries[key] = entry
 
     async def apply(self, rule: RateLimitRule, key: str, op: Op, weight: int) -> RateLimitResult:
         return self.apply_now(rule, key, op, weight)
 
     async def keys(self, rule: RateLimitRule) -> list[str]:
         now = self._clock()
-        return [
-            key
-            for (name, algorithm, key), (_, expires) in self._entries.items()
-            if name == rule.name and algorithm is rule.algorithm and expires > now
-        ]
+        return [key for key, (_, expires) in self._table(rule).entries.items() if expires > now]
 
     async def reset(self, rule: RateLimitRule, key: str | None) -> int:
-        doomed = [
-            entry_key
-            for entry_key in self._entries
-            if entry_key[0] == rule.name and (key is None or entry_key[2] == key)
-        ]
-        for entry_key in doomed:
-            del self._entries[entry_key]
-        return len(doomed)
+        entries = self._table(rule).entries
+        if key is None:
+            removed = len(entries)
+            entries.clear()
+            return removed
+        return 1 if entries.pop(key, None) is not None else 0
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
-        self._entries.clear()
+        self._tables.clear()

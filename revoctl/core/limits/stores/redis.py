@@ -49,6 +49,19 @@ def _arguments(rule: RateLimitRule) -> tuple[Any, ...]:
     return rule.requests, repr(rule.window_seconds)
 
 
+def parse_reply(reply: bytes | str, limit: int, weight: int) -> RateLimitResult:
+    """A script's reply, ``"allowed remaining retry_after reset_after too_heavy"``."""
+    allowed, remaining, retry, reset, heavy = reply.split()
+    return RateLimitResult(
+        allowed == b"1" or allowed == "1",
+        int(remaining),
+        limit,
+        None if retry in (b"-", "-") else float(retry),
+        float(reset),
+        None if heavy in (b"0", "0") else too_heavy(weight, limit),
+    )
+
+
 class RedisLimitStore:
     """Counters in Redis; ``client`` comes from `revoctl.core.redis.open_redis`."""
 
@@ -84,16 +97,7 @@ class RedisLimitStore:
             reply = await script(
                 keys=[self.key(rule, key)], args=[op, weight, *self._rule_arguments(rule)]
             )
-        allowed, remaining, retry, reset, heavy = reply
-        limit = rule.capacity
-        return RateLimitResult(
-            allowed=allowed == 1,
-            remaining=int(remaining),
-            limit=limit,
-            retry_after=float(retry) if retry else None,
-            reset_after=float(reset),
-            reason=too_heavy(weight, limit) if heavy == 1 else None,
-        )
+        return parse_reply(reply, rule.capacity, weight)
 
     def _pattern(self, rule: RateLimitRule) -> str:
         head = _GLOB_SPECIAL.sub(r"\\\1", f"{self.prefix}{{{rule.name}:")
