@@ -75,7 +75,7 @@ class RedisLimitStore:
         self._scripts: dict[RateLimitAlgorithm, AsyncScript] = {
             algorithm: client.register_script(lua_source(algorithm)) for algorithm in _SUFFIX
         }
-        self._arguments: dict[str, tuple[RateLimitRule, tuple[Any, ...]]] = {}
+        self._plans: dict[str, tuple[RateLimitRule, AsyncScript, str, str, tuple[Any, ...]]] = {}
 
     def describe(self) -> str:
         cluster = " (cluster)" if self.config.cluster else ""
@@ -85,18 +85,17 @@ class RedisLimitStore:
         """The Redis key holding ``key``'s state under ``rule``."""
         return f"{self.prefix}{{{rule.name}:{key}}}:{_SUFFIX[rule.algorithm]}"
 
-    def _rule_arguments(self, rule: RateLimitRule) -> tuple[Any, ...]:
-        cached = self._arguments.get(rule.name)
-        if cached is None or cached[0] is not rule:
-            cached = self._arguments[rule.name] = (rule, _arguments(rule))
-        return cached[1]
-
     async def apply(self, rule: RateLimitRule, key: str, op: Op, weight: int) -> RateLimitResult:
-        script = self._scripts[rule.algorithm]
+        plan = self._plans.get(rule.name)
+        if plan is None or plan[0] is not rule:
+            head = f"{self.prefix}{{{rule.name}:"
+            tail = f"}}:{_SUFFIX[rule.algorithm]}"
+            plan = (rule, self._scripts[rule.algorithm], head, tail, _arguments(rule))
+            self._plans[rule.name] = plan
+        _, script, head, tail, arguments = plan
         with translate_redis_errors(self.config):
-            reply = await script(
-                keys=[self.key(rule, key)], args=[op, weight, *self._rule_arguments(rule)]
-            )
+            # EVALSHA; on NOSCRIPT, redis-py's script object loads the source and retries.
+            reply = await script(keys=[head + key + tail], args=[op, weight, *arguments])
         return parse_reply(reply, rule.capacity, weight)
 
     def _pattern(self, rule: RateLimitRule) -> str:
