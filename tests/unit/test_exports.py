@@ -25,3 +25,16 @@ def test_importing_core_imports_no_backend() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_contract_rate_limit_names_resolve_from_core_and_limits() -> None:
+    import revoctl.core.limits
+
+    for name in ("RateLimiter", "RateLimitRule", "RateLimitAlgorithm", "RateLimitScope"):
+        assert name in revoctl.core.__all__, name
+        assert getattr(revoctl.core, name) is getattr(revoctl.core.limits, name)
+    limits_all = revoctl.core.limits.__all__
+    assert limits_all == sorted(limits_all)
+    assert set(revoctl.core.limits._EXPORTS) <= set(limits_all)
+    for name in limits_all:
+        assert getattr(revoctl.core.limits, name) is not None, name
