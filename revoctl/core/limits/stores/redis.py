@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from revoctl.core.limits._algorithms import SLOTS, too_heavy
 from revoctl.core.limits.base import Op, RateLimitResult
@@ -40,13 +40,19 @@ def lua_source(algorithm: RateLimitAlgorithm) -> str:
     return (files("revoctl.core.limits") / "lua" / f"{algorithm.value}.lua").read_text("utf-8")
 
 
-def _arguments(rule: RateLimitRule) -> tuple[Any, ...]:
-    """The script's rule arguments after op and weight (see each script's header)."""
+def _arguments(rule: RateLimitRule) -> tuple[bytes, ...]:
+    """The script's rule arguments after op and weight (see each script's header), encoded
+    once: redis-py sends bytes as they are."""
     if rule.algorithm is RateLimitAlgorithm.TOKEN_BUCKET:
-        return rule.capacity, repr(rule.requests / rule.window_seconds)
-    if rule.algorithm is RateLimitAlgorithm.SLIDING_WINDOW:
-        return rule.requests, repr(rule.window_seconds / SLOTS), SLOTS
-    return rule.requests, repr(rule.window_seconds)
+        values: tuple[object, ...] = (rule.capacity, repr(rule.requests / rule.window_seconds))
+    elif rule.algorithm is RateLimitAlgorithm.SLIDING_WINDOW:
+        values = (rule.requests, repr(rule.window_seconds / SLOTS), SLOTS)
+    else:
+        values = (rule.requests, repr(rule.window_seconds))
+    return tuple(str(value).encode() for value in values)
+
+
+_OPS: dict[str, bytes] = {"check": b"check", "peek": b"peek", "refund": b"refund"}
 
 
 def parse_reply(reply: bytes | str, limit: int, weight: int) -> RateLimitResult:
@@ -75,7 +81,7 @@ class RedisLimitStore:
         self._scripts: dict[RateLimitAlgorithm, AsyncScript] = {
             algorithm: client.register_script(lua_source(algorithm)) for algorithm in _SUFFIX
         }
-        self._plans: dict[str, tuple[RateLimitRule, AsyncScript, str, str, tuple[Any, ...]]] = {}
+        self._plans: dict[str, tuple[RateLimitRule, AsyncScript, str, str, tuple[bytes, ...]]] = {}
 
     def describe(self) -> str:
         cluster = " (cluster)" if self.config.cluster else ""
@@ -95,7 +101,7 @@ class RedisLimitStore:
         _, script, head, tail, arguments = plan
         with translate_redis_errors(self.config):
             # EVALSHA; on NOSCRIPT, redis-py's script object loads the source and retries.
-            reply = await script(keys=[head + key + tail], args=[op, weight, *arguments])
+            reply = await script(keys=[head + key + tail], args=[_OPS[op], weight, *arguments])
         return parse_reply(reply, rule.capacity, weight)
 
     def _pattern(self, rule: RateLimitRule) -> str:
