@@ -88,14 +88,18 @@ class Console:
     def chart(
         self, title: str, x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str
     ) -> None:
-        """Line ``series`` (label -> values over ``x``) as a terminal chart on stdout (plotext);
-        without colour (``NO_COLOR``, a pipe) each series gets a marker of its own."""
+        """``series`` (label -> values over ``x``) as a terminal chart on stdout (plotext): lines
+        in colour on a terminal; without colour (``NO_COLOR``, a pipe) points, each series with
+        a marker of its own."""
         import plotext as plt
 
         colour = not self.no_color and sys.stdout.isatty()
         plt.clear_figure()
-        for (label, values), marker in zip(series.items(), ("dot", "x", "+", "*"), strict=False):
-            plt.plot(list(x), list(values), label=label, marker="braille" if colour else marker)
+        for (label, values), marker in zip(series.items(), ("o", "x", "+", "*"), strict=False):
+            if colour:
+                plt.plot(list(x), list(values), label=label, marker="braille")
+            else:
+                plt.scatter(list(x), list(values), label=label, marker=marker)
         width = min(shutil.get_terminal_size((100, 24)).columns, 120)
         plt.plotsize(width, 20)
         plt.theme("clear")
