@@ -137,10 +137,6 @@ class RateLimiter(AsyncService):
 
     # ------------------------------------------------------------------ rules and keys
 
-    @property
-    def rules(self) -> tuple[RateLimitRule, ...]:
-        return self.config.rules
-
     def rule(self, rule: str | RateLimitRule) -> RateLimitRule:
         """The configured rule called ``rule`` (a `RateLimitRule` is taken as given).
 
@@ -248,10 +244,11 @@ class RateLimiter(AsyncService):
         self, rule: RateLimitRule, key: str, op: Op, weight: int
     ) -> RateLimitResult | None:
         """The store's answer, or None when it failed or is down and not due for a probe."""
+        probe = False
         if self._down:
             if self._probing or self._clock() < self._next_probe:
                 return None
-            self._probing = True
+            self._probing = probe = True  # this call is the one probe in flight
         try:
             if self._state is not ServiceState.OPEN:
                 await self.initialize()
@@ -265,7 +262,8 @@ class RateLimiter(AsyncService):
             self._failed(exc)
             return None
         finally:
-            self._probing = False
+            if probe:
+                self._probing = False
         if self._down:
             self._recovered()
         return result
