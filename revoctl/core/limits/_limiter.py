@@ -37,8 +37,9 @@ logger = logging.getLogger("revoctl.limits")
 
 StoreOpener = Callable[[], Awaitable[LimitStore]]
 LocalApply = Callable[[RateLimitRule, str, Op, int], RateLimitResult]
-_Plan = tuple[RateLimitRule, list[int], bool]
 """A store's synchronous decision, for a store in this process (`MemoryLimitStore.apply_now`)."""
+_Plan = tuple[RateLimitRule, list[int], bool]
+"""A rule, its counters per outcome, and whether it has keys of its own (see `_plan`)."""
 GLOBAL_KEY = "*"
 """The one key of a ``global`` rule, and the key used when none is given."""
 MAX_KEY_LENGTH = 255
