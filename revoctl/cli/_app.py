@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "config": "revoctl.cli.config",
     "db": "revoctl.cli.db",
     "health": "revoctl.cli.health",
+    "limits": "revoctl.cli.limits",
     "secrets": "revoctl.cli.secrets",
 }
 SINGLE = frozenset({"health"})

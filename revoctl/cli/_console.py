@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -106,6 +107,29 @@ class Console:
     def line(self, text: str) -> None:
         """A line of data on stdout, as is (e.g. a secret value for ``$(...)``)."""
         self._write_stdout(text)
+
+    def chart(
+        self, title: str, x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str
+    ) -> None:
+        """``series`` (label -> values over ``x``) as a terminal chart on stdout (plotext): lines
+        in colour on a terminal; without colour (``NO_COLOR``, a pipe) points, each series with
+        a marker of its own."""
+        import plotext as plt
+
+        colour = not self.no_color and sys.stdout.isatty()
+        plt.clear_figure()
+        for (label, values), marker in zip(series.items(), ("o", "x", "+", "*"), strict=False):
+            if colour:
+                plt.plot(list(x), list(values), label=label, marker="braille")
+            else:
+                plt.scatter(list(x), list(values), label=label, marker=marker)
+        width = min(shutil.get_terminal_size((100, 24)).columns, 120)
+        plt.plotsize(width, 20)
+        plt.theme("clear")
+        plt.title(title)
+        plt.xlabel(xlabel)
+        text = plt.build()
+        self._write_stdout(text if colour else plt.uncolorize(text))
 
     def info(self, message: str) -> None:
         typer.echo(redact(message), err=True)

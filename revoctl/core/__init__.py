@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         RevoctlError,
         UsageError,
     )
+    from revoctl.core.limits import RateLimiter, RateLimitResult
     from revoctl.core.limits.settings import (
         LimitsConfig,
         RateLimitAlgorithm,
@@ -46,7 +47,9 @@ _EXPORTS: dict[str, str] = {
     "NotFoundError": "revoctl.core.errors",
     "RateLimitAlgorithm": "revoctl.core.limits.settings",
     "RateLimitRule": "revoctl.core.limits.settings",
+    "RateLimitResult": "revoctl.core.limits",
     "RateLimitScope": "revoctl.core.limits.settings",
+    "RateLimiter": "revoctl.core.limits",
     "RedisConfig": "revoctl.core.redis",
     "RetryPolicy": "revoctl.core._retry",
     "RevoctlError": "revoctl.core.errors",
@@ -69,8 +72,10 @@ __all__ = [
     "LimitsConfig",
     "NotFoundError",
     "RateLimitAlgorithm",
+    "RateLimitResult",
     "RateLimitRule",
     "RateLimitScope",
+    "RateLimiter",
     "RedisConfig",
     "RetryPolicy",
     "RevoctlError",

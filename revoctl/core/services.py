@@ -8,9 +8,10 @@ new service is one entry here. Components are built lazily (``revoctl secrets ge
 never imports the database layer) and registered on one `AsyncExitStack`, which
 closes them in reverse order of building.
 
-The wiring between services lives here and nowhere else: the database URL reads
-its ``${secret:NAME}`` references through the secret manager, and the secret
-manager records its changes in the database's audit table.
+The wiring between services lives here and nowhere else: the database and Redis
+URLs read their ``${secret:NAME}`` references through the secret manager, the
+secret manager records its changes in the database's audit table, and the rate
+limiter keeps its counters in the configured store and its events in the database.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from revoctl.core.redaction import install_log_redaction
 if TYPE_CHECKING:
     from revoctl.config import LoadedConfig, Settings
     from revoctl.core.db import DatabaseManager
+    from revoctl.core.limits import LimitStore, RateLimiter
     from revoctl.core.secrets import AuditEvent, SecretManager
 
 
@@ -88,6 +90,10 @@ class Services:
     @property
     def db(self) -> DatabaseManager:
         return cast("DatabaseManager", self.component("db"))
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return cast("RateLimiter", self.component("limiter"))
 
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service, each
@@ -172,9 +178,45 @@ def _build_database(services: Services) -> Component:
     return DatabaseManager(services.settings.database, role=services.role, resolve=read_secret)
 
 
+def _build_limiter(services: Services) -> Component:
+    """The limiter on the configured store. Outside the CLI, denials and store failures
+    go to ``rate_limit_logs`` (an operator's ``limits test`` is not traffic).
+
+    The database is built before the limiter whenever the limiter uses it, so that it
+    is closed after the limiter has written its last events.
+    """
+    from revoctl.core.limits import (
+        LimitStoreKind,
+        RateLimiter,
+        RateLimitLogWriter,
+        SqlRateLimitLogSink,
+        open_limit_store,
+    )
+
+    config = services.settings.limits
+    log = (
+        None
+        if services.role == "cli"
+        else RateLimitLogWriter(SqlRateLimitLogSink(lambda: services.db))
+    )
+    if log is not None or config.store is LimitStoreKind.SQL:
+        _ = services.db
+
+    async def read_secret(name: str) -> str:
+        return await services.secrets.get_secret(name)
+
+    async def open_store() -> LimitStore:
+        return await open_limit_store(
+            config, redis=services.settings.redis, db=lambda: services.db, read_secret=read_secret
+        )
+
+    return RateLimiter(config, open_store=open_store, log=log)
+
+
 COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec("secrets", "secrets", _build_secrets),
     ComponentSpec("db", "database", _build_database),
+    ComponentSpec("limiter", "rate_limiter", _build_limiter),
 )
 """Every service, in the order the health document lists them."""
 

@@ -31,7 +31,7 @@ CONTRACT_NAMES = [
     "CircuitBreakerConfig",
     "CircuitBreakerManager",
 ]
-NOT_BUILT_YET = {"CircuitOpenError", "RateLimiter", "CircuitBreaker", "CircuitBreakerManager"}
+NOT_BUILT_YET = {"CircuitOpenError", "CircuitBreaker", "CircuitBreakerManager"}
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,16 @@ def test_the_library_names_import_neither_the_cli_nor_the_config_loader() -> Non
     )
     above = ("revoctl.config", "revoctl.cli", "typer", "rich", "click")
     assert _modules_after(statement, above) == []
+
+
+def test_the_contract_rate_limit_names_resolve_from_core_and_limits() -> None:
+    import revoctl.core.limits
+
+    for name in ("RateLimiter", "RateLimitRule", "RateLimitAlgorithm", "RateLimitScope"):
+        assert name in revoctl.core.__all__, name
+        assert getattr(revoctl.core, name) is getattr(revoctl.core.limits, name)
+    limits_all = revoctl.core.limits.__all__
+    assert limits_all == sorted(limits_all)
+    assert set(revoctl.core.limits._EXPORTS) <= set(limits_all)
+    for name in limits_all:
+        assert getattr(revoctl.core.limits, name) is not None, name

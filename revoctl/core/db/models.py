@@ -1,4 +1,4 @@
-"""The tables revoctl keeps: request, model-usage, rate-limit and metric logs.
+"""The tables revoctl keeps: request, model-usage, rate-limit and metric logs, and rate-limit state.
 
 One `Base` and one `MetaData` with a naming convention, so that constraint and
 index names are stable across dialects and later revisions can refer to them.
@@ -17,11 +17,13 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
+    Double,
     Index,
     Integer,
     MetaData,
     Numeric,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -114,7 +116,8 @@ class ModelUsage(_Event, Base):
 
 
 class RateLimitLog(_Event, Base):
-    """One rate-limit decision."""
+    """One rate-limit event: a denial, or a decision the store failed to make (``event``
+    ``"store_failure"``, answered by ``failure_mode``; ``reason`` says why)."""
 
     __tablename__ = "rate_limit_logs"
     __table_args__ = (Index(None, "rule", "key", "ts"),)
@@ -124,6 +127,21 @@ class RateLimitLog(_Event, Base):
     allowed: Mapped[bool]
     remaining: Mapped[int]
     weight: Mapped[int] = mapped_column(default=1)
+    event: Mapped[str] = mapped_column(String(16), default="denied", server_default="denied")
+    reason: Mapped[str | None] = mapped_column(String(255))
+
+
+class RateLimitState(Base):
+    """One key's counters under one rule, for the SQL limit store (its state is a JSON
+    list whose meaning depends on ``algorithm``; ``expires_at`` is epoch seconds)."""
+
+    __tablename__ = "rate_limit_state"
+
+    rule: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
 
 
 class SystemMetrics(_Event, Base):

@@ -69,6 +69,13 @@ class LimitsConfig(Section):
 
     store: LimitStoreKind = LimitStoreKind.SQL
     failure_mode: FailureMode = FailureMode.OPEN
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+    """Bound on one store operation; past it the operation counts as a store failure."""
+    probe_interval_seconds: float = Field(0.5, gt=0, le=300)
+    """While the store fails, one decision in this interval tries it; the others get
+    the failure-mode answer at once."""
+    key_prefix: str = Field("revoctl:rl:", max_length=64)
+    """Prefix of every Redis key the limiter writes."""
     rules: tuple[RateLimitRule, ...] = ()
 
     @field_validator("rules")

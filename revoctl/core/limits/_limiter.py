@@ -1,0 +1,467 @@
+"""`RateLimiter`: the rules of ``[limits]`` applied to keys, on one store, fail-soft.
+
+A check is one store call that decides and returns every number. When the store
+fails (unreachable, too slow, not migrated) the runtime's calls still get an answer:
+``failure_mode = "open"`` admits, ``"closed"`` denies, the failure is logged, counted
+and written to the event log, and health turns ``degraded``. While the store is down,
+one call per ``probe_interval_seconds`` tries it (the others are answered at once,
+so an outage causes no reconnect storm); the first that succeeds brings every
+decision back to the store.
+
+The operator's calls (`peek`, `inspect`, `reset`, `run_checks`) are strict: they
+raise, because an operator must see the store as it is, not the policy's stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from revoctl.core._lifecycle import AsyncService, ServiceState
+from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
+from revoctl.core.limits._log import EventKind, RateLimitEvent, RateLimitLogWriter
+from revoctl.core.limits.base import LimitStore, Op, RateLimitResult
+from revoctl.core.limits.settings import (
+    FailureMode,
+    LimitsConfig,
+    RateLimitRule,
+    RateLimitScope,
+)
+
+logger = logging.getLogger("revoctl.limits")
+
+StoreOpener = Callable[[], Awaitable[LimitStore]]
+LocalApply = Callable[[RateLimitRule, str, Op, int], RateLimitResult]
+"""A store's synchronous decision, for a store in this process (`MemoryLimitStore.apply_now`)."""
+_Plan = tuple[RateLimitRule, list[int], bool]
+"""A rule, its counters per outcome, and whether it has keys of its own (see `_plan`)."""
+GLOBAL_KEY = "*"
+"""The one key of a ``global`` rule, and the key used when none is given."""
+MAX_KEY_LENGTH = 255
+MAX_WEIGHT = 1_000_000_000
+CLOSE_FLUSH_SECONDS = 5.0
+"""How long closing waits for the event log's last batch."""
+
+OUTCOMES = ("allowed", "denied", "failed_open", "failed_closed")
+"""Decision outcomes as counted per rule (``revoctl_rate_limit_decisions_total``)."""
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What `RateLimiter.run_checks` did: ``checks`` decisions, the last one in full."""
+
+    rule: str
+    key: str
+    checks: int
+    allowed: int
+    denied: int
+    last: RateLimitResult
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """One key as `RateLimiter.inspect` shows it (consuming nothing)."""
+
+    rule: str
+    key: str
+    algorithm: str
+    limit: int
+    remaining: int
+    reset_after: float
+
+
+class RateLimiter(AsyncService):
+    """Rules from ``config`` applied on a store: ``store`` (ready) or ``open_store`` (an
+    async factory called on first use, so a Redis URL's secret is read only then).
+
+    ``log`` receives denials and store failures; ``clock`` (monotonic seconds) paces the
+    recovery probes and is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        config: LimitsConfig,
+        *,
+        store: LimitStore | None = None,
+        open_store: StoreOpener | None = None,
+        log: RateLimitLogWriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (store is None) == (open_store is None):
+            raise ValueError("give exactly one of store and open_store")
+        self.config = config
+        self.log = log
+        self._store = store
+        self._open_store = open_store
+        self._clock = clock
+        self._rules = {rule.name: rule for rule in config.rules}
+        self._tallies: dict[str, list[int]] = {}
+        self._plans = {rule.name: self._plan(rule) for rule in config.rules}
+        self._local: LocalApply | None = None
+        self._failures = 0
+        self._down = False
+        self._last_error: str | None = None
+        self._next_probe = 0.0
+        self._probing = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def store(self) -> LimitStore:
+        """The store (after `initialize()`)."""
+        if self._store is None:
+            raise RuntimeError(f"RateLimiter is {self.state.value}: call initialize() first")
+        return self._store
+
+    async def _open(self) -> None:
+        if self._store is None and self._open_store is not None:
+            self._store = await self._open_store()
+        if self._store is not None and not self._store.remote:
+            self._local = getattr(self._store, "apply_now", None)
+
+    async def _close(self) -> None:
+        try:
+            if self.log is not None:
+                try:
+                    async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                        await self.log.close()
+                except TimeoutError:
+                    logger.warning("rate-limit events still buffered at close were dropped")
+        finally:
+            if self._store is not None:
+                await self._store.close()
+
+    # ------------------------------------------------------------------ rules and keys
+
+    def rule(self, rule: str | RateLimitRule) -> RateLimitRule:
+        """The configured rule called ``rule`` (a `RateLimitRule` is taken as given).
+
+        :raises NotFoundError: no rule has that name.
+        """
+        if isinstance(rule, RateLimitRule):
+            return rule
+        found = self._rules.get(rule)
+        if found is None:
+            known = ", ".join(sorted(self._rules)) or "none configured"
+            raise NotFoundError(f"no rate-limit rule named {rule!r} (rules: {known})")
+        return found
+
+    @staticmethod
+    def key_for(rule: RateLimitRule, identifier: str | None) -> str:
+        """The key ``identifier`` counts under: the one key ``*`` for a ``global`` rule.
+
+        :raises UsageError: the identifier is empty or longer than 255 characters.
+        """
+        if rule.scope is RateLimitScope.GLOBAL or identifier is None:
+            return GLOBAL_KEY
+        if not isinstance(identifier, str) or not 0 < len(identifier) <= MAX_KEY_LENGTH:
+            raise UsageError(f"a rate-limit key is 1 to {MAX_KEY_LENGTH} characters")
+        return identifier
+
+    @staticmethod
+    def _weight(weight: int, minimum: int = 1) -> int:
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            raise UsageError(f"a weight is a whole number, got {weight!r}")
+        if not minimum <= weight <= MAX_WEIGHT:
+            raise UsageError(f"a weight is {minimum} to {MAX_WEIGHT}, got {weight}")
+        return weight
+
+    # ------------------------------------------------------------------ the runtime's calls
+
+    async def check_rate_limit(
+        self, rule: str | RateLimitRule, identifier: str | None, weight: int = 1
+    ) -> RateLimitResult:
+        """Decide one request of ``weight`` units for ``identifier`` under ``rule``.
+
+        Allowed: ``weight`` units are consumed. Denied: nothing is, and ``retry_after``
+        says when the same check would pass (None when it never can: the weight is above
+        the limit, see ``reason``). While the store fails, ``failure_mode`` answers.
+
+        :raises NotFoundError: no rule has that name.
+        :raises UsageError: the identifier or the weight is invalid.
+        """
+        # The common case is checked inline: this is the hot path of every request.
+        plan = self._plans.get(rule) if rule.__class__ is str else None
+        if plan is None:
+            plan = self._plan(self.rule(rule))
+        found, tally, keyed = plan
+        if keyed and identifier.__class__ is str and 0 < len(identifier) <= MAX_KEY_LENGTH:
+            key: str = identifier
+        else:
+            key = self.key_for(found, identifier)
+        if weight.__class__ is not int or not 0 < weight <= MAX_WEIGHT:
+            weight = self._weight(weight)
+        if not found.enabled:
+            tally[0] += 1
+            limit = found.capacity
+            return RateLimitResult(True, limit, limit, None, 0.0, "the rule is disabled")
+        local = self._local
+        if local is not None:  # a store in this process: nothing to wait for, nothing to fail
+            result = local(found, key, "check", weight)
+        else:
+            answer = await self._fail_soft(found, key, "check", weight)
+            if answer is None:
+                result = self._failure_answer(found)
+                tally[2 if result.allowed else 3] += 1
+                self._event(found, key, weight, result, "store_failure")
+                return result
+            result = answer
+        if result.allowed:
+            tally[0] += 1
+        else:
+            tally[1] += 1
+            self._event(found, key, weight, result, "denied")
+        return result
+
+    def _plan(self, rule: RateLimitRule) -> _Plan:
+        """What a check needs of ``rule``: the rule, its counters (one per outcome in
+        `OUTCOMES` order) and whether it has keys of its own (not ``global``)."""
+        tally = self._tallies.setdefault(rule.name, [0] * len(OUTCOMES))
+        return rule, tally, rule.scope is not RateLimitScope.GLOBAL
+
+    async def refund(
+        self, rule: str | RateLimitRule, identifier: str | None, weight: int
+    ) -> RateLimitResult | None:
+        """Give back ``weight`` units charged earlier (never past a full key); 0 does nothing.
+
+        Returns the key's state after the refund, or None when the store failed (the
+        failure is logged and counted like a check's).
+
+        :raises NotFoundError: no rule has that name.
+        :raises UsageError: the identifier or the weight is invalid.
+        """
+        found = self.rule(rule)
+        key = self.key_for(found, identifier)
+        if self._weight(weight, minimum=0) == 0 or not found.enabled:
+            return None
+        return await self._fail_soft(found, key, "refund", weight)
+
+    async def _fail_soft(
+        self, rule: RateLimitRule, key: str, op: Op, weight: int
+    ) -> RateLimitResult | None:
+        """The store's answer, or None when it failed or is down and not due for a probe."""
+        probe = False
+        if self._down:
+            if self._probing or self._clock() < self._next_probe:
+                return None
+            self._probing = probe = True  # this call is the one probe in flight
+        try:
+            if self._state is not ServiceState.OPEN:
+                await self.initialize()
+            store = self.store
+            if store.remote:
+                async with asyncio.timeout(self.config.timeout_seconds):
+                    result = await store.apply(rule, key, op, weight)
+            else:
+                result = await store.apply(rule, key, op, weight)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        finally:
+            if probe:
+                self._probing = False
+        if self._down:
+            self._recovered()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failures += 1
+        reason = _reason(exc, self.config.timeout_seconds)
+        self._last_error = reason
+        self._next_probe = self._clock() + self.config.probe_interval_seconds
+        if not self._down:
+            self._down = True
+            logger.warning(
+                "rate-limit store failing (%s); failure_mode %s answers until it is back",
+                reason,
+                self.config.failure_mode.value,
+            )
+        else:
+            logger.info("rate-limit store still failing: %s", reason)
+
+    def _recovered(self) -> None:
+        self._down = False
+        logger.warning("rate-limit store is back after %d failed operations", self._failures)
+
+    def _failure_answer(self, rule: RateLimitRule) -> RateLimitResult:
+        limit = rule.capacity
+        reason = f"store unavailable ({self._last_error})"
+        if self.config.failure_mode is FailureMode.OPEN:
+            return RateLimitResult(True, limit, limit, None, 0.0, f"{reason}: admitted (open)")
+        retry = self.config.probe_interval_seconds
+        return RateLimitResult(False, 0, limit, retry, 0.0, f"{reason}: denied (closed)")
+
+    def _event(
+        self, rule: RateLimitRule, key: str, weight: int, result: RateLimitResult, kind: EventKind
+    ) -> None:
+        if self.log is not None:
+            self.log.record(
+                RateLimitEvent(
+                    rule=rule.name,
+                    key=key,
+                    allowed=result.allowed,
+                    remaining=result.remaining,
+                    weight=weight,
+                    event=kind,
+                    reason=result.reason,
+                    ts=datetime.now(UTC),
+                )
+            )
+
+    # ------------------------------------------------------------------ the operator's calls
+
+    async def _strict(self, rule: RateLimitRule, key: str, op: Op, weight: int) -> RateLimitResult:
+        await self.initialize()
+        try:
+            async with asyncio.timeout(self.config.timeout_seconds):
+                return await self.store.apply(rule, key, op, weight)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"the {self.store.describe()} store did not answer within "
+                f"{self.config.timeout_seconds:g}s"
+            ) from None
+
+    async def peek(
+        self, rule: str | RateLimitRule, identifier: str | None, weight: int = 1
+    ) -> RateLimitResult:
+        """What a check of ``weight`` would answer now, consuming nothing.
+
+        :raises NotFoundError: no rule has that name.
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        found = self.rule(rule)
+        return await self._strict(
+            found, self.key_for(found, identifier), "peek", self._weight(weight)
+        )
+
+    async def run_checks(
+        self, rule: str | RateLimitRule, identifier: str | None, count: int = 1, weight: int = 1
+    ) -> CheckRun:
+        """Make ``count`` consuming checks in a row against the store (``limits test``).
+
+        :raises NotFoundError: no rule has that name.
+        :raises UsageError: the count or weight is invalid.
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        found = self.rule(rule)
+        key = self.key_for(found, identifier)
+        weight = self._weight(weight)
+        if not 1 <= count <= 100_000:
+            raise UsageError(f"a count is 1 to 100000, got {count}")
+        allowed = 0
+        last = None
+        for _ in range(count):
+            last = await self._strict(found, key, "check", weight)
+            allowed += last.allowed
+        assert last is not None
+        return CheckRun(found.name, key, count, allowed, count - allowed, last)
+
+    async def inspect(
+        self, rule: str | RateLimitRule, identifier: str | None = None
+    ) -> list[KeyState]:
+        """The state of ``identifier``'s key, or of every key the store tracks for ``rule``;
+        consumes nothing.
+
+        :raises NotFoundError: no rule has that name.
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        found = self.rule(rule)
+        if identifier is not None or found.scope is RateLimitScope.GLOBAL:
+            keys = [self.key_for(found, identifier)]
+        else:
+            await self.initialize()
+            keys = await self.store.keys(found)
+        states = []
+        for key in keys:
+            seen = await self._strict(found, key, "peek", 1)
+            states.append(
+                KeyState(
+                    found.name,
+                    key,
+                    found.algorithm.value,
+                    seen.limit,
+                    seen.remaining,
+                    seen.reset_after,
+                )
+            )
+        return states
+
+    async def reset(self, rule: str | RateLimitRule, identifier: str | None = None) -> int:
+        """Forget ``identifier``'s key (every key of ``rule`` when None): back to full.
+
+        Returns how many keys held state.
+
+        :raises NotFoundError: no rule has that name.
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        found = self.rule(rule)
+        key = None if identifier is None else self.key_for(found, identifier)
+        await self.initialize()
+        try:
+            async with asyncio.timeout(self.config.timeout_seconds * 10):
+                return await self.store.reset(found, key)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"the {self.store.describe()} store did not answer"
+            ) from None
+
+    # ------------------------------------------------------------------ counters and health
+
+    def decisions(self) -> dict[str, dict[str, int]]:
+        """Decisions so far, per rule and outcome (``allowed``, ``denied``, ``failed_open``,
+        ``failed_closed``)."""
+        return {
+            rule: dict(zip(OUTCOMES, tally, strict=True))
+            for rule, tally in sorted(self._tallies.items())
+        }
+
+    async def health_check(self, budget: float | None = None) -> dict[str, Any]:
+        """``{"status", "store", "target", "failure_mode", "latency_ms", "decisions",
+        "store_failures", "reason"?}``.
+
+        Pings the store (within ``budget``): degraded, with the reason, while it fails,
+        since ``failure_mode`` is answering for it. A successful ping ends an outage.
+        """
+        timeout = min(self.config.timeout_seconds, budget or self.config.timeout_seconds)
+        report: dict[str, Any] = {
+            "status": "healthy",
+            "store": self.config.store.value,
+            "target": None,
+            "failure_mode": self.config.failure_mode.value,
+            "latency_ms": None,
+            "rules": len(self.config.rules),
+            "decisions": self.decisions(),
+            "store_failures": self._failures,
+        }
+        if self.log is not None:
+            report["event_log"] = self.log.stats()
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.initialize()
+                report["target"] = self.store.describe()
+                await self.store.ping()
+        except Exception as exc:
+            reason = _reason(exc, timeout)
+            report["status"] = "degraded"
+            report["reason"] = (
+                f"the {self.config.store.value} store is failing ({reason}); "
+                f"failure_mode {self.config.failure_mode.value} answers for it"
+            )
+            return report
+        report["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if self._down:
+            self._recovered()
+        return report
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g}s"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

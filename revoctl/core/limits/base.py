@@ -1,0 +1,85 @@
+"""What a limit store is: one atomic decision per call, on one key of one rule.
+
+A store holds the per-key state of every rule and applies one operation to it
+atomically: ``check`` (consume when allowed), ``peek`` (consume nothing) or
+``refund`` (give units back). The algorithm's numbers come back from that same
+decision, so no caller needs a second round trip for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple, Protocol
+
+from revoctl.core.limits.settings import RateLimitRule
+
+Op = Literal["check", "peek", "refund"]
+"""``check`` consumes when allowed, ``peek`` never writes, ``refund`` gives units back."""
+
+
+class RateLimitResult(NamedTuple):
+    """One decision: the CONTRACT's ``allowed``, ``remaining``, ``limit``, ``retry_after``
+    (seconds until a check of the same weight would be allowed; None when allowed) and
+    ``reset_after`` (seconds until the key is back to full); ``reason`` says why a check
+    was denied without counting (a weight above the limit) or answered without the store.
+
+    A named tuple: immutable, and the cheapest object to build on the decision path.
+    """
+
+    allowed: bool
+    remaining: int
+    limit: int
+    retry_after: float | None
+    reset_after: float
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The CONTRACT's JSON record (``reason`` only when there is one)."""
+        document: dict[str, Any] = {
+            "allowed": self.allowed,
+            "remaining": self.remaining,
+            "limit": self.limit,
+            "retry_after": self.retry_after,
+            "reset_after": self.reset_after,
+        }
+        if self.reason is not None:
+            document["reason"] = self.reason
+        return document
+
+
+class LimitStore(Protocol):
+    """Where counters live: process memory, Redis (one script call), or the database."""
+
+    kind: str
+    """``"memory"``, ``"redis"`` or ``"sql"``."""
+    remote: bool
+    """Whether operations cross the network (and so are bounded by a timeout)."""
+
+    def describe(self) -> str:
+        """Where the counters are, fit for messages (no password)."""
+        ...
+
+    async def apply(self, rule: RateLimitRule, key: str, op: Op, weight: int) -> RateLimitResult:
+        """Apply ``op`` of ``weight`` units to ``key``'s state under ``rule``, atomically.
+
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        ...
+
+    async def keys(self, rule: RateLimitRule) -> list[str]:
+        """Every key with live state under ``rule``."""
+        ...
+
+    async def reset(self, rule: RateLimitRule, key: str | None) -> int:
+        """Forget ``key``'s state (every key's when None); the number of keys removed."""
+        ...
+
+    async def ping(self) -> None:
+        """Reach the store once (for health and recovery probes).
+
+        :raises RevoctlError: the store cannot be used.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is not used again."""
+        ...

@@ -1,0 +1,99 @@
+-- Sliding window: one atomic decision on one key (revoctl.core.limits._algorithms.SlidingWindow).
+-- KEYS[1]  the window, a hash {slot index -> units}; at most ARGV[5] + 1 fields
+-- ARGV[1]  op: "check" (consume when allowed) | "peek" (never writes) | "refund"
+-- ARGV[2]  weight, whole units
+-- ARGV[3]  limit: units allowed in any window
+-- ARGV[4]  slot length, seconds (window / slots)
+-- ARGV[5]  slots per window
+-- Returns  "allowed remaining retry_after reset_after too_heavy": one bulk string, the
+--          cheapest reply to parse; allowed and too_heavy are 0|1, retry_after "-" for none
+-- A check counts every slot that overlaps the last window, so no window ever holds more
+-- than the limit. Time is the server's (TIME); the key expires when every slot has left.
+local key, op = KEYS[1], ARGV[1]
+local weight, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local slot, slots = tonumber(ARGV[4]), tonumber(ARGV[5])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local current = math.floor(now / slot)
+
+local fields = redis.call('HGETALL', key)
+local newest = nil
+for i = 1, #fields, 2 do
+  local index = tonumber(fields[i])
+  if newest == nil or index > newest then newest = index end
+end
+if newest ~= nil and newest > current then
+  current = newest
+  now = math.max(now, newest * slot)
+end
+
+local counts, stale, used = {}, {}, 0
+for k = 0, slots do counts[k] = 0 end
+for i = 1, #fields, 2 do
+  local k = current - tonumber(fields[i])
+  if k > slots then
+    stale[#stale + 1] = fields[i]
+  else
+    counts[k] = tonumber(fields[i + 1])
+    used = used + counts[k]
+  end
+end
+
+local allowed, retry, heavy, write = 1, '-', 0, false
+if op == 'refund' then
+  local left = weight
+  for k = 0, slots do
+    local back = math.min(left, counts[k])
+    counts[k] = counts[k] - back
+    left = left - back
+  end
+  used = used - (weight - left)
+  write = true
+elseif weight > limit then
+  allowed, heavy = 0, 1
+elseif used + weight <= limit then
+  if op == 'check' then
+    counts[0] = counts[0] + weight
+    used = used + weight
+    write = true
+  end
+else
+  allowed = 0
+  local freed = 0
+  for k = slots, 0, -1 do
+    freed = freed + counts[k]
+    if used - freed + weight <= limit then
+      retry = string.format('%.17g', (current - k + slots + 1) * slot - now)
+      break
+    end
+  end
+end
+
+local reset = 0
+for k = 0, slots do
+  if counts[k] > 0 then
+    reset = (current - k + slots + 1) * slot - now
+    break
+  end
+end
+if write and op == 'check' and #stale == 0 then
+  -- The common case: one slot grows; nothing else changes.
+  redis.call('HINCRBY', key, string.format('%.0f', current), weight)
+  redis.call('PEXPIRE', key, math.ceil(reset * 1000) + 1000)
+elseif write then
+  redis.call('DEL', key)
+  if reset > 0 then
+    local flat = {}
+    for k = 0, slots do
+      if counts[k] > 0 then
+        flat[#flat + 1] = string.format('%.0f', current - k)
+        flat[#flat + 1] = counts[k]
+      end
+    end
+    redis.call('HSET', key, unpack(flat))
+    redis.call('PEXPIRE', key, math.ceil(reset * 1000) + 1000)
+  end
+elseif #stale > 0 and op ~= 'peek' then
+  redis.call('HDEL', key, unpack(stale))
+end
+return string.format('%d %d %s %.17g %d', allowed, limit - used, retry, reset, heavy)

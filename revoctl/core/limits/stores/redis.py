@@ -1,0 +1,138 @@
+"""`RedisLimitStore`: one EVALSHA per decision, on a single node or a Redis Cluster.
+
+Each algorithm is one Lua script (``revoctl/core/limits/lua/<algorithm>.lua``),
+registered once per store and called by SHA; redis-py loads it again when the server
+answers NOSCRIPT (a restart, a failover, ``SCRIPT FLUSH``). The script reads the
+server's clock, decides, writes and sets the key's expiry in one atomic step, so any
+number of processes share one limit exactly and no client clock is trusted.
+
+A key is ``<prefix>{<rule>:<key>}:<algorithm>``: one key per decision, its hash tag
+naming the rule and the caller, so a decision never spans two cluster slots.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+from typing import TYPE_CHECKING
+
+from revoctl.core.limits._algorithms import SLOTS, too_heavy
+from revoctl.core.limits.base import Op, RateLimitResult
+from revoctl.core.limits.settings import RateLimitAlgorithm, RateLimitRule
+from revoctl.core.redis import RedisConfig, translate_redis_errors
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+    from revoctl.core.redis import RedisClient
+
+_SUFFIX = {
+    RateLimitAlgorithm.TOKEN_BUCKET: "tb",
+    RateLimitAlgorithm.SLIDING_WINDOW: "sw",
+    RateLimitAlgorithm.FIXED_WINDOW: "fw",
+}
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+RESET_BATCH = 500
+
+
+def lua_source(algorithm: RateLimitAlgorithm) -> str:
+    """The Lua script of ``algorithm``, as shipped in the package."""
+    return (files("revoctl.core.limits") / "lua" / f"{algorithm.value}.lua").read_text("utf-8")
+
+
+def _arguments(rule: RateLimitRule) -> tuple[bytes, ...]:
+    """The script's rule arguments after op and weight (see each script's header), encoded
+    once: redis-py sends bytes as they are."""
+    if rule.algorithm is RateLimitAlgorithm.TOKEN_BUCKET:
+        values: tuple[object, ...] = (rule.capacity, repr(rule.requests / rule.window_seconds))
+    elif rule.algorithm is RateLimitAlgorithm.SLIDING_WINDOW:
+        values = (rule.requests, repr(rule.window_seconds / SLOTS), SLOTS)
+    else:
+        values = (rule.requests, repr(rule.window_seconds))
+    return tuple(str(value).encode() for value in values)
+
+
+_OPS: dict[str, bytes] = {"check": b"check", "peek": b"peek", "refund": b"refund"}
+
+
+def parse_reply(reply: bytes | str, limit: int, weight: int) -> RateLimitResult:
+    """A script's reply, ``"allowed remaining retry_after reset_after too_heavy"``."""
+    allowed, remaining, retry, reset, heavy = reply.split()
+    return RateLimitResult(
+        allowed == b"1" or allowed == "1",
+        int(remaining),
+        limit,
+        None if retry in (b"-", "-") else float(retry),
+        float(reset),
+        None if heavy in (b"0", "0") else too_heavy(weight, limit),
+    )
+
+
+class RedisLimitStore:
+    """Counters in Redis; ``client`` comes from `revoctl.core.redis.open_redis`."""
+
+    kind = "redis"
+    remote = True
+
+    def __init__(self, client: RedisClient, config: RedisConfig, *, prefix: str) -> None:
+        self.client = client
+        self.config = config
+        self.prefix = prefix
+        self._scripts: dict[RateLimitAlgorithm, AsyncScript] = {
+            algorithm: client.register_script(lua_source(algorithm)) for algorithm in _SUFFIX
+        }
+        self._plans: dict[str, tuple[RateLimitRule, AsyncScript, str, str, tuple[bytes, ...]]] = {}
+
+    def describe(self) -> str:
+        cluster = " (cluster)" if self.config.cluster else ""
+        return f"redis {self.config.describe()}{cluster}"
+
+    def key(self, rule: RateLimitRule, key: str) -> str:
+        """The Redis key holding ``key``'s state under ``rule``."""
+        return f"{self.prefix}{{{rule.name}:{key}}}:{_SUFFIX[rule.algorithm]}"
+
+    async def apply(self, rule: RateLimitRule, key: str, op: Op, weight: int) -> RateLimitResult:
+        plan = self._plans.get(rule.name)
+        if plan is None or plan[0] is not rule:
+            head = f"{self.prefix}{{{rule.name}:"
+            tail = f"}}:{_SUFFIX[rule.algorithm]}"
+            plan = (rule, self._scripts[rule.algorithm], head, tail, _arguments(rule))
+            self._plans[rule.name] = plan
+        _, script, head, tail, arguments = plan
+        with translate_redis_errors(self.config):
+            # EVALSHA; on NOSCRIPT, redis-py's script object loads the source and retries.
+            reply = await script(keys=[head + key + tail], args=[_OPS[op], weight, *arguments])
+        return parse_reply(reply, rule.capacity, weight)
+
+    def _pattern(self, rule: RateLimitRule) -> str:
+        head = _GLOB_SPECIAL.sub(r"\\\1", f"{self.prefix}{{{rule.name}:")
+        return f"{head}*}}:{_SUFFIX[rule.algorithm]}"
+
+    async def _scan(self, rule: RateLimitRule) -> list[str]:
+        """Every Redis key of ``rule`` (SCAN; on a cluster, every primary)."""
+        found: list[str] = []
+        with translate_redis_errors(self.config):
+            async for raw in self.client.scan_iter(match=self._pattern(rule), count=500):
+                found.append(raw.decode() if isinstance(raw, bytes) else str(raw))
+        return found
+
+    async def keys(self, rule: RateLimitRule) -> list[str]:
+        head = len(f"{self.prefix}{{{rule.name}:")
+        tail = len(f"}}:{_SUFFIX[rule.algorithm]}")
+        return sorted({name[head:-tail] for name in await self._scan(rule)})
+
+    async def reset(self, rule: RateLimitRule, key: str | None) -> int:
+        doomed = await self._scan(rule) if key is None else [self.key(rule, key)]
+        removed = 0
+        with translate_redis_errors(self.config):
+            for start in range(0, len(doomed), RESET_BATCH):
+                # A cluster client splits a many-key DEL by slot.
+                removed += int(await self.client.delete(*doomed[start : start + RESET_BATCH]))
+        return removed
+
+    async def ping(self) -> None:
+        with translate_redis_errors(self.config):
+            await self.client.ping()
+
+    async def close(self) -> None:
+        await self.client.aclose()

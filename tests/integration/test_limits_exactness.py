@@ -1,0 +1,153 @@
+"""The exactness test: several processes, many concurrent tasks each, hammering one key, admit
+exactly the limit, not one more, on Redis, a Redis Cluster, PostgreSQL and SQLite.
+
+Each process is `tests.support.limits_worker`: the runtime's own wiring (`load_services`),
+``failure_mode = "closed"`` so that a store failure could never pass for an admission, and
+a start line on stdin so that every process begins at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_revoctl
+from tests.support.redis_servers import RedisClusterServers, free_port, require_binaries
+
+PROCESSES = 4
+TASKS = 20
+CHECKS = 3
+LIMIT = 50
+"""Well under PROCESSES * TASKS * CHECKS attempts (240), so the limit is what stops them."""
+REPO = Path(__file__).parents[2]
+
+RULES = f"""
+[[limits.rules]]
+name = "bucket"
+requests = {LIMIT}
+window_seconds = 864000       # refills one unit every 4.8 hours: none during the test
+algorithm = "token_bucket"
+
+[[limits.rules]]
+name = "sliding"
+requests = {LIMIT}
+window_seconds = 864000
+algorithm = "sliding_window"
+
+[[limits.rules]]
+name = "fixed"
+requests = {LIMIT}
+window_seconds = 31622400     # a leap year: the test never straddles two windows
+algorithm = "fixed_window"
+"""
+
+
+def write_config(tmp_path: Path, limits: str, *, redis: str = "", database: str = "") -> Path:
+    """``[limits]`` with ``limits`` added, ``[redis]`` and ``[database]`` with the lines given;
+    small pools (four processes share the PostgreSQL server) and patient timeouts."""
+    path = tmp_path / "exactness.toml"
+    path.write_text(
+        f'[limits]\nfailure_mode = "closed"\ntimeout_seconds = 30\n{limits}\n'
+        f"[redis]\n{redis}\n"
+        f"[database]\npool_size = 5\nmax_overflow = 5\nconnect_timeout = 30\n{database}\n" + RULES
+    )
+    return path
+
+
+def hammer(config: Path, rule: str, key: str) -> list[dict[str, int]]:
+    """Start the processes, wait until each has its store open, start them together."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "tests.support.limits_worker", str(config), rule, key]
+    workers = [
+        subprocess.Popen(
+            [*argv, str(TASKS), str(CHECKS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        for _ in range(PROCESSES)
+    ]
+    try:
+        for worker in workers:
+            line = worker.stdout.readline()  # type: ignore[union-attr]
+            assert line.strip() == "ready", worker.stderr.read()  # type: ignore[union-attr]
+        for worker in workers:
+            worker.stdin.write("go\n")  # type: ignore[union-attr]
+            worker.stdin.flush()  # type: ignore[union-attr]
+        counts = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=180)
+            assert worker.returncode == 0, err
+            counts.append(json.loads(out.strip().splitlines()[-1]))
+        return counts
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+def assert_exact(counts: list[dict[str, int]]) -> None:
+    assert sum(c["failed"] for c in counts) == 0, counts
+    assert sum(c["allowed"] for c in counts) == LIMIT, counts
+    assert sum(c["allowed"] + c["denied"] for c in counts) == PROCESSES * TASKS * CHECKS
+
+
+def migrate(config: Path) -> None:
+    done = run_revoctl(["--config", str(config), "db", "migrate"])
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    require_binaries()
+    ports = []
+    for _ in range(3):
+        ports.append(free_port((ports[-1] + 1) if ports else 7150, 7199))
+    with RedisClusterServers(ports, tmp_path_factory.mktemp("cluster")) as servers:
+        yield servers
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["bucket", "sliding", "fixed"])
+def test_exact_on_redis(tmp_path: Path, redis_url: str, redis_prefix: str, rule: str) -> None:
+    config = write_config(
+        tmp_path, f'store = "redis"\nkey_prefix = "{redis_prefix}"', redis=f'url = "{redis_url}"'
+    )
+    migrate(config)  # the event log of the denials
+    assert_exact(hammer(config, rule, "one-key"))
+
+
+@pytest.mark.slow
+def test_exact_on_a_redis_cluster(tmp_path: Path, cluster: RedisClusterServers) -> None:
+    config = write_config(
+        tmp_path, 'store = "redis"', redis=f'url = "{cluster.url}"\ncluster = true'
+    )
+    migrate(config)
+    assert_exact(hammer(config, "bucket", "one-key"))
+    assert_exact(hammer(config, "sliding", "one-key"))
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_exact_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    config = write_config(tmp_path, 'store = "sql"', database=f'url = "{postgres_url}"')
+    migrate(config)
+    assert_exact(hammer(config, "bucket", "one-key"))
+
+
+@pytest.mark.slow
+def test_exact_on_sqlite_shared_by_processes(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 'store = "sql"')
+    migrate(config)
+    assert_exact(hammer(config, "bucket", "one-key"))
