@@ -161,7 +161,7 @@ class GatewayMetrics:
         """The exposition text: every worker's samples in multiprocess mode, else this one's."""
         if multiprocess():
             merged = CollectorRegistry()
-            prometheus_multiprocess.MultiProcessCollector(merged)
+            prometheus_multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
         return generate_latest(self.registry)
 
@@ -193,4 +193,4 @@ class DeltaCounter:
 def mark_worker_gone() -> None:
     """Drop this worker's live gauges from the merged view when it stops."""
     if multiprocess():
-        prometheus_multiprocess.mark_process_dead(os.getpid())
+        prometheus_multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
