@@ -39,11 +39,19 @@ COMMANDS: dict[str, str] = {
     "config": "revoctl.cli.config",
     "db": "revoctl.cli.db",
     "health": "revoctl.cli.health",
+    "keys": "revoctl.cli.keys",
     "limits": "revoctl.cli.limits",
     "secrets": "revoctl.cli.secrets",
+    "serve": "revoctl.cli.serve",
 }
-SINGLE = frozenset({"health"})
-ALIASES: dict[str, str] = {"secret": "secrets", "limit": "limits", "breaker": "breakers"}
+SINGLE = frozenset({"health", "serve"})
+
+ALIASES: dict[str, str] = {
+    "secret": "secrets",
+    "limit": "limits",
+    "breaker": "breakers",
+    "key": "keys",
+}
 
 
 class LazyGroup(HelpGroup):

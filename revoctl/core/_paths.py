@@ -40,17 +40,20 @@ def default_database_url(env: Mapping[str, str] | None = None) -> str:
 
 
 def ensure_writable_dir(directory: Path, what: str) -> None:
-    """Create ``directory`` (mode 0700) if needed and check that it can be written.
+    """Create ``directory`` (mode 0700) if needed and check that it can be written; the state
+    directory must also be private (`check_private_dir`).
 
     Checked up front, so that a lock or a database open fails at once with the
     reason, not after a timeout with a vaguer one.
 
-    :raises UsageError: the path exists and is not a directory.
+    :raises UsageError: the path exists and is not a directory, or it is the state
+        directory and others can write to it.
     :raises BackendUnavailableError: it cannot be created or written.
     """
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"the directory of the {what}, {directory}, is not a directory")
-    check_private_dir(directory)
+    if directory.absolute() == state_dir():
+        check_private_dir(directory)
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:

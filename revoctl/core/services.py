@@ -27,6 +27,8 @@ from revoctl.core.health import gather_health
 from revoctl.core.redaction import install_log_redaction
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from revoctl.config import LoadedConfig, Settings
     from revoctl.core.db import DatabaseManager
     from revoctl.core.limits import LimitStore, RateLimiter
@@ -116,7 +118,8 @@ def _bound_check(services: Services, attribute: str) -> Callable[[float], Any]:
 
 
 class DatabaseAuditSink:
-    """Appends each secret change to the ``secret_audit_log`` table (migration 0002).
+    """Records each secret change in the ``secret_audit_log`` table: a ``pending`` row before
+    the store is written, marked ``done`` with its version after.
 
     The database is reached through ``db()`` on first use, not before: its URL may
     reference a secret, and a failure there must fail only the audit record.
@@ -125,32 +128,60 @@ class DatabaseAuditSink:
     def __init__(self, db: Callable[[], DatabaseManager]) -> None:
         self._db = db
 
-    async def record(self, event: AuditEvent) -> None:
-        """Append ``event``.
+    async def begin(self, event: AuditEvent) -> int:
+        """Insert the intent; returns its row id.
 
         :raises UsageError: the table is missing (the database is not migrated).
         :raises BackendUnavailableError: the database cannot be reached.
         """
+        from revoctl.core.db.models import SecretAuditLog
+
+        row = SecretAuditLog(
+            secret_name=event.secret_name,
+            action=event.action,
+            version=None,
+            previous_version=None,
+            provider=event.provider,
+            actor=event.actor,
+            status="pending",
+            ts=event.occurred_at,
+        )
+        async with self._session() as session:
+            session.add(row)
+            await session.flush()
+            return int(row.id)
+
+    async def complete(self, intent: int, event: AuditEvent) -> None:
+        """Mark the intent ``done`` with the version written.
+
+        :raises BackendUnavailableError: the database cannot be reached.
+        """
+        from sqlalchemy import update
+
+        from revoctl.core.db.models import SecretAuditLog
+
+        async with self._session() as session:
+            await session.execute(
+                update(SecretAuditLog)
+                .where(SecretAuditLog.id == intent)
+                .values(
+                    version=event.version,
+                    previous_version=event.previous_version,
+                    status="done",
+                )
+            )
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
         from sqlalchemy.exc import SQLAlchemyError
 
         from revoctl.core.db._errors import is_missing_table
-        from revoctl.core.db.models import SecretAuditLog
 
         db = self._db()
         await db.ensure_schema()
         try:
             async with db.get_async_session() as session:
-                session.add(
-                    SecretAuditLog(
-                        secret_name=event.secret_name,
-                        action=event.action,
-                        version=event.version,
-                        previous_version=event.previous_version,
-                        provider=event.provider,
-                        actor=event.actor,
-                        ts=event.occurred_at,
-                    )
-                )
+                yield session
         except SQLAlchemyError as exc:
             if is_missing_table(exc):
                 raise UsageError(

@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Table, create_engine, inspect
+from sqlalchemy import Connection, create_engine, inspect
 
 from revoctl.core.db import (
     DatabaseConfig,
@@ -33,20 +33,8 @@ def tables(connection: Connection) -> set[str]:
 
 
 def model_drift(connection: Connection) -> list[Any]:
-    """Differences between the models and the migrated schema, for the initial tables."""
-    diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    return [d for d in diffs if _table_of(d) in INITIAL_TABLES]
-
-
-def _table_of(diff: Any) -> str:
-    """The table an autogenerate diff is about: ``(op, Table | Index | ..., ...)`` or
-    ``(op, schema, table_name, ...)``; column modifications come wrapped in a list."""
-    item = diff[0] if isinstance(diff, list) else diff
-    target = item[1]
-    if isinstance(target, Table):
-        return str(target.name)
-    table = getattr(target, "table", None)
-    return str(table.name) if table is not None else str(item[2])
+    """Differences between the models and the schema the migrations build, for every table."""
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
 
 
 @pytest.fixture

@@ -220,7 +220,12 @@ async def test_denials_and_failures_are_logged_in_batches_and_flushed_on_close()
     assert events[-1].allowed and "store unavailable" in (events[-1].reason or "")
 
 
-async def test_the_event_buffer_is_bounded_and_a_failing_log_never_fails_a_decision() -> None:
+async def test_the_event_buffer_is_bounded_and_a_failing_log_never_fails_a_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from revoctl.core.limits import _limiter
+
+    monkeypatch.setattr(_limiter, "CLOSE_FLUSH_SECONDS", 0.2)  # how long close waits for it
     sink = Sink()
     sink.fail = True
     log = RateLimitLogWriter(sink, capacity=10, batch_size=1000, interval=60)

@@ -97,13 +97,26 @@ class MemoryStore:
 
 
 class RecordingAudit:
-    def __init__(self, *, fail: bool = False) -> None:
-        self.events: list[AuditEvent] = []
-        self.fail = fail
+    """Records intents and completions; ``events`` are the completed ones. ``writes_seen``
+    notes how many store writes had happened when each intent was recorded."""
 
-    async def record(self, event: AuditEvent) -> None:
+    def __init__(self, *, fail: bool = False, store: MemoryStore | None = None) -> None:
+        self.events: list[AuditEvent] = []
+        self.intents: list[AuditEvent] = []
+        self.writes_seen: list[int] = []
+        self.fail = fail
+        self.store = store
+
+    async def begin(self, event: AuditEvent) -> int:
         if self.fail:
             raise RuntimeError("no such table: secret_audit_log")
+        self.intents.append(event)
+        if self.store is not None:
+            self.writes_seen.append(self.store.calls.count("set"))
+        return len(self.intents) - 1
+
+    async def complete(self, intent: int, event: AuditEvent) -> None:
+        assert self.intents[intent].secret_name == event.secret_name
         self.events.append(event)
 
 
@@ -330,6 +343,19 @@ async def test_an_audit_failure_leaves_the_rotation_standing(
     assert await manager.get_secret("api-key") == rotation.value
 
 
+async def test_the_intent_is_recorded_before_the_store_is_written(
+    store: MemoryStore, clock: FakeClock
+):
+    store.seed("api-key", "value-one")
+    audit = RecordingAudit(store=store)
+    manager = make_manager(store, clock, audit=audit)
+    rotation = await manager.rotate("api-key")
+    await manager.set_secret("other", "value-two")
+    assert [(i.action, i.version) for i in audit.intents] == [("rotate", None), ("set", None)]
+    assert audit.writes_seen == [0, 1]  # each intent before its own write
+    assert audit.events[0].version == rotation.version
+
+
 async def test_set_validates_and_audits(store: MemoryStore, clock: FakeClock):
     audit = RecordingAudit()
     manager = make_manager(store, clock, audit=audit)
@@ -339,7 +365,7 @@ async def test_set_validates_and_audits(store: MemoryStore, clock: FakeClock):
         ("set", written.version, None)
     ]
     with pytest.raises(UsageError, match="empty"):
-        await manager.set_secret("api-key", "")
+        await manager.set_secret("api-key", "")  # refused before any intent is recorded
     with pytest.raises(UsageError, match="25600 bytes"):
         await manager.set_secret("api-key", "x" * 25601)
     assert store.calls == ["set", "get"]

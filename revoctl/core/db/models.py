@@ -163,7 +163,46 @@ class SecretAuditLog(_Event, Base):
 
     secret_name: Mapped[str] = mapped_column(String(127))
     action: Mapped[str] = mapped_column(String(16))
-    version: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(64))
     previous_version: Mapped[str | None] = mapped_column(String(64))
     provider: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
+    """``pending`` from before the store is written until the version is known, then ``done``;
+    a row left ``pending`` is a change whose process died mid-way."""
+
+
+class GatewayKey(Base):
+    """A key callers present to the gateway: its name and a hash of it, never the key.
+
+    The key is ``rvk_<key_id>_<secret>``; ``key_id`` finds the row without the secret,
+    and ``key_hash`` (SHA-256 of the whole key) is compared in constant time.
+    """
+
+    __tablename__ = "gateway_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class RuntimeInstance(Base):
+    """One running runtime process, as it last reported itself.
+
+    Each instance rewrites its row every few seconds, so ``revoctl db pool`` shows every
+    instance's pool (SQLite has no server-side view of connections) and flags an
+    instance that stopped reporting.
+    """
+
+    __tablename__ = "runtime_instances"
+
+    instance: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+    pool: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -127,11 +127,7 @@ class RateLimiter(AsyncService):
     async def _close(self) -> None:
         try:
             if self.log is not None:
-                try:
-                    async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
-                        await self.log.close()
-                except TimeoutError:
-                    logger.warning("rate-limit events still buffered at close were dropped")
+                await self.log.close(CLOSE_FLUSH_SECONDS)
         finally:
             if self._store is not None:
                 await self._store.close()
@@ -300,7 +296,7 @@ class RateLimiter(AsyncService):
         self, rule: RateLimitRule, key: str, weight: int, result: RateLimitResult, kind: EventKind
     ) -> None:
         if self.log is not None:
-            self.log.record(
+            self.log.add(
                 RateLimitEvent(
                     rule=rule.name,
                     key=key,

@@ -1,39 +1,42 @@
-"""Who changed which secret when: the audit events the manager emits, and where they go."""
+"""Who changed which secret when: the audit events the manager emits, and where they go.
+
+A change is recorded in two steps: its intent before the store is written, and its
+completion (the new version) after. A process killed between the two leaves an intent
+marked incomplete, so no acknowledged change ever lacks its record.
+"""
 
 from __future__ import annotations
 
-import getpass
-import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 AuditAction = Literal["set", "rotate"]
 
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One change to a secret; never its value."""
+    """One change to a secret; never its value. ``version`` is None until it is written."""
 
     secret_name: str
     action: AuditAction
-    version: str
+    version: str | None
     previous_version: str | None
     provider: str
     actor: str
     occurred_at: datetime
 
+    def written(self, version: str, previous_version: str | None) -> AuditEvent:
+        return replace(self, version=version, previous_version=previous_version)
+
 
 class AuditSink(Protocol):
     """Where `SecretManager` records changes; a failing sink never fails the change."""
 
-    async def record(self, event: AuditEvent) -> None: ...
+    async def begin(self, event: AuditEvent) -> Any:
+        """Record the intent of ``event`` (no version yet); returns what `complete` needs."""
+        ...
 
-
-def default_actor() -> str:
-    """``user@host`` of this process, for audit records."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    async def complete(self, intent: Any, event: AuditEvent) -> None:
+        """Mark the intent done with ``event``'s version."""
+        ...

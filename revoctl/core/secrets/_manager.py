@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl.core._lifecycle import AsyncService
 from revoctl.core._paths import state_dir
+from revoctl.core.actors import default_actor
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
 from revoctl.core.redaction import redact, register_secret
-from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink, default_actor
+from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink
 from revoctl.core.secrets.base import (
     Secret,
     SecretProperties,
@@ -237,9 +238,10 @@ class SecretManager(AsyncService):
         """
         validate_name(name)
         register_secret(validate_value(value))
+        intent = await self._audit_begin("set", name, actor)
         written = await self._call(self.store, lambda store: store.set(name, value))
         self._invalidate(name)
-        await self._audit("set", written, None, actor)
+        await self._audit_complete(intent, written, None)
         return written.properties
 
     async def rotate(
@@ -270,35 +272,55 @@ class SecretManager(AsyncService):
                 f"{exc}; rotate writes a new version of an existing secret: "
                 f"create it first with 'revoctl secrets set {name}'"
             ) from None
+        intent = await self._audit_begin("rotate", name, actor)
         written = await self._call(self.store, lambda store: store.set(name, value))
         self._invalidate(name)
         after = await self._call(self.store, lambda store: store.versions(name))
         previous = _version_before(written.version, after) or before[0].version
-        audited = await self._audit("rotate", written, previous, actor)
+        audited = await self._audit_complete(intent, written, previous)
         return Rotation(name, written.version, previous, written.updated_on, value, audited)
 
     def _invalidate(self, name: str) -> None:
         for key in [key for key in self._cache if key[0] == name]:
             del self._cache[key]
 
-    async def _audit(
-        self, action: AuditAction, written: Secret, previous: str | None, actor: str | None
-    ) -> bool:
+    async def _audit_begin(
+        self, action: AuditAction, name: str, actor: str | None
+    ) -> tuple[AuditEvent, Any] | None:
+        """Record the intent of a change before making it; None when it cannot be recorded
+        (the change is still made, and says it was not audited)."""
         if self.audit is None:
-            return False
+            return None
         event = AuditEvent(
-            secret_name=written.name,
+            secret_name=name,
             action=action,
-            version=written.version,
-            previous_version=previous,
+            version=None,
+            previous_version=None,
             provider=self.store.provider.value,
             actor=actor or default_actor(),
             occurred_at=datetime.now(UTC),
         )
+        token = await self._bounded_audit(event, self.audit.begin(event))
+        return None if token is _NOT_RECORDED else (event, token)
+
+    async def _audit_complete(
+        self, intent: tuple[AuditEvent, Any] | None, written: Secret, previous: str | None
+    ) -> bool:
+        """Complete a recorded intent with the version written; whether the change is audited."""
+        if intent is None or self.audit is None:
+            return False
+        event, token = intent
+        done = event.written(written.version, previous)
+        return (
+            await self._bounded_audit(done, self.audit.complete(token, done)) is not _NOT_RECORDED
+        )
+
+    async def _bounded_audit(self, event: AuditEvent, step: Awaitable[T]) -> T | object:
+        """``step`` within ``timeout_seconds``; any failure is a warning, never an error."""
         timeout = self.config.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                await self.audit.record(event)
+                return await step
         except Exception as exc:  # any failure of the log must leave the change standing
             reason = (
                 f"the audit log did not answer within {timeout:g}s"
@@ -307,15 +329,18 @@ class SecretManager(AsyncService):
             )
             logger.warning(
                 "%s of secret %r (version %s) was not recorded in the audit log: %s",
-                action,
-                written.name,
-                written.version,
+                event.action,
+                event.secret_name,
+                event.version or "not yet written",
                 reason,
             )
-            return False
-        return True
+            return _NOT_RECORDED
 
     # ------------------------------------------------------------------ health
+
+    def cache_stats(self) -> dict[str, int]:
+        """Cache lookups so far, for metrics: answered from the cache, or not."""
+        return {"hits": self._hits, "misses": self._misses}
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """Provider reachability and latency, cache figures, staleness and fallback use.
@@ -434,6 +459,9 @@ class SecretManager(AsyncService):
             failure,
         )
         return result
+
+
+_NOT_RECORDED = object()
 
 
 async def _nothing() -> None:

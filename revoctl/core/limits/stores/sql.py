@@ -134,6 +134,7 @@ class SqlLimitStore:
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
+            await self.db.ensure_schema()  # the embedded SQLite database: created on first use
             return await self.db.run_transaction(fn)
         except SQLAlchemyError as exc:
             if is_missing_table(exc):

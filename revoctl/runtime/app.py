@@ -1,0 +1,64 @@
+"""The gateway as an ASGI application, built from the same configuration as the CLI.
+
+`create_app()` with no arguments resolves the configuration exactly as ``revoctl`` does
+(``REVOCTL_CONFIG``, ``./revoctl.toml``, the profile, the environment), which is how
+each uvicorn worker of ``revoctl serve --workers N`` builds its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from revoctl.config import LoadedConfig, load_config
+from revoctl.core.logs import configure_logging
+from revoctl.core.services import open_services
+from revoctl.runtime.gateway import Gateway
+from revoctl.runtime.metrics import GatewayMetrics, mark_worker_gone
+from revoctl.runtime.middleware import AccessLog
+from revoctl.runtime.routes.chat import chat_completions
+from revoctl.runtime.routes.generate import generate
+from revoctl.runtime.routes.health import health, live, ready
+from revoctl.runtime.routes.metrics import metrics
+from revoctl.runtime.routes.models import list_models
+
+
+def create_app(
+    config: LoadedConfig | str | Path | None = None, profile: str | None = None
+) -> Starlette:
+    """The gateway; services open when the server starts and close when it stops.
+
+    :raises ConfigError: the configuration is invalid.
+    """
+    loaded = config if isinstance(config, LoadedConfig) else load_config(config, profile)
+    configure_logging(loaded.settings.logging.level, "json")
+    logging.getLogger("revoctl.access").setLevel(logging.INFO)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with open_services(loaded, role="runtime") as services:
+            gateway = Gateway(services, GatewayMetrics())
+            await gateway.start()
+            try:
+                yield {"gateway": gateway}
+            finally:
+                await gateway.stop()
+                mark_worker_gone()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/generate", generate, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(AccessLog)], lifespan=lifespan)

@@ -1,0 +1,72 @@
+"""``POST /generate``: the design notes' simple form (a prompt or messages, a model, max_tokens)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from revoctl.runtime.gateway import Exchange, Gateway, HttpError
+from revoctl.runtime.providers import usage_of
+from revoctl.runtime.routes.chat import error_response, read_json
+
+
+async def generate(request: Request) -> Response:
+    started = time.perf_counter()
+    gateway = Gateway.of(request)
+    exchange: Exchange | None = None
+    try:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        chat = _as_chat(body)
+        caller = await gateway.caller(request, chat.get("user"))
+        exchange = gateway.exchange(
+            chat,
+            caller,
+            route=request.url.path,
+            request_id=request.scope["state"]["request_id"],
+            started=started,
+        )
+        request.scope["state"]["model"] = exchange.model
+        await gateway.charge(exchange)
+        try:
+            response = await gateway.complete(exchange)
+        except HttpError:
+            await gateway.refund_all(exchange)
+            raise
+    except HttpError as error:
+        return error_response(gateway, exchange, error)
+    usage = usage_of(response)
+    await gateway.settle(exchange, usage)
+    gateway.record(exchange, 200, usage, method="POST", path=exchange.route)
+    choice = (response.get("choices") or [{}])[0]
+    document = {
+        "id": response.get("id"),
+        "model": response.get("model"),
+        "text": (choice.get("message") or {}).get("content") or "",
+        "finish_reason": choice.get("finish_reason"),
+        "usage": usage,
+    }
+    headers = dict(exchange.charge.headers())
+    headers["x-revoctl-overhead-ms"] = str(exchange.overhead_ms())
+    return JSONResponse(document, headers=headers)
+
+
+def _as_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """``{"prompt"}`` or ``{"messages"}`` as a chat request (never streamed)."""
+    prompt, messages = body.get("prompt"), body.get("messages")
+    if (prompt is None) == (messages is None):
+        raise HttpError(400, "give exactly one of 'prompt' and 'messages'")
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt:
+            raise HttpError(400, "'prompt' must be non-empty text")
+        messages = [{"role": "user", "content": prompt}]
+    chat = {
+        key: value
+        for key, value in body.items()
+        if key in ("model", "max_tokens", "temperature", "top_p", "stop", "user")
+    }
+    return {**chat, "messages": messages, "stream": False}

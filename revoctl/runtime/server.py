@@ -1,0 +1,83 @@
+"""``revoctl serve``: uvicorn running the gateway, one process or several workers.
+
+Workers are separate processes that each build the app from the same configuration:
+the config file and profile travel in ``REVOCTL_CONFIG`` / ``REVOCTL_PROFILE``, and
+``--set`` flags become ``REVOCTL_<TABLE>__<KEY>`` variables (set last, so they win as
+flags do). With several workers, metrics are merged through a fresh
+``PROMETHEUS_MULTIPROC_DIR``, removed when the server stops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from revoctl.runtime.metrics import MULTIPROC_ENV
+
+logger = logging.getLogger("revoctl.serve")
+
+APP_FACTORY = "revoctl.runtime.app:create_app"
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` listens only on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def worker_environment(
+    config_file: Path | None, profile: str | None, overrides: Mapping[str, str]
+) -> dict[str, str]:
+    """The variables that make each worker load the configuration this command loaded."""
+    env: dict[str, str] = {}
+    if config_file is not None:
+        env["REVOCTL_CONFIG"] = str(config_file.absolute())
+    if profile:
+        env["REVOCTL_PROFILE"] = profile
+    for key, value in overrides.items():
+        env["REVOCTL_" + key.upper().replace(".", "__")] = value
+    return env
+
+
+def run(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    environment: Mapping[str, str],
+    log_level: str = "warning",
+) -> None:
+    """Serve until interrupted; in-flight requests get ``GRACEFUL_SHUTDOWN_SECONDS`` to end."""
+    import uvicorn
+
+    os.environ.update(environment)
+    metrics_dir = None
+    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="revoctl-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # the gateway writes its own JSON access log, redacted
+            log_config=None,  # revoctl's logging, installed by the CLI, stays in charge
+            log_level=log_level,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            server_header=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
