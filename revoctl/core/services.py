@@ -8,9 +8,10 @@ new service is one entry here. Components are built lazily (``revoctl secrets ge
 never imports the database layer) and registered on one `AsyncExitStack`, which
 closes them in reverse order of building.
 
-The wiring between services lives here and nowhere else: the database URL reads
-its ``${secret:NAME}`` references through the secret manager, and the secret
-manager records its changes in the database's audit table.
+The wiring between services lives here and nowhere else: the database and Redis
+URLs read their ``${secret:NAME}`` references through the secret manager, the
+secret manager records its changes in the database's audit table, and the circuit
+breakers keep the fleet's shared state in the configured store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from revoctl.core.redaction import install_log_redaction
 
 if TYPE_CHECKING:
     from revoctl.config import LoadedConfig, Settings
+    from revoctl.core.breakers import BreakerStateStore, CircuitBreakerManager
     from revoctl.core.db import DatabaseManager
     from revoctl.core.secrets import AuditEvent, SecretManager
 
@@ -88,6 +90,10 @@ class Services:
     @property
     def db(self) -> DatabaseManager:
         return cast("DatabaseManager", self.component("db"))
+
+    @property
+    def breakers(self) -> CircuitBreakerManager:
+        return cast("CircuitBreakerManager", self.component("breakers"))
 
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service, each
@@ -170,9 +176,30 @@ def _build_database(services: Services) -> Component:
     return DatabaseManager(services.settings.database, role=services.role, resolve=read_secret)
 
 
+def _build_breakers(services: Services) -> Component:
+    """The breakers on the configured store. With store ``sql`` the database is built
+    first, so that it is closed after the breakers' last write."""
+    from revoctl.core.breakers import BreakerStoreKind, CircuitBreakerManager, open_breaker_store
+
+    config = services.settings.breakers
+    if config.store is BreakerStoreKind.SQL:
+        _ = services.db
+
+    async def read_secret(name: str) -> str:
+        return await services.secrets.get_secret(name)
+
+    async def open_store() -> BreakerStateStore:
+        return await open_breaker_store(
+            config, redis=services.settings.redis, db=lambda: services.db, read_secret=read_secret
+        )
+
+    return CircuitBreakerManager(config, open_store=open_store, role=services.role)
+
+
 COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec("secrets", "secrets", _build_secrets),
     ComponentSpec("db", "database", _build_database),
+    ComponentSpec("breakers", "circuit_breakers", _build_breakers),
 )
 """Every service, in the order the health document lists them."""
 
