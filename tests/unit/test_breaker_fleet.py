@@ -370,6 +370,9 @@ async def test_the_five_predefined_breakers_with_their_own_defaults() -> None:
     assert manager.get("openai_api").config.share_trips
     redis = manager.get("redis").config
     assert (redis.share_trips, redis.timeout) == (False, 2.0)
+    stats = manager.stats()
+    assert list(stats) == manager.names()
+    assert stats["openai_api"]["state"] == "closed" and stats["openai_api"]["calls"] == 0
     await manager.close()
 
 

@@ -121,6 +121,11 @@ class CircuitBreakerManager(AsyncService):
             self.control.start()
         return breaker
 
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Every breaker's statistics in this process, by name (for the runtime's metrics:
+        no store round trip, nothing attached to the fleet)."""
+        return {name: breaker.stats() for name, breaker in self._breakers.items()}
+
     async def _open(self) -> None:
         """Start following the fleet (runtime role)."""
         if self.role != "cli":
@@ -220,7 +225,7 @@ class CircuitBreakerManager(AsyncService):
         return [_transition_item(t) for t in await store.history(name, limit)]
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
-        """``{"status", "store", "control_plane", "breakers", "open", "reason"?}``.
+        """``{"status", "store", "control_plane", "breakers", "open"?, "reason"?}``.
 
         Degraded while any breaker is open (in the fleet's record or in a process that
         reports it open) and while the store cannot be reached: the breakers then work
@@ -262,8 +267,9 @@ class CircuitBreakerManager(AsyncService):
             "store": self.config.store.value,
             "control_plane": plane,
             "breakers": states,
-            "open": [n.split(" ")[0] for n in opened],
         }
+        if opened:
+            report["open"] = [entry.split(" ")[0] for entry in opened]
         if reasons:
             report["reason"] = "; ".join(reasons)
         return report
