@@ -120,6 +120,14 @@ class Fleet:
 
 
 @pytest.fixture
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    """The store (set up before `fleet`, so that the workers stop before it is cleaned up)."""
+    found = store_target(request.param, request, tmp_path)
+    migrate(found)
+    return found
+
+
+@pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Callable[[Target, int, dict[str, str]], Fleet]]:
     started: list[Fleet] = []
 
@@ -171,12 +179,13 @@ def report(what: str, delays: list[float]) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", [p for p in ALL_BREAKER_STORES if p.values[0] != "memory"])
+@pytest.mark.parametrize(
+    "target", [p for p in ALL_BREAKER_STORES if p.values[0] != "memory"], indirect=True
+)
 def test_trip_stops_every_process_and_reset_resumes_them_within_a_second(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, fleet: Callable[..., Fleet]
+    target: Target, fleet: Callable[..., Fleet]
 ) -> None:
-    target = store_target(kind, request, tmp_path)
-    migrate(target)
+    kind = target.kind
     env = {**target.environ(), **settings(timeout=5)}
     workers = fleet(target, 8, settings(timeout=5))
     workers.wait_all(lambda ev: any(e == "allowed" for e, _, _ in ev), 30, "first calls")
@@ -206,15 +215,14 @@ def test_trip_stops_every_process_and_reset_resumes_them_within_a_second(
 
 
 @pytest.mark.parametrize(
-    "kind", [p for p in ALL_BREAKER_STORES if p.values[0] in ("redis", "postgres")]
+    "target", [p for p in ALL_BREAKER_STORES if p.values[0] in ("redis", "postgres")], indirect=True
 )
 def test_twenty_processes_send_exactly_success_threshold_trial_calls(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, fleet: Callable[..., Fleet]
+    target: Target, fleet: Callable[..., Fleet]
 ) -> None:
     trials = 3
     recovery = 2.0
-    target = store_target(kind, request, tmp_path)
-    migrate(target)
+    kind = target.kind
     workers = fleet(
         target,
         20,

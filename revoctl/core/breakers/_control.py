@@ -136,12 +136,12 @@ class ControlPlane:
         while True:
             try:
                 await self.sync()
-            except Exception as exc:
+                if listener is None or listener.done():
+                    listener = await self._listen()
+                    if listener is not None:
+                        self._tasks = [t for t in self._tasks if not t.done()] + [listener]
+            except Exception as exc:  # whatever fails, the loop goes on: it is the backstop
                 self._offline(exc)
-            if self.status == "ok" and (listener is None or listener.done()):
-                listener = await self._listen()
-                if listener is not None:
-                    self._tasks.append(listener)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_interval):
                     await self._wake.wait()
