@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from revoctl.core import BreakersConfig, CircuitBreakerManager, CircuitOpenError
+from revoctl.core import (
+    BreakersConfig,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitBreakerManager,
+    CircuitOpenError,
+)
 from revoctl.core.breakers import (
     BreakerStateStore,
     MemoryBreakerStateStore,
@@ -26,6 +32,7 @@ from revoctl.core.breakers import (
     Transition,
     Written,
 )
+from revoctl.core.breakers._states import HalfOpen
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
 
 POLL = 0.05
@@ -381,3 +388,75 @@ async def test_the_cli_role_follows_no_fleet() -> None:
     manager.get("svc")
     assert not manager.control.running
     await manager.close()
+
+
+# ---------------------------------------------------------------- following one record
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def follower(**settings: Any) -> tuple[CircuitBreaker, Clock]:
+    clock = Clock()
+    config = CircuitBreakerConfig(name="svc", timeout=0, **settings)
+    breaker = CircuitBreaker(config, clock=clock)
+    breaker.shared = True
+    return breaker, clock
+
+
+def same_clock(moment: float | None) -> float | None:
+    return moment
+
+
+def test_a_second_trip_updates_the_reason_and_expiry_without_a_new_transition() -> None:
+    breaker, _ = follower()
+    breaker.follow(SharedState("svc", "forced_open", version=1, reason="first"), same_clock)
+    breaker.follow(
+        SharedState("svc", "forced_open", version=2, reason="second", until=500.0), same_clock
+    )
+    assert breaker.transition_count == 1
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call_sync(lambda: None)
+    assert refused.value.reason == "second" and refused.value.retry_after == 400
+
+
+def test_a_lifted_trip_lands_on_what_the_fleet_decided_since() -> None:
+    breaker, _ = follower()
+    breaker.follow(SharedState("svc", "forced_open", version=1, until=50.0), same_clock)
+    breaker.follow(
+        SharedState("svc", "open", version=2, until=130.0, reason="3 failures"), same_clock
+    )
+    assert breaker.state.name == "open"
+    assert [e.to_state for e in reversed(breaker.transitions)] == ["forced_open", "closed", "open"]
+
+
+def test_trials_that_already_succeeded_close_the_breaker_when_the_store_goes_away() -> None:
+    breaker, clock = follower(success_threshold=1, recovery_timeout=1, failure_threshold=1)
+    breaker.follow(SharedState("svc", "open", version=1, until=101.0), same_clock)
+    clock.now = 101.0
+    assert not breaker.state.allow()  # half-open, waiting for a permit from the fleet
+    state = breaker.state
+    assert isinstance(state, HalfOpen) and state.fleet
+    state.permits = 1  # granted by the store
+    assert breaker.call_sync(lambda: "trial") == "trial"
+    assert breaker.state is state  # the fleet decides ...
+    state.go_local()  # ... unless it cannot be reached: then this process does
+    assert breaker.state.name == "closed"
+
+
+def test_a_full_round_is_asked_again_only_once_it_lapses() -> None:
+    breaker, clock = follower(success_threshold=2)
+    record = SharedState(
+        "svc", "half_open", version=3, episode=1, trials_granted=2, lease_until=110.0
+    )
+    breaker.follow(record, same_clock)
+    state = breaker.state
+    assert isinstance(state, HalfOpen) and state.exhausted
+    assert not state.may_ask()
+    clock.now = 110.0
+    assert state.may_ask()

@@ -232,7 +232,7 @@ class CircuitBreaker(StateMachine):
     async def _permit(self, state: HalfOpen) -> bool:
         """Ask the fleet's lease for a trial permit; without a store, run trials alone."""
         control = self.control
-        if state.exhausted:
+        if not state.may_ask():
             return False
         granted = await control.acquire_trial(self, state) if control is not None else None
         if granted is None:  # the store is unreachable: this process decides alone

@@ -91,7 +91,7 @@ class ControlPlane:
         breaker.shared = self.status == "ok"
         record = self._records.get(breaker.name)
         if record is not None:
-            breaker.follow(record, self.to_local(record.until))
+            breaker.follow(record, self.to_local)
 
     @property
     def running(self) -> bool:
@@ -179,7 +179,7 @@ class ControlPlane:
             self._online()
         for name, breaker in self._breakers.items():
             record = snapshot.record(name)
-            breaker.follow(record, self.to_local(record.until))
+            breaker.follow(record, self.to_local)
         while self._pending:  # one at a time: what fails stays queued for the next round
             await self._pending[0]()
             del self._pending[0]
@@ -227,7 +227,7 @@ class ControlPlane:
         self._records[name] = written.current
         breaker = self._breakers.get(name)
         if breaker is not None:
-            breaker.follow(written.current, self.to_local(written.current.until), force=True)
+            breaker.follow(written.current, self.to_local, force=True)
         return written.current
 
     def _on_transition(self, event: TransitionEvent) -> None:
@@ -309,7 +309,7 @@ class ControlPlane:
         self._records[breaker.name] = current
         if written.applied and state is breaker.state:
             state.episode = current.episode
-        breaker.follow(current, self.to_local(current.until), force=True)
+        breaker.follow(current, self.to_local, force=True)
         if written.applied and state is not breaker.state:  # moved on while asking
             self.report_trial(breaker, current.episode, None, "permit unused")
             return False

@@ -302,9 +302,11 @@ class CircuitBreakerManager(AsyncService):
         written = await _shared.write(store, decide, snapshot.record(name), snapshot.now)
         breaker = self._breakers.get(name)
         if breaker is not None and self.role != "cli":
-            until = written.current.until
-            local = None if until is None else breaker.clock() + (until - written.now)
-            breaker.follow(written.current, local, force=True)
+
+            def to_local(moment: float | None) -> float | None:
+                return None if moment is None else breaker.clock() + (moment - written.now)
+
+            breaker.follow(written.current, to_local, force=True)
 
     def _with_this_process(self, reports: list[ProcessReport], now: float) -> list[ProcessReport]:
         """The fleet's reports, this process's own replaced by its live statistics."""

@@ -183,7 +183,7 @@ class HalfOpen(State):
     decides when the fleet closes; ``exhausted`` says the round's permits are all taken.
     """
 
-    __slots__ = ("episode", "exhausted", "fleet", "permits")
+    __slots__ = ("episode", "exhausted", "fleet", "lapses", "permits")
     name = "half_open"
 
     def __init__(
@@ -199,6 +199,8 @@ class HalfOpen(State):
         self.fleet = fleet
         self.episode = episode
         self.exhausted = exhausted
+        self.lapses: float | None = None
+        """When the fleet's round lapses unless its permits are reported (this clock)."""
         self.permits = 0 if fleet else machine.config.success_threshold
 
     def allow(self) -> bool:
@@ -208,11 +210,24 @@ class HalfOpen(State):
         return False
 
     def go_local(self) -> None:
-        """The store cannot be reached: this process runs its own trial calls."""
-        if self.fleet:
-            self.fleet = False
-            used = self.calls
-            self.permits = max(0, self.machine.config.success_threshold - used)
+        """The store cannot be reached: this process runs its own trial calls (and closes
+        now if its own trials already succeeded often enough)."""
+        if not self.fleet:
+            return
+        self.fleet = False
+        threshold = self.machine.config.success_threshold
+        if self.calls - self.failures >= threshold:
+            cause = f"{threshold} trial calls succeeded"
+            self.machine.transition(self, Closed(self.machine), cause)
+        else:
+            self.permits = max(0, threshold - self.calls)
+
+    def may_ask(self) -> bool:
+        """Whether asking the fleet for a permit can succeed: the round has permits left,
+        or has lapsed."""
+        if not self.exhausted:
+            return True
+        return self.lapses is not None and self.machine.clock() >= self.lapses
 
     def record_success(self) -> None:
         self.calls += 1
@@ -334,9 +349,16 @@ class StateMachine:
         half_open = HalfOpen(self, fleet=fleet, origin=current.origin)
         return self.transition(current, half_open, "recovery timeout elapsed")
 
-    def follow(self, record: SharedState, until: float | None, *, force: bool = False) -> None:
+    def follow(
+        self,
+        record: SharedState,
+        to_local: Callable[[float | None], float | None],
+        *,
+        force: bool = False,
+    ) -> None:
         """Bring this process in line with the fleet's ``record``, once per version
-        (``force``: again). ``until`` is the record's ``until`` on this process's clock.
+        (``force``: again). ``to_local`` turns a time on the store's clock into one on
+        this process's clock.
 
         A reset (a new generation) starts the window again whatever the state; an
         operator's trip is followed by every breaker; automatic states only by those
@@ -347,6 +369,7 @@ class StateMachine:
             return
         self.followed = max(self.followed, record.version)
         state = self.state
+        until = to_local(record.until)
         if record.generation != self.generation:
             self.generation = record.generation
             if record.state == "closed":
@@ -359,19 +382,20 @@ class StateMachine:
                 )
                 return
         if record.state == "forced_open":
-            if not isinstance(state, ForcedOpen) or state.until != until:
-                forced = ForcedOpen(self, until, record.reason, record.actor)
+            if isinstance(state, ForcedOpen):  # tripped again: a new reason or expiry
+                state.until, state.reason, state.actor = until, record.reason, record.actor
+            else:
                 self.transition(
                     state,
-                    forced,
+                    ForcedOpen(self, until, record.reason, record.actor),
                     f"operator trip: {record.reason}",
                     source="operator",
                     actor=record.actor,
                 )
             return
         if isinstance(state, ForcedOpen):
-            self.transition(state, Closed(self, "fleet"), "operator trip lifted", source="fleet")
-            return
+            lifted = Closed(self, "fleet")
+            state = self.transition(state, lifted, "operator trip lifted", source="fleet")
         if not self.config.share_trips:
             return
         if record.state == "open":
@@ -384,15 +408,17 @@ class StateMachine:
             self.transition(state, opened, f"fleet opened: {record.reason}", source="fleet")
         elif record.state == "half_open":
             exhausted = record.trials_granted >= self.config.success_threshold
-            if isinstance(state, HalfOpen) and state.episode == record.episode:
-                state.exhausted = exhausted
-                return
-            if isinstance(state, HalfOpen) and state.fleet and state.episode == 0:
-                state.episode, state.exhausted, state.origin = record.episode, exhausted, "fleet"
+            lapses = to_local(record.lease_until)
+            if isinstance(state, HalfOpen) and (
+                state.episode == record.episode or (state.fleet and state.episode == 0)
+            ):
+                state.episode, state.exhausted, state.lapses = record.episode, exhausted, lapses
+                state.origin = "fleet"
                 return
             trial = HalfOpen(
                 self, fleet=self.shared, episode=record.episode, exhausted=exhausted, origin="fleet"
             )
+            trial.lapses = lapses
             self.transition(state, trial, "fleet trial calls", source="fleet")
         elif not isinstance(state, Closed) and state.origin == "fleet":
             self.transition(state, Closed(self, "fleet"), "fleet closed", source="fleet")
