@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 # name -> module holding `app`: a Typer group, or a single command when the name is in SINGLE.
 COMMANDS: dict[str, str] = {
+    "breakers": "revoctl.cli.breakers",
     "config": "revoctl.cli.config",
     "db": "revoctl.cli.db",
     "health": "revoctl.cli.health",

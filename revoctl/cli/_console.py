@@ -7,11 +7,13 @@ off colour; JSON mode writes exactly one document to stdout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -48,6 +50,8 @@ OutputOption = Annotated[
 ]
 
 Columns = Sequence[str]
+Table = tuple[str | None, Sequence[str], Sequence[Sequence[Any]]]
+"""A titled table: ``(title, headers, rows)``."""
 
 FREE_TEXT_MIN_WIDTH = 12
 """The narrowest a column of free text is folded to before the table grows past the screen."""
@@ -104,6 +108,37 @@ class Console:
                 "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
             )
 
+    @contextlib.contextmanager
+    def live(self) -> Iterator[Callable[[Sequence[Table]], None]]:
+        """A view redrawn in place on a terminal (``--watch``): yields ``show(tables)``,
+        each table ``(title, headers, rows)``. Off a terminal every view is printed in
+        turn, under a line with its time, so a pipe or a log file gets each one whole."""
+        if not sys.stdout.isatty():
+
+            def print_view(tables: Sequence[Table]) -> None:
+                self._write_stdout(f"-- {datetime.now(UTC).isoformat(timespec='seconds')}")
+                for title, headers, rows in tables:
+                    if title:
+                        self._write_stdout(title)
+                    self.table(headers, rows)
+                self._write_stdout("")
+
+            yield print_view
+            return
+        from rich.console import Console as RichConsole
+        from rich.console import Group
+        from rich.live import Live
+
+        with Live(console=RichConsole(no_color=self.no_color, highlight=False)) as live:
+
+            def redraw(tables: Sequence[Table]) -> None:
+                parts: list[Any] = []
+                for title, headers, rows in tables:
+                    parts.append(self._rich_table(headers, rows, title))
+                live.update(Group(*parts), refresh=True)
+
+            yield redraw
+
     def line(self, text: str) -> None:
         """A line of data on stdout, as is (e.g. a secret value for ``$(...)``)."""
         self._write_stdout(text)
@@ -130,6 +165,21 @@ class Console:
         plt.xlabel(xlabel)
         text = plt.build()
         self._write_stdout(text if colour else plt.uncolorize(text))
+
+    @staticmethod
+    def _rich_table(
+        headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None
+    ) -> Any:
+        """One table of a live view, drawn as `table` draws it on a terminal."""
+        from rich.table import Table as RichTable
+        from rich.text import Text
+
+        table = RichTable(box=None, pad_edge=False, title=title, title_justify="left")
+        for header in headers:
+            table.add_column(header.upper(), overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(cell_text(value)) for value in row))  # data, never markup
+        return table
 
     def info(self, message: str) -> None:
         typer.echo(redact(message), err=True)

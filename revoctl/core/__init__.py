@@ -12,12 +12,14 @@ from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from revoctl.core._retry import RetryPolicy
+    from revoctl.core.breakers import CircuitBreaker, CircuitBreakerManager
     from revoctl.core.breakers.settings import BreakersConfig, CircuitBreakerConfig
     from revoctl.core.db import DatabaseManager
     from revoctl.core.db.settings import DatabaseConfig
     from revoctl.core.errors import (
         BackendUnavailableError,
         CheckFailedError,
+        CircuitOpenError,
         ConfigError,
         NotFoundError,
         RevoctlError,
@@ -39,7 +41,10 @@ _EXPORTS: dict[str, str] = {
     "BackendUnavailableError": "revoctl.core.errors",
     "BreakersConfig": "revoctl.core.breakers.settings",
     "CheckFailedError": "revoctl.core.errors",
+    "CircuitBreaker": "revoctl.core.breakers",
     "CircuitBreakerConfig": "revoctl.core.breakers.settings",
+    "CircuitBreakerManager": "revoctl.core.breakers",
+    "CircuitOpenError": "revoctl.core.errors",
     "ConfigError": "revoctl.core.errors",
     "DatabaseConfig": "revoctl.core.db.settings",
     "DatabaseManager": "revoctl.core.db",
@@ -65,7 +70,10 @@ __all__ = [
     "BackendUnavailableError",
     "BreakersConfig",
     "CheckFailedError",
+    "CircuitBreaker",
     "CircuitBreakerConfig",
+    "CircuitBreakerManager",
+    "CircuitOpenError",
     "ConfigError",
     "DatabaseConfig",
     "DatabaseManager",

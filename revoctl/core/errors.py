@@ -8,6 +8,8 @@
     ├── NotFoundError              a secret, version, rule, breaker or revision    (exit 3)
     ├── BackendUnavailableError    Key Vault, Redis or the database unreachable    (exit 4)
     └── CheckFailedError           unhealthy, denied, breaker not closed           (exit 1)
+        └── CircuitOpenError       a breaker refused a call: open, forced open, or
+                                   half-open with its trial calls taken
 
 Each class carries its CLI exit code, so the CLI maps errors to exit codes in one
 place. Messages never hold secret values: adapters build them from names, never
@@ -49,3 +51,27 @@ class CheckFailedError(RevoctlError):
     """A check ran and failed: unhealthy, denied by a limit, breaker not closed."""
 
     exit_code = 1
+
+
+class CircuitOpenError(CheckFailedError):
+    """A circuit breaker refused the call; nothing was sent.
+
+    ``state`` is the breaker's state (``open``, ``half_open`` or ``forced_open``),
+    ``retry_after`` the seconds until it may let a trial call through (None while
+    forced open without an expiry), ``reason`` why it opened.
+    """
+
+    def __init__(
+        self,
+        breaker: str,
+        state: str,
+        *,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.breaker = breaker
+        self.state = state
+        self.retry_after = retry_after
+        self.reason = reason
+        detail = f": {reason}" if reason else ""
+        super().__init__(f"circuit breaker {breaker!r} is {state}{detail}")

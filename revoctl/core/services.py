@@ -10,8 +10,9 @@ closes them in reverse order of building.
 
 The wiring between services lives here and nowhere else: the database and Redis
 URLs read their ``${secret:NAME}`` references through the secret manager, the
-secret manager records its changes in the database's audit table, and the rate
-limiter keeps its counters in the configured store and its events in the database.
+secret manager records its changes in the database's audit table, the rate limiter
+keeps its counters in the configured store and its events in the database, and the
+circuit breakers keep the fleet's shared state in the configured store.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.config import LoadedConfig, Settings
+    from revoctl.core.breakers import BreakerStateStore, CircuitBreakerManager
     from revoctl.core.db import DatabaseManager
     from revoctl.core.limits import LimitStore, RateLimiter
     from revoctl.core.secrets import AuditEvent, SecretManager
@@ -96,6 +98,10 @@ class Services:
     @property
     def limiter(self) -> RateLimiter:
         return cast("RateLimiter", self.component("limiter"))
+
+    @property
+    def breakers(self) -> CircuitBreakerManager:
+        return cast("CircuitBreakerManager", self.component("breakers"))
 
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service, each
@@ -244,10 +250,31 @@ def _build_limiter(services: Services) -> Component:
     return RateLimiter(config, open_store=open_store, log=log)
 
 
+def _build_breakers(services: Services) -> Component:
+    """The breakers on the configured store. With store ``sql`` the database is built
+    first, so that it is closed after the breakers' last write."""
+    from revoctl.core.breakers import BreakerStoreKind, CircuitBreakerManager, open_breaker_store
+
+    config = services.settings.breakers
+    if config.store is BreakerStoreKind.SQL:
+        _ = services.db
+
+    async def read_secret(name: str) -> str:
+        return await services.secrets.get_secret(name)
+
+    async def open_store() -> BreakerStateStore:
+        return await open_breaker_store(
+            config, redis=services.settings.redis, db=lambda: services.db, read_secret=read_secret
+        )
+
+    return CircuitBreakerManager(config, open_store=open_store, role=services.role)
+
+
 COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec("secrets", "secrets", _build_secrets),
     ComponentSpec("db", "database", _build_database),
     ComponentSpec("limiter", "rate_limiter", _build_limiter),
+    ComponentSpec("breakers", "circuit_breakers", _build_breakers),
 )
 """Every service, in the order the health document lists them."""
 

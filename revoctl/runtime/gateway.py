@@ -39,7 +39,12 @@ from revoctl import __version__
 from revoctl.core._batch import BatchWriter
 from revoctl.core.errors import NotFoundError
 from revoctl.runtime.keys import KeyRing, KeyStore
-from revoctl.runtime.metrics import BREAKER_STATE_VALUES, DeltaCounter, GatewayMetrics
+from revoctl.runtime.metrics import (
+    BREAKER_OUTCOMES,
+    BREAKER_STATE_VALUES,
+    DeltaCounter,
+    GatewayMetrics,
+)
 from revoctl.runtime.providers import (
     ChatChunk,
     ChatRequest,
@@ -550,12 +555,16 @@ class Gateway:
             )
 
         if "breakers" in built:
-            for name, stats in self.services.breakers.metrics().items():
-                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(stats["state"], 2))
+            for name, stats in self.services.breakers.stats().items():
+                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(str(stats["state"]), 2))
                 self._deltas.fold(
                     m.breaker_calls,
-                    (((name, outcome), count) for outcome, count in stats["calls"].items()),
+                    (
+                        ((name, outcome), float(stats[counter]))
+                        for outcome, counter in BREAKER_OUTCOMES.items()
+                    ),
                 )
+
         if "db" in built:
             pool = self.services.db.pool_stats()
             if pool is not None:

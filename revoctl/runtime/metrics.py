@@ -37,6 +37,15 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
 """``revoctl_breaker_state``: higher is worse, so the worst worker's state is the max."""
+BREAKER_OUTCOMES = {
+    "success": "successes",
+    "failure": "failures",
+    "slow": "slow_calls",
+    "rejected": "rejections",
+    "ignored": "ignored",
+    "timeout": "timeouts",
+}
+"""``revoctl_breaker_calls_total``'s ``outcome`` label -> the breaker's own counter."""
 
 
 def multiprocess() -> bool:

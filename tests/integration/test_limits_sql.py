@@ -121,8 +121,13 @@ async def test_expired_rows_are_swept(monkeypatch: pytest.MonkeyPatch) -> None:
         await limiter.close()
 
 
-async def test_an_unmigrated_database_is_a_clear_error_and_a_degraded_limiter() -> None:
-    async with DatabaseManager(DatabaseConfig()) as db:
+@pytest.mark.postgres
+async def test_an_unmigrated_database_is_a_clear_error_and_a_degraded_limiter(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL is migrated by an explicit deploy step: until then the limiter says so,
+    and failure_mode answers."""
+    async with DatabaseManager(DatabaseConfig(url=postgres_url)) as db:
         limiter = RateLimiter(LimitsConfig(rules=()), store=SqlLimitStore(db))
         report = await limiter.health_check()
         assert report["status"] == "degraded"
@@ -130,3 +135,14 @@ async def test_an_unmigrated_database_is_a_clear_error_and_a_degraded_limiter() 
         rule = RateLimitRule(name="r", requests=1, window_seconds=1)
         result = await limiter.check_rate_limit(rule, "a")
         assert result.allowed and "not migrated" in (result.reason or "")
+
+
+async def test_the_embedded_database_is_migrated_by_the_first_decision() -> None:
+    async with DatabaseManager(DatabaseConfig()) as db:
+        limiter = RateLimiter(LimitsConfig(rules=()), store=SqlLimitStore(db))
+        rule = RateLimitRule(name="r", requests=1, window_seconds=1)
+        first = await limiter.check_rate_limit(rule, "a")
+        assert first.allowed and first.reason is None  # decided by the store, not the policy
+        assert not (await limiter.check_rate_limit(rule, "a")).allowed
+        assert (await limiter.health_check())["status"] == "healthy"
+

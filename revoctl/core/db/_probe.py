@@ -25,7 +25,7 @@ from revoctl.core.db._errors import is_transient_connect
 from revoctl.core.db._url import DatabaseUrl
 from revoctl.core.errors import BackendUnavailableError
 
-REVISIONS = ("0001", "0002", "0003", "0004")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 """Every shipped migration, oldest first (a test checks this against the scripts)."""
 
 _PG_ACTIVITY = """

@@ -1,4 +1,5 @@
-"""The tables revoctl keeps: request, model-usage, rate-limit and metric logs, and rate-limit state.
+"""The tables revoctl keeps: request, model-usage, rate-limit and metric logs, rate-limit and
+breaker state, secret audit records, gateway keys and runtime instances.
 
 One `Base` and one `MetaData` with a naming convention, so that constraint and
 index names are stable across dialects and later revisions can refer to them.
@@ -206,3 +207,52 @@ class RuntimeInstance(Base):
     seen_at: Mapped[datetime] = mapped_column(index=True)
     pool: Mapped[dict[str, Any]] = mapped_column(default=dict)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CircuitBreakerState(Base):
+    """One breaker's fleet-wide record, for the SQL breaker store (`SharedState`): its
+    times are epoch seconds on the database's clock; ``version`` grows with every write."""
+
+    __tablename__ = "circuit_breaker_state"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(BigInteger)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    opened_at: Mapped[float | None] = mapped_column(Double)
+    until: Mapped[float | None] = mapped_column(Double)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str | None] = mapped_column(String(255))
+    episode: Mapped[int] = mapped_column(BigInteger)
+    trials_granted: Mapped[int]
+    trial_successes: Mapped[int]
+    lease_until: Mapped[float | None] = mapped_column(Double)
+    changed_at: Mapped[float | None] = mapped_column(Double)
+
+
+class CircuitBreakerEvent(_Event, Base):
+    """One transition of a breaker: the fleet's record, or one process's own (``scope``)."""
+
+    __tablename__ = "circuit_breaker_events"
+    __table_args__ = (Index(None, "name", "id"),)
+
+    name: Mapped[str] = mapped_column(String(128))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(String(500))
+    actor: Mapped[str | None] = mapped_column(String(255))
+    process: Mapped[str] = mapped_column(String(255))
+    scope: Mapped[str] = mapped_column(String(8))
+
+
+class CircuitBreakerProcess(Base):
+    """One process's last report of its breakers' statistics (JSON), kept until
+    ``expires_at`` (epoch seconds on the database's clock)."""
+
+    __tablename__ = "circuit_breaker_processes"
+
+    process: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    report: Mapped[str] = mapped_column(Text)
+    reported_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)

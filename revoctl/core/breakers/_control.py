@@ -1,0 +1,351 @@
+"""`ControlPlane`: one process's link to the fleet's shared state, off the hot path.
+
+One background task per manager (not per breaker, never per call) reads every record
+each ``poll_interval`` and at once when the store pushes a change (Redis pub/sub),
+brings each breaker in line (`StateMachine.follow`), writes what this process decided
+(a trip it shares, its own transitions when it does not share them), writes down
+operators' trips that ran out, and reports this process's statistics every
+``report_interval``. Calls reach the store only in half-open, for a trial permit.
+
+When the store cannot be reached the breakers go on with their own state and
+decisions (half-open trials included); `status` says so, and the next successful
+read brings every breaker back in line with the fleet's record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from revoctl.core.breakers import _shared
+from revoctl.core.breakers._states import HalfOpen, Open, TransitionEvent
+from revoctl.core.breakers.base import BreakerStateStore, ProcessReport, SharedState, Transition
+from revoctl.core.breakers.settings import BreakersConfig
+from revoctl.core.errors import BackendUnavailableError, RevoctlError
+
+if TYPE_CHECKING:
+    from revoctl.core.breakers._breaker import CircuitBreaker
+
+logger = logging.getLogger("revoctl.breakers")
+
+PERMIT_TIMEOUT = 1.0
+"""Longest a call waits for a trial permit before it is refused."""
+
+Status = Literal["starting", "ok", "unreachable"]
+
+
+def process_id(role: str) -> str:
+    """``host:pid:role:xxxx``: unique per process and per manager."""
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:4]}"
+
+
+class ControlPlane:
+    """Keeps this process's breakers in line with the store; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Callable[[], Awaitable[BreakerStateStore]],
+        config: BreakersConfig,
+        *,
+        process: str,
+        role: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.process = process
+        self.role = role
+        self.clock = clock
+        self.status: Status = "starting"
+        self.error: str | None = None
+        self.last_sync: float | None = None
+        """When the store was last read (``clock``)."""
+        self._store = store
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._records: dict[str, SharedState] = {}
+        self._base = (0.0, 0.0)  # (store clock, local clock) at the last read
+        self._pending: list[Callable[[], Awaitable[None]]] = []
+        self._asking: set[str] = set()
+        self._writes: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._next_report = -math.inf
+
+    # ------------------------------------------------------------------ life cycle
+
+    def attach(self, breaker: CircuitBreaker) -> None:
+        """Follow the fleet for ``breaker`` from now on."""
+        if breaker.name in self._breakers:
+            return
+        self._breakers[breaker.name] = breaker
+        breaker.control = self
+        breaker.add_listener(self._on_transition)
+        breaker.shared = self.status == "ok"
+        record = self._records.get(breaker.name)
+        if record is not None:
+            breaker.follow(record, self.to_local)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    def start(self) -> None:
+        """Start the background task on the running loop (once)."""
+        if self._tasks:
+            return
+        self._wake = asyncio.Event()
+        self._tasks = [asyncio.get_running_loop().create_task(self._run(), name="breakers-sync")]
+
+    async def close(self) -> None:
+        """Stop the background tasks; writes under way are given a moment to land."""
+        if self._writes:
+            await asyncio.wait(self._writes, timeout=PERMIT_TIMEOUT)
+        tasks, self._tasks = self._tasks + list(self._writes), []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ------------------------------------------------------------------ clocks
+
+    def store_now(self) -> float:
+        """The store's clock, estimated from the last read."""
+        store_time, local_time = self._base
+        return store_time + (self.clock() - local_time)
+
+    def to_local(self, store_time: float | None) -> float | None:
+        """A time on the store's clock as a time on this process's ``clock``."""
+        if store_time is None:
+            return None
+        return self.clock() + (store_time - self.store_now())
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        listener: asyncio.Task[None] | None = None
+        while True:
+            try:
+                await self.sync()
+                if listener is None or listener.done():
+                    listener = await self._listen()
+                    if listener is not None:
+                        self._tasks = [t for t in self._tasks if not t.done()] + [listener]
+            except Exception as exc:  # whatever fails, the loop goes on: it is the backstop
+                self._offline(exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.poll_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def _listen(self) -> asyncio.Task[None] | None:
+        """A task that wakes the loop whenever the store pushes a change (if it can)."""
+        store = await self._store()
+        changes = store.changes()
+        if changes is None:
+            return None
+        wake = self._wake
+        assert wake is not None
+
+        async def listen() -> None:
+            try:
+                async for _ in changes:
+                    wake.set()
+            except Exception as exc:  # the next poll sees the outage; this task ends
+                logger.debug("breakers: change feed ended: %s", exc)
+
+        return asyncio.get_running_loop().create_task(listen(), name="breakers-changes")
+
+    async def sync(self) -> None:
+        """Read every record, follow it, write what is pending, report when due.
+
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        store = await self._store()
+        snapshot = await store.read()
+        self._base = (snapshot.now, self.clock())
+        self._records = dict(snapshot.records)
+        self.last_sync = self.clock()
+        if self.status != "ok":
+            self._online()
+        for name, breaker in self._breakers.items():
+            record = snapshot.record(name)
+            breaker.follow(record, self.to_local)
+        while self._pending:  # one at a time: what fails stays queued for the next round
+            await self._pending[0]()
+            del self._pending[0]
+        for record in snapshot.records.values():
+            if record.forced and _shared.effective_state(record, snapshot.now) == "closed":
+                await self._write(_shared.expire_trip(process=self.process), record.name)
+        if self.clock() >= self._next_report:
+            self._next_report = self.clock() + self.config.report_interval
+            await store.report(self.report(), self.config.process_ttl)
+
+    def report(self) -> ProcessReport:
+        """This process's statistics for each breaker it uses."""
+        return ProcessReport(
+            self.process,
+            self.role,
+            {name: breaker.stats() for name, breaker in self._breakers.items()},
+        )
+
+    def _online(self) -> None:
+        if self.status == "unreachable":
+            logger.warning("breakers: the store is reachable again; following the fleet")
+        self.status, self.error = "ok", None
+        for breaker in self._breakers.values():
+            breaker.shared = True
+
+    def _offline(self, exc: BaseException) -> None:
+        """The store failed: every breaker decides alone until it answers again."""
+        message = str(exc) if isinstance(exc, RevoctlError) else f"{type(exc).__name__}: {exc}"
+        if self.status != "unreachable":
+            logger.warning("breakers: the store failed, breakers keep their own state: %s", message)
+        self.status, self.error = "unreachable", message
+        for breaker in self._breakers.values():
+            breaker.shared = False
+            if isinstance(breaker.state, HalfOpen):
+                breaker.state.go_local()
+
+    # ------------------------------------------------------------------ writes
+
+    async def _write(self, decide: _shared.Decision, name: str) -> SharedState:
+        """Apply ``decide`` to ``name``'s record and follow what stands afterwards."""
+        store = await self._store()
+        record = self._records.get(name) or SharedState(name)
+        written = await _shared.write(store, decide, record, self.store_now())
+        self._base = (written.now, self.clock())
+        self._records[name] = written.current
+        breaker = self._breakers.get(name)
+        if breaker is not None:
+            breaker.follow(written.current, self.to_local, force=True)
+        return written.current
+
+    def _on_transition(self, event: TransitionEvent) -> None:
+        """A breaker changed state (on the hot path: queue, never await)."""
+        if event.source != "local":
+            return
+        breaker = self._breakers[event.breaker]
+        if breaker.config.share_trips and event.from_state == "closed" and event.to_state == "open":
+            self._queue(self._publish_trip(breaker, event.cause, breaker.generation))
+            return
+        if event.from_state == "forced_open" and event.to_state == "closed":
+            return  # written down by whichever process's next read sees it run out
+        if not breaker.config.share_trips:
+            transition = Transition(
+                event.breaker, event.from_state, event.to_state, event.cause, self.process, "local"
+            )
+            self._queue(self._append(transition))
+
+    def _queue(self, write: Callable[[], Awaitable[None]]) -> None:
+        self._pending.append(write)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _publish_trip(
+        self, breaker: CircuitBreaker, cause: str, generation: int
+    ) -> Callable[[], Awaitable[None]]:
+        async def publish() -> None:
+            state = breaker.state
+            if not isinstance(state, Open) or state.origin != "local":
+                return  # recovered or following the fleet since: nothing to share
+            if breaker.generation != generation:
+                return  # reset since
+            decide = _shared.open_after_failures(
+                cause=cause,
+                generation=generation,
+                recovery_timeout=breaker.config.recovery_timeout,
+                process=self.process,
+            )
+            await self._write(decide, breaker.name)
+
+        return publish
+
+    def _append(self, transition: Transition) -> Callable[[], Awaitable[None]]:
+        async def append() -> None:
+            await (await self._store()).append_history(transition)
+
+        return append
+
+    # ------------------------------------------------------------------ trial calls
+
+    async def acquire_trial(self, breaker: CircuitBreaker, state: HalfOpen) -> bool | None:
+        """A trial permit from the fleet's lease: True when granted, False when the round
+        is full (or a request from this process is already out), None when the store
+        cannot be reached (the breaker then runs its own trials)."""
+        if self.status != "ok":
+            return None
+        if breaker.name in self._asking:
+            return False
+        self._asking.add(breaker.name)
+        config = breaker.config
+        lease = (config.timeout or config.recovery_timeout or 1.0) + 1.0
+        decide = _shared.grant_trial(
+            trials=config.success_threshold, lease=lease, process=self.process
+        )
+        try:
+            async with asyncio.timeout(PERMIT_TIMEOUT):
+                store = await self._store()
+                record = self._records.get(breaker.name) or SharedState(breaker.name)
+                written = await _shared.write(store, decide, record, self.store_now())
+        except TimeoutError:
+            return False
+        except BackendUnavailableError as exc:
+            self._offline(exc)
+            return None
+        finally:
+            self._asking.discard(breaker.name)
+        current = written.current
+        self._base = (written.now, self.clock())
+        self._records[breaker.name] = current
+        if written.applied and state is breaker.state:
+            state.episode = current.episode
+        breaker.follow(current, self.to_local, force=True)
+        if written.applied and state is not breaker.state:  # moved on while asking
+            self.report_trial(breaker, current.episode, None, "permit unused")
+            return False
+        return written.applied
+
+    def report_trial(
+        self, breaker: CircuitBreaker, episode: int, success: bool | None, cause: str
+    ) -> None:
+        """Tell the fleet how a trial call went (None: it did not count; the permit is
+        given back). Runs in the background: the call's caller does not wait for it."""
+        if success is None:
+            decide = _shared.release_trial(episode=episode)
+        else:
+            config = breaker.config
+            decide = _shared.trial_outcome(
+                episode=episode,
+                success=success,
+                success_threshold=config.success_threshold,
+                recovery_timeout=config.recovery_timeout,
+                cause=cause,
+                process=self.process,
+            )
+
+        async def send() -> None:
+            try:
+                await self._write(decide, breaker.name)
+            except Exception as exc:
+                self._offline(exc)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    # ------------------------------------------------------------------ status
+
+    def describe(self) -> dict[str, Any]:
+        """``{"status", "error", "last_sync_seconds_ago"}`` for status and health."""
+        ago = None if self.last_sync is None else round(self.clock() - self.last_sync, 3)
+        return {"status": self.status, "error": self.error, "last_sync_seconds_ago": ago}

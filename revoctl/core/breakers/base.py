@@ -1,0 +1,176 @@
+"""What the breakers share through a store, and the small protocol every store implements.
+
+The store holds only the fleet's part: one `SharedState` record per breaker (its
+state, an operator's override, the half-open trial lease, the reset generation),
+the transitions (`Transition`, newest first) and each process's recent statistics
+(`ProcessReport`, dropped when the process stops reporting). Every record change is
+one `compare_and_set`: the caller reads, decides in Python (`revoctl.core.breakers._shared`,
+the one place those decisions are made), and writes only if nobody wrote in between.
+Times are the store's clock, in epoch seconds, so hosts whose clocks disagree still
+agree on when a breaker opened or an operator's trip expires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+StateName = Literal["closed", "open", "half_open", "forced_open"]
+STATES: tuple[StateName, ...] = ("closed", "open", "half_open", "forced_open")
+
+Scope = Literal["fleet", "local"]
+"""A transition of the shared record, or of one process alone (a trip not shared)."""
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """One breaker's fleet-wide record; ``version`` grows by one with every write.
+
+    ``until`` is when an open breaker may start trial calls, or when an operator's
+    trip expires (None: until reset). In ``half_open``, ``episode`` numbers the trial
+    round, ``trials_granted`` counts the permits handed out (at most the breaker's
+    ``success_threshold``), and ``lease_until`` is when unreported permits lapse and a
+    new round may start. ``generation`` grows with every reset: a process that sees a
+    new generation starts its window again.
+    """
+
+    name: str
+    state: StateName = "closed"
+    version: int = 0
+    generation: int = 0
+    opened_at: float | None = None
+    until: float | None = None
+    reason: str | None = None
+    actor: str | None = None
+    episode: int = 0
+    trials_granted: int = 0
+    trial_successes: int = 0
+    lease_until: float | None = None
+    changed_at: float | None = None
+
+    @property
+    def forced(self) -> bool:
+        return self.state == "forced_open"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SharedState:
+        data = json.loads(text)
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of a breaker's state, with its cause; ``at`` is set by the store."""
+
+    name: str
+    from_state: StateName
+    to_state: StateName
+    cause: str
+    process: str
+    scope: Scope = "fleet"
+    actor: str | None = None
+    at: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Transition:
+        data = json.loads(text)
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    """One process's recent statistics, by breaker; ``reported_at`` is set by the store."""
+
+    process: str
+    role: str
+    breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reported_at: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"process": self.process, "role": self.role, "breakers": self.breakers},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes, reported_at: float | None = None) -> ProcessReport:
+        data = json.loads(text)
+        return cls(data["process"], data["role"], data.get("breakers", {}), reported_at)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every record the store holds, read at ``now`` (the store's clock)."""
+
+    now: float
+    records: dict[str, SharedState]
+
+    def record(self, name: str) -> SharedState:
+        """``name``'s record; a breaker never written to is closed, version 0."""
+        return self.records.get(name) or SharedState(name)
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of a compare-and-set: ``applied``, and the record the store now holds."""
+
+    applied: bool
+    current: SharedState
+    now: float
+
+
+class BreakerStateStore(Protocol):
+    """Where the fleet's shared part lives (`MemoryBreakerStateStore`,
+    `SqlBreakerStateStore`, `RedisBreakerStateStore`).
+
+    Each method is one atomic step on the store. They raise `BackendUnavailableError`
+    when the store cannot be reached, and `UsageError` when it is not set up (an
+    unmigrated database).
+    """
+
+    kind: str
+
+    def describe(self) -> str:
+        """The store for messages: its kind and where it is, never a password."""
+        ...
+
+    async def read(self) -> Snapshot:
+        """Every breaker's record, and the store's clock."""
+        ...
+
+    async def compare_and_set(self, record: SharedState, transition: Transition | None) -> Written:
+        """Store ``record`` if the stored version is ``record.version - 1`` (0: none stored),
+        and append ``transition`` to the history in the same step."""
+        ...
+
+    async def append_history(self, transition: Transition) -> None:
+        """Record a transition that changed no shared record (one process's own trip)."""
+        ...
+
+    async def history(self, name: str, limit: int) -> list[Transition]:
+        """``name``'s transitions, newest first."""
+        ...
+
+    async def report(self, report: ProcessReport, ttl: float) -> None:
+        """Store this process's statistics, kept for ``ttl`` seconds unless reported again."""
+        ...
+
+    async def fleet(self) -> tuple[float, list[ProcessReport]]:
+        """The store's clock and every process report not yet expired."""
+        ...
+
+    def changes(self) -> AsyncIterator[str] | None:
+        """Names of breakers whose record changed, pushed as they change; None when the
+        store cannot push (the caller then relies on polling alone)."""
+        ...
+
+    async def close(self) -> None: ...
