@@ -65,6 +65,10 @@ class Settings(Section):
             if rule and rule not in rules:
                 problems.append(f"gateway.{key}: no [[limits.rules]] named {rule!r}")
         for name, model in self.models.items():
+            for key in ("request_rule", "token_rule"):
+                rule = getattr(model, key)
+                if rule and rule not in rules:
+                    problems.append(f"models.{name}.{key}: no [[limits.rules]] named {rule!r}")
             if model.provider not in self.providers:
                 problems.append(f"models.{name}.provider: no [providers.{model.provider}]")
             problems += [

@@ -33,10 +33,11 @@ def health(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> Non
 
 @app.command()
 def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
-    """The configured pool and the live connections, grouped by the application holding them.
+    """The configured pool, the live connections by application, and each runtime instance.
 
-    On PostgreSQL the connections are the server's view, so the runtime's pools
-    show too; SQLite has no server, so only this process's pool is listed.
+    On PostgreSQL the connections are the server's view, so the runtime's pools show
+    from any host; on SQLite (no server) they come from each runtime instance's own
+    report. Instances that stopped reporting are flagged stale.
     """
     report = call(ctx, lambda svc: svc.db.pool_report())
     console = AppState.of(ctx).console
@@ -48,15 +49,28 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     )
     console.line(f"configured: {configured}")
     if not report["server_view"]:
-        console.line("SQLite has no server-side view: showing this process's pool only")
-    if not report["connections"]:
+        console.line("SQLite has no server-side view: connections as each instance reports them")
+    if report["connections"]:
+        console.emit(
+            report["connections"],
+            output,
+            ["application_name", "state", "count", "longest_state_seconds", "stale"],
+        )
+    else:
         console.line("no open connections")
-        return
-    console.emit(
-        report["connections"],
-        output,
-        ["application_name", "state", "count", "longest_state_seconds", "revoctl"],
-    )
+    if report["instances"]:
+        console.line("")
+        rows = [
+            {
+                "instance": i["instance"],
+                "seconds_since_report": i["seconds_since_report"],
+                "stale": i["stale"],
+                "checked_out": (i["pool"] or {}).get("checked_out"),
+                "idle": (i["pool"] or {}).get("checked_in"),
+            }
+            for i in report["instances"]
+        ]
+        console.emit(rows, output)
 
 
 @app.command()

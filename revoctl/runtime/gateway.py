@@ -61,6 +61,7 @@ from revoctl.runtime.providers import (
 )
 from revoctl.runtime.tokens import prompt_token_bound
 from revoctl.runtime.usage import ModelCall, RequestRecord, UsageSink, cost_of
+from revoctl.runtime.watch import SecretChangeWatcher
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("revoctl.gateway")
 
 METRICS_SYNC_SECONDS = 1.0
+SECRET_WATCH_SECONDS = 1.0
 INSTANCE_REPORT_SECONDS = 5.0
 SYSTEM_SAMPLE_SECONDS = 60.0
 USAGE_FLUSH_SECONDS = 10.0
@@ -127,7 +129,7 @@ class Caller:
 class Charged:
     """One rule's charge for one request: what was taken, and the rule's state since."""
 
-    kind: str  # "requests" or "tokens"
+    kind: str  # "requests", "tokens", "model-requests" or "model-tokens"
     rule: RateLimitRule
     identifier: str | None
     weight: int
@@ -140,8 +142,8 @@ class Charge:
 
     entries: list[Charged] = field(default_factory=list)
 
-    def tokens(self) -> Charged | None:
-        return next((entry for entry in self.entries if entry.kind == "tokens"), None)
+    def tokens(self) -> list[Charged]:
+        return [entry for entry in self.entries if entry.kind.endswith("tokens")]
 
     def headers(self) -> list[tuple[str, str]]:
         """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers) and
@@ -234,9 +236,15 @@ class Gateway:
                 KeyStore(self.services.db), refresh_seconds=self.config.keys_refresh_seconds
             )
             await self.keys.start()
+        watcher = SecretChangeWatcher(self.services.db, self.services.secrets)
+        try:
+            await watcher.check()  # from now on, a change made anywhere drops our cached value
+        except Exception as exc:  # the database may be away: the watcher tries again each second
+            logger.warning("secret changes not followed yet: %s: %s", type(exc).__name__, exc)
         self._tasks = [
             asyncio.create_task(self._every(METRICS_SYNC_SECONDS, self.sync_metrics)),
             asyncio.create_task(self._every(INSTANCE_REPORT_SECONDS, self._report_instance)),
+            asyncio.create_task(self._every(SECRET_WATCH_SECONDS, watcher.check)),
         ]
         self._ready = True
 
@@ -329,18 +337,24 @@ class Gateway:
 
         :raises HttpError: 429 when a rule denies it; nothing stays charged then.
         """
-        wanted: list[tuple[str, str, int]] = []
-        if self.config.request_rule:
-            wanted.append(("requests", self.config.request_rule, 1))
-        if self.config.token_rule:
-            weight = prompt_token_bound(exchange.request["messages"]) + int(
-                exchange.request["max_tokens"]
-            )
-            wanted.append(("tokens", self.config.token_rule, weight))
+        tokens = prompt_token_bound(exchange.request["messages"]) + int(
+            exchange.request["max_tokens"]
+        )
+        model = self.models[exchange.model]
+        wanted = [  # (kind, rule, weight, per model): the gateway's, then the model's own
+            ("requests", self.config.request_rule, 1, False),
+            ("tokens", self.config.token_rule, tokens, False),
+            ("model-requests", model.request_rule, 1, True),
+            ("model-tokens", model.token_rule, tokens, True),
+        ]
         limiter = self.services.limiter
-        for kind, rule_name, weight in wanted:
+        for kind, rule_name, weight, per_model in wanted:
+            if not rule_name:
+                continue
             rule = limiter.rule(rule_name)
             identifier = exchange.caller.identifier(rule.scope)
+            if per_model:
+                identifier = f"{identifier or '*'}:{exchange.model}"
             result = await limiter.check_rate_limit(rule, identifier, weight)
             if not result.allowed:
                 await self.refund_all(exchange)  # a denied request consumes nothing
@@ -374,20 +388,20 @@ class Gateway:
     async def settle(self, exchange: Exchange, usage: Usage | None) -> None:
         """Refund the tokens the provider's usage shows were not used; without usage (a
         broken stream, a client gone), the charge stands: never count too little."""
-        charged = exchange.charge.tokens()
-        if charged is None or usage is None:
+        if usage is None:
             return
-        unused = charged.weight - usage["total_tokens"]
-        if unused > 0:
-            after = await self.services.limiter.refund(charged.rule, charged.identifier, unused)
-            if after is not None:
-                charged.result = after
-        elif unused < 0:
-            logger.warning(
-                "provider counted %d tokens more than the bound charged for request %s",
-                -unused,
-                exchange.request_id,
-            )
+        for charged in exchange.charge.tokens():
+            unused = charged.weight - usage["total_tokens"]
+            if unused > 0:
+                after = await self.services.limiter.refund(charged.rule, charged.identifier, unused)
+                if after is not None:
+                    charged.result = after
+            elif unused < 0:
+                logger.warning(
+                    "provider counted %d tokens more than the bound charged for request %s",
+                    -unused,
+                    exchange.request_id,
+                )
 
     # ------------------------------------------------------------------ providers
 

@@ -75,6 +75,11 @@ class ModelConfig(Section):
     input_cost_per_1k: float = Field(0.0, ge=0, le=1000)
     output_cost_per_1k: float = Field(0.0, ge=0, le=1000)
     fallbacks: tuple[str, ...] = ()
+    request_rule: str = ""
+    """A ``[[limits.rules]]`` name charged 1 per request to this model, per caller and model,
+    on top of ``gateway.request_rule``; "" = none."""
+    token_rule: str = ""
+    """Likewise in tokens, on top of ``gateway.token_rule``."""
 
     def upstream_name(self, name: str) -> str:
         """The provider's own name for the model called ``name`` here."""

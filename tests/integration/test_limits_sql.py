@@ -145,4 +145,3 @@ async def test_the_embedded_database_is_migrated_by_the_first_decision() -> None
         assert first.allowed and first.reason is None  # decided by the store, not the policy
         assert not (await limiter.check_rate_limit(rule, "a")).allowed
         assert (await limiter.health_check())["status"] == "healthy"
-

@@ -22,7 +22,7 @@ from revoctl.core.db._errors import (
     is_retryable_transaction,
     translate_errors,
 )
-from revoctl.core.db._probe import Probe, activity, migration_status, probe
+from revoctl.core.db._probe import Probe, migration_status, pool_view, probe
 from revoctl.core.db._stats import PoolStats
 from revoctl.core.db._url import DatabaseUrl, application_name, backend_of, parse_database_url
 from revoctl.core.db.settings import DatabaseConfig
@@ -254,31 +254,34 @@ class DatabaseManager(AsyncService):
         }
 
     async def pool_report(self) -> dict[str, Any]:
-        """The configured pool, this process's statistics, and the live connections.
+        """The configured pool, this process's statistics, the live connections, and every
+        runtime instance's own report of its pool (``instances``, stale ones flagged).
 
         On PostgreSQL ``connections`` is the server's view (``pg_stat_activity``)
         of the current database grouped by ``application_name`` and ``state``, so
-        the runtime's pools show up from any process. SQLite has no server and
-        so no such view: ``connections`` then lists this process's pool only, and
-        ``server_view`` is false.
+        the runtime's pools show up from any process. SQLite has no server, so
+        ``server_view`` is false and ``connections`` is built from the instances'
+        reports (and this process's own pool).
 
         :raises BackendUnavailableError: the database cannot be reached.
         """
-        if self.backend == "postgresql":
-            connections = await activity(
-                await self.url(),
-                application_name=application_name(self.role),
-                timeout=self.config.connect_timeout,
-                target=self.describe_url(),
-            )
+        server, instances = await pool_view(
+            await self.url(),
+            application_name=application_name(self.role),
+            timeout=self.config.connect_timeout,
+            target=self.describe_url(),
+        )
+        if server is None:
+            connections = [*_reported_connections(instances), *self._local_connections()]
         else:
-            connections = self._local_connections()
+            connections = server
         return {
             "backend": self.backend,
             "configured": self.configured_pool(),
             "pool": self.pool_stats(),
-            "server_view": self.backend == "postgresql",
+            "server_view": server is not None,
             "connections": connections,
+            "instances": instances,
         }
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
@@ -377,3 +380,23 @@ class DatabaseManager(AsyncService):
             for state, count in counts.items()
             if count
         ]
+
+
+def _reported_connections(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Connections by instance and state, as each instance last reported its pool."""
+    rows = []
+    for report in instances:
+        pool = report["pool"] or {}
+        for state, count in (("checked_out", pool.get("checked_out")),
+                             ("idle", pool.get("checked_in"))):  # fmt: skip
+            if count:
+                rows.append(
+                    {
+                        "application_name": report["instance"],
+                        "state": state,
+                        "count": count,
+                        "revoctl": True,
+                        "stale": report["stale"],
+                    }
+                )
+    return rows

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from revoctl.core._paths import create_private_file, ensure_writable_dir
@@ -27,6 +28,12 @@ from revoctl.core.errors import BackendUnavailableError
 
 REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 """Every shipped migration, oldest first (a test checks this against the scripts)."""
+
+INSTANCE_STALE_SECONDS = 15.0
+"""A runtime instance that has not reported for this long (three of its 5 s reports) is
+flagged stale: stopped, hung, or cut off from the database."""
+
+_INSTANCES = "SELECT instance, started_at, seen_at, pool FROM runtime_instances ORDER BY instance"
 
 _PG_ACTIVITY = """
     SELECT application_name, state, count(*) AS count,
@@ -96,22 +103,62 @@ async def probe(
             return await retry.call(attempt, is_transient_connect, "database probe")
 
 
-async def activity(
+async def pool_view(
     url: DatabaseUrl, *, application_name: str, timeout: float, target: str
-) -> list[dict[str, Any]]:
-    """PostgreSQL's view of the live connections to this database, grouped by
-    ``application_name`` and state (``pg_stat_activity``).
+) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """The live connections as PostgreSQL sees them (``pg_stat_activity``, grouped by
+    ``application_name`` and state; None on SQLite, which has no server), and every
+    runtime instance's last report of its pool (``runtime_instances``), stale ones flagged.
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
     with _translated(url, target, lambda: 1):
         async with _deadline(target, timeout):
+            if url.backend == "sqlite":
+                rows = await asyncio.to_thread(_sqlite_instances, url, timeout)
+                return None, [_instance_row(*row) for row in rows]
             conn = await _pg_connect(url, application_name, timeout)
             try:
-                rows = await conn.fetch(_PG_ACTIVITY)
+                activity = await conn.fetch(_PG_ACTIVITY)
+                table = await conn.fetchval("SELECT to_regclass('runtime_instances')::text")
+                reports = await conn.fetch(_INSTANCES) if table else []
             finally:
                 await conn.close()
-    return [_activity_row(row) for row in rows]
+    return [_activity_row(row) for row in activity], [_instance_row(*row) for row in reports]
+
+
+def _sqlite_instances(url: DatabaseUrl, timeout: float) -> list[tuple[Any, ...]]:
+    path = url.sqlite_path
+    if path is None or not path.exists():
+        return []
+    conn = sqlite3.connect(path, timeout=timeout)
+    try:
+        return conn.execute(_INSTANCES).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
+
+
+def _instance_row(instance: str, started: Any, seen: Any, pool: Any) -> dict[str, Any]:
+    seen_at = _utc(seen)
+    age = (datetime.now(UTC) - seen_at).total_seconds()
+    return {
+        "instance": instance,
+        "started_at": _utc(started).isoformat(),
+        "seen_at": seen_at.isoformat(),
+        "seconds_since_report": round(age, 3),
+        "stale": age > INSTANCE_STALE_SECONDS,
+        "pool": json.loads(pool) if isinstance(pool, str) else pool,
+    }
+
+
+def _utc(value: Any) -> datetime:
+    """A timestamp as stored: an aware datetime (PostgreSQL) or naive UTC text (SQLite)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 async def _postgres_probe(url: DatabaseUrl, application_name: str, timeout: float) -> Probe:

@@ -240,7 +240,7 @@ class SecretManager(AsyncService):
         register_secret(validate_value(value))
         intent = await self._audit_begin("set", name, actor)
         written = await self._call(self.store, lambda store: store.set(name, value))
-        self._invalidate(name)
+        self.invalidate(name)
         await self._audit_complete(intent, written, None)
         return written.properties
 
@@ -274,13 +274,15 @@ class SecretManager(AsyncService):
             ) from None
         intent = await self._audit_begin("rotate", name, actor)
         written = await self._call(self.store, lambda store: store.set(name, value))
-        self._invalidate(name)
+        self.invalidate(name)
         after = await self._call(self.store, lambda store: store.versions(name))
         previous = _version_before(written.version, after) or before[0].version
         audited = await self._audit_complete(intent, written, previous)
         return Rotation(name, written.version, previous, written.updated_on, value, audited)
 
-    def _invalidate(self, name: str) -> None:
+    def invalidate(self, name: str) -> None:
+        """Forget every cached version of ``name``: the next read asks the provider (a
+        process that learns of a rotation made elsewhere calls this)."""
         for key in [key for key in self._cache if key[0] == name]:
             del self._cache[key]
 
