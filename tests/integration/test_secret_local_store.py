@@ -186,3 +186,50 @@ def test_every_file_in_the_state_directory_is_owner_only(revoctl_home: Path):
     for path in revoctl_home.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path.name} is {oct(mode)}"
+
+
+_DIES_AFTER_THE_WRITE = textwrap.dedent(
+    """
+    import sys, time
+    import typer
+    from revoctl.cli import app
+    from revoctl.core.secrets.stores.file import FileSecretStore
+
+    real_set = FileSecretStore.set
+
+    async def set_then_hang(self, name, value):
+        written = await real_set(self, name, value)
+        print("written", flush=True)
+        time.sleep(60)  # killed here: after the store write, before the audit completes
+        return written
+
+    FileSecretStore.set = set_then_hang
+    typer.main.get_command(app).main(["secrets", "rotate", "k"], prog_name="revoctl")
+    """
+)
+
+
+def test_a_rotation_killed_after_the_write_leaves_its_intent_in_the_audit_log(
+    revoctl_home: Path,
+):
+    """The intent is recorded before the store is written: a process killed between the write
+    and the audit's completion leaves a ``pending`` row, never a version without a row."""
+    import sqlite3
+
+    assert run_revoctl(["secrets", "set", "k"], input="first-value").returncode == 0
+    victim = subprocess.Popen(
+        [sys.executable, "-c", _DIES_AFTER_THE_WRITE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert victim.stdout is not None and victim.stdout.readline().strip() == "written"
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    versions = json.loads(run_revoctl(["secrets", "versions", "k", "-o", "json"]).stdout)
+    assert len(versions) == 2  # the new version landed
+    with sqlite3.connect(revoctl_home / "revoctl.db") as db:
+        rows = db.execute(
+            "SELECT action, status, version FROM secret_audit_log ORDER BY id"
+        ).fetchall()
+    assert rows == [("set", "done", versions[1]["version"]), ("rotate", "pending", None)]
