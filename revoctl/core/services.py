@@ -91,6 +91,11 @@ class Services:
     def secrets(self) -> SecretManager:
         return cast("SecretManager", self.component("secrets"))
 
+    async def read_secret(self, name: str) -> str:
+        """A secret's current value, for the ``${secret:NAME}`` references of other services'
+        settings; the secret manager is built only when a reference is first read."""
+        return await self.secrets.get_secret(name)
+
     @property
     def db(self) -> DatabaseManager:
         return cast("DatabaseManager", self.component("db"))
@@ -209,10 +214,9 @@ def _build_secrets(services: Services) -> Component:
 def _build_database(services: Services) -> Component:
     from revoctl.core.db import DatabaseManager
 
-    async def read_secret(name: str) -> str:
-        return await services.secrets.get_secret(name)
-
-    return DatabaseManager(services.settings.database, role=services.role, resolve=read_secret)
+    return DatabaseManager(
+        services.settings.database, role=services.role, resolve=services.read_secret
+    )
 
 
 def _build_limiter(services: Services) -> Component:
@@ -239,12 +243,12 @@ def _build_limiter(services: Services) -> Component:
     if log is not None or config.store is LimitStoreKind.SQL:
         _ = services.db
 
-    async def read_secret(name: str) -> str:
-        return await services.secrets.get_secret(name)
-
     async def open_store() -> LimitStore:
         return await open_limit_store(
-            config, redis=services.settings.redis, db=lambda: services.db, read_secret=read_secret
+            config,
+            redis=services.settings.redis,
+            db=lambda: services.db,
+            read_secret=services.read_secret,
         )
 
     return RateLimiter(config, open_store=open_store, log=log)
@@ -259,12 +263,12 @@ def _build_breakers(services: Services) -> Component:
     if config.store is BreakerStoreKind.SQL:
         _ = services.db
 
-    async def read_secret(name: str) -> str:
-        return await services.secrets.get_secret(name)
-
     async def open_store() -> BreakerStateStore:
         return await open_breaker_store(
-            config, redis=services.settings.redis, db=lambda: services.db, read_secret=read_secret
+            config,
+            redis=services.settings.redis,
+            db=lambda: services.db,
+            read_secret=services.read_secret,
         )
 
     return CircuitBreakerManager(config, open_store=open_store, role=services.role)

@@ -29,15 +29,13 @@ import logging
 import math
 import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl import __version__
 from revoctl.core._batch import BatchWriter
-from revoctl.core.errors import NotFoundError
 from revoctl.runtime.keys import KeyRing, KeyStore
 from revoctl.runtime.metrics import (
     BREAKER_OUTCOMES,
@@ -72,6 +70,8 @@ if TYPE_CHECKING:
     from revoctl.runtime.settings import GatewayConfig, ModelConfig
 
 logger = logging.getLogger("revoctl.gateway")
+
+T = TypeVar("T")
 
 METRICS_SYNC_SECONDS = 1.0
 SECRET_WATCH_SECONDS = 1.0
@@ -221,7 +221,7 @@ class Gateway:
         work fails at start-up, not at the first request.
         """
         settings = self.services.settings
-        read_secret = self.services.secrets.get_secret
+        read_secret = self.services.read_secret
         for name, config in settings.providers.items():
             self.providers[name] = provider_for(
                 config,
@@ -415,51 +415,46 @@ class Gateway:
         :raises HttpError: the request's own fault (the provider's 4xx), or no candidate
             could answer.
         """
-        failures: list[BaseException] = []
-        for candidate in self.candidates(exchange.model):
-            provider, upstream, breaker = self._route(candidate)
-            started = time.perf_counter()
-            try:
-                if breaker is None:
-                    response = await provider.complete(exchange.request, upstream)
-                else:
-                    response = await breaker.call(provider.complete, exchange.request, upstream)
-            except Exception as exc:
-                exchange.provider_seconds += time.perf_counter() - started
-                self._give_up_unless_retryable(exc)
-                failures.append(exc)
-                continue
-            exchange.provider_seconds += time.perf_counter() - started
-            self._served(exchange, candidate)
-            response["model"] = candidate
-            return response
-        raise self._exhausted(exchange.model, failures)
+        response = await self._first_answer(
+            exchange, lambda provider, model: provider.complete(exchange.request, model)
+        )
+        response["model"] = exchange.served_by
+        return response
 
     async def open_stream(self, exchange: Exchange) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:
         """The stream of the first candidate model that sends a first chunk, and that chunk.
 
         :raises HttpError: as `complete`.
         """
+        opened = await self._first_answer(
+            exchange, lambda provider, model: _first_chunk(provider, exchange.request, model)
+        )
+        first_token = time.perf_counter() - exchange.started
+        self.metrics.first_token.labels(exchange.served_by).observe(first_token)
+        return opened
+
+    async def _first_answer(
+        self, exchange: Exchange, attempt: Callable[[Provider, str], Awaitable[T]]
+    ) -> T:
+        """``attempt`` on each candidate model in turn, through its provider's breaker,
+        until one answers; the time spent waiting on providers is the exchange's."""
         failures: list[BaseException] = []
         for candidate in self.candidates(exchange.model):
             provider, upstream, breaker = self._route(candidate)
             started = time.perf_counter()
             try:
                 if breaker is None:
-                    opened = await _first_chunk(provider, exchange.request, upstream)
+                    answer = await attempt(provider, upstream)
                 else:
-                    opened = await breaker.call(_first_chunk, provider, exchange.request, upstream)
+                    answer = await breaker.call(attempt, provider, upstream)
             except Exception as exc:
-                exchange.provider_seconds += time.perf_counter() - started
                 self._give_up_unless_retryable(exc)
                 failures.append(exc)
                 continue
-            exchange.provider_seconds += time.perf_counter() - started
+            finally:
+                exchange.provider_seconds += time.perf_counter() - started
             self._served(exchange, candidate)
-            self.metrics.first_token.labels(candidate).observe(
-                time.perf_counter() - exchange.started
-            )
-            return opened
+            return answer
         raise self._exhausted(exchange.model, failures)
 
     def _route(self, model: str) -> tuple[Provider, str, Any]:
@@ -717,10 +712,3 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-__all__ = ["Caller", "Exchange", "Gateway", "HttpError", "NotFoundError", "relay"]

@@ -11,14 +11,13 @@ store within its ``poll_interval`` (at once on Redis, which pushes changes).
 from __future__ import annotations
 
 import asyncio
-import getpass
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from revoctl.core._lifecycle import AsyncService, ServiceState
+from revoctl.core.actors import default_actor
 from revoctl.core.breakers import _shared
 from revoctl.core.breakers._breaker import CircuitBreaker
 from revoctl.core.breakers._control import ControlPlane, process_id
@@ -36,15 +35,6 @@ MAX_REASON = 500
 MAX_TRIP_SECONDS = 30 * 86400
 STALE_REPORTS = 3
 """A process that missed this many reports is flagged stale."""
-
-
-def default_actor() -> str:
-    """``user@host`` of this process, recorded with an operator's trip or reset."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def _iso(epoch: float | None) -> str | None:

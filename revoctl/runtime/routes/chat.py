@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from revoctl.runtime.gateway import Exchange, Gateway, HttpError, relay
-from revoctl.runtime.providers import usage_of
+from revoctl.runtime.providers import ChatResponse, usage_of
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -20,47 +20,75 @@ async def chat_completions(request: Request) -> Response:
     gateway = Gateway.of(request)
     exchange: Exchange | None = None
     try:
-        body = await read_json(request)
-        user = body.get("user") if isinstance(body, dict) else None
-        caller = await gateway.caller(request, user if isinstance(user, str) else None)
-        exchange = gateway.exchange(
-            body,
-            caller,
-            route=request.url.path,
-            request_id=request.scope["state"]["request_id"],
-            started=started,
-        )
-        request.scope["state"]["model"] = exchange.model
-        return await answer(gateway, exchange)
+        exchange = await start_exchange(gateway, request, await read_json(request), started)
+        if exchange.request.get("stream"):
+            return await answer_streamed(gateway, exchange)
+        response = await answer_once(gateway, exchange)
     except HttpError as error:
         return error_response(gateway, exchange, error)
+    return JSONResponse(response, headers=answer_headers(exchange))
 
 
-async def answer(gateway: Gateway, exchange: Exchange) -> Response:
-    """Charge, call, settle; a stream relays its chunks as they come."""
+async def start_exchange(gateway: Gateway, request: Request, body: Any, started: float) -> Exchange:
+    """Who asks and what: the caller (a key when required) and a checked chat request.
+
+    :raises HttpError: 401 without a valid key, 400 for a malformed body, 404 for a model
+        that is not configured.
+    """
+    user = body.get("user") if isinstance(body, dict) else None
+    caller = await gateway.caller(request, user if isinstance(user, str) else None)
+    exchange = gateway.exchange(
+        body,
+        caller,
+        route=request.url.path,
+        request_id=request.scope["state"]["request_id"],
+        started=started,
+    )
+    request.scope["state"]["model"] = exchange.model
+    return exchange
+
+
+async def answer_once(gateway: Gateway, exchange: Exchange) -> ChatResponse:
+    """Charge, call, settle and record one whole answer.
+
+    :raises HttpError: a limit denies it (nothing charged), or no model answers (the charge
+        is given back: nothing was answered, nothing is owed).
+    """
     await gateway.charge(exchange)
     try:
-        if exchange.request.get("stream"):
-            stream, first = await gateway.open_stream(exchange)
-        else:
-            response = await gateway.complete(exchange)
+        response = await gateway.complete(exchange)
     except HttpError:
-        await gateway.refund_all(exchange)  # nothing was answered: nothing is owed
+        await gateway.refund_all(exchange)
         raise
-    if exchange.request.get("stream"):
-        headers = dict(exchange.charge.headers())
-        headers["x-revoctl-overhead-ms"] = str(exchange.overhead_ms())
-        return StreamingResponse(
-            relay(gateway, exchange, stream, first),
-            media_type="text/event-stream",
-            headers={**headers, "cache-control": "no-cache"},
-        )
     usage = usage_of(response)
     await gateway.settle(exchange, usage)
     gateway.record(exchange, 200, usage, method="POST", path=exchange.route)
+    return response
+
+
+async def answer_streamed(gateway: Gateway, exchange: Exchange) -> Response:
+    """Charge and open the stream; its chunks are relayed as they come, and it settles at its end.
+
+    :raises HttpError: as `answer_once`, up to the first chunk.
+    """
+    await gateway.charge(exchange)
+    try:
+        stream, first = await gateway.open_stream(exchange)
+    except HttpError:
+        await gateway.refund_all(exchange)
+        raise
+    return StreamingResponse(
+        relay(gateway, exchange, stream, first),
+        media_type="text/event-stream",
+        headers={**answer_headers(exchange), "cache-control": "no-cache"},
+    )
+
+
+def answer_headers(exchange: Exchange) -> dict[str, str]:
+    """The rate-limit headers of every charged rule and the gateway's own time."""
     headers = dict(exchange.charge.headers())
     headers["x-revoctl-overhead-ms"] = str(exchange.overhead_ms())
-    return JSONResponse(response, headers=headers)
+    return headers
 
 
 def error_response(gateway: Gateway, exchange: Exchange | None, error: HttpError) -> Response:

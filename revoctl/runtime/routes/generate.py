@@ -10,7 +10,13 @@ from starlette.responses import JSONResponse, Response
 
 from revoctl.runtime.gateway import Exchange, Gateway, HttpError
 from revoctl.runtime.providers import usage_of
-from revoctl.runtime.routes.chat import error_response, read_json
+from revoctl.runtime.routes.chat import (
+    answer_headers,
+    answer_once,
+    error_response,
+    read_json,
+    start_exchange,
+)
 
 
 async def generate(request: Request) -> Response:
@@ -19,44 +25,28 @@ async def generate(request: Request) -> Response:
     exchange: Exchange | None = None
     try:
         body = await read_json(request)
-        if not isinstance(body, dict):
-            raise HttpError(400, "the body must be a JSON object")
-        chat = _as_chat(body)
-        caller = await gateway.caller(request, chat.get("user"))
-        exchange = gateway.exchange(
-            chat,
-            caller,
-            route=request.url.path,
-            request_id=request.scope["state"]["request_id"],
-            started=started,
-        )
-        request.scope["state"]["model"] = exchange.model
-        await gateway.charge(exchange)
-        try:
-            response = await gateway.complete(exchange)
-        except HttpError:
-            await gateway.refund_all(exchange)
-            raise
+        exchange = await start_exchange(gateway, request, _as_chat(body), started)
+        response = await answer_once(gateway, exchange)
     except HttpError as error:
         return error_response(gateway, exchange, error)
-    usage = usage_of(response)
-    await gateway.settle(exchange, usage)
-    gateway.record(exchange, 200, usage, method="POST", path=exchange.route)
     choice = (response.get("choices") or [{}])[0]
     document = {
         "id": response.get("id"),
         "model": response.get("model"),
         "text": (choice.get("message") or {}).get("content") or "",
         "finish_reason": choice.get("finish_reason"),
-        "usage": usage,
+        "usage": usage_of(response),
     }
-    headers = dict(exchange.charge.headers())
-    headers["x-revoctl-overhead-ms"] = str(exchange.overhead_ms())
-    return JSONResponse(document, headers=headers)
+    return JSONResponse(document, headers=answer_headers(exchange))
 
 
-def _as_chat(body: dict[str, Any]) -> dict[str, Any]:
-    """``{"prompt"}`` or ``{"messages"}`` as a chat request (never streamed)."""
+def _as_chat(body: Any) -> dict[str, Any]:
+    """``{"prompt"}`` or ``{"messages"}`` as a chat request (never streamed).
+
+    :raises HttpError: 400 unless exactly one of them is given.
+    """
+    if not isinstance(body, dict):
+        raise HttpError(400, "the body must be a JSON object")
     prompt, messages = body.get("prompt"), body.get("messages")
     if (prompt is None) == (messages is None):
         raise HttpError(400, "give exactly one of 'prompt' and 'messages'")
