@@ -288,3 +288,30 @@ def test_no_key_is_ever_logged(gateway, llm, caplog) -> None:
     assert any('"logger": "revoctl.access"' in line and '"key": "team-a"' in line for line in lines)
     for text in (*lines, caplog.text):
         assert key not in text and KEY_CANARY not in text
+
+
+def test_generate_takes_a_prompt_or_messages(gateway) -> None:
+    client, key = gateway
+    headers = {"authorization": f"Bearer {key}"}
+    answer = client.post(
+        "/generate", json={"model": "gpt", "prompt": "tell me", "max_tokens": 3}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == "gpt" and len(body["text"].split()) == 3
+    assert body["finish_reason"] == "length"
+    assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert answer.headers["x-ratelimit-remaining-requests"] == "4"
+    both = client.post(
+        "/generate",
+        json={"model": "gpt", "prompt": "x", "messages": [{"role": "user", "content": "y"}]},
+        headers=headers,
+    )
+    assert both.status_code == 400
+    assert client.post("/generate", json={"model": "gpt", "prompt": "x"}).status_code == 401
+
+
+def test_ready_and_live_answer_without_a_key(gateway) -> None:
+    client, _ = gateway
+    assert client.get("/health/ready").json() == {"ready": True}
+    assert client.get("/health/live").json() == {"status": "alive"}
