@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from revoctl.cli._app import AppState, call
+from revoctl.cli._complete import breaker_names
 from revoctl.cli._console import Console, OutputFormat, OutputOption, Table
 from revoctl.core.errors import UsageError
 
@@ -25,7 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-NameArgument = Annotated[str, typer.Argument(help="Breaker name, e.g. openai_api.")]
+NameArgument = Annotated[
+    str, typer.Argument(help="Breaker name, e.g. openai_api.", autocompletion=breaker_names)
+]
 
 STATUS_COLUMNS = [
     "name",
@@ -54,7 +57,10 @@ HISTORY_COLUMNS = ["at", "from", "to", "cause", "actor", "process", "scope"]
 @app.command()
 def status(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="One breaker (default: all).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One breaker (default: all).", autocompletion=breaker_names),
+    ] = None,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="A live table, refreshed until Ctrl-C.")
     ] = False,
@@ -116,7 +122,9 @@ def trip(
 @app.command()
 def reset(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="The breaker to reset.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="The breaker to reset.", autocompletion=breaker_names)
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Reset every breaker.")] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from revoctl.cli._app import AppState, call
+from revoctl.cli._complete import rule_names
 from revoctl.cli._console import OutputFormat, OutputOption
 from revoctl.core.errors import CheckFailedError, NotFoundError, UsageError
 from revoctl.core.limits.settings import RateLimitRule
@@ -23,7 +24,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RuleArgument = Annotated[str, typer.Argument(help="A rule name from [[limits.rules]].")]
+RuleArgument = Annotated[
+    str, typer.Argument(help="A rule name from [[limits.rules]].", autocompletion=rule_names)
+]
 KeyOption = Annotated[
     str | None,
     typer.Option("--key", "-k", help="The key (user, IP, API key name); '*' when not given."),
