@@ -1,11 +1,12 @@
 # Two entry points for a fresh machine (see README "Quick start"):
 #   make demo   install, migrate the embedded SQLite database, show `revoctl health`
 #   make test   install with test tools, then lint, type-check and run the whole suite
+#   make completions   rewrite the bash, zsh and fish scripts in completions/ (a test checks them)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean completions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +19,15 @@ demo: $(BIN)/python
 
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,runtime]'
-	$(BIN)/ruff check revoctl tests benchmarks
-	$(BIN)/ruff format --check revoctl tests benchmarks
+	$(BIN)/ruff check revoctl tests benchmarks completions
+	$(BIN)/ruff format --check revoctl tests benchmarks completions
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+completions: $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/python completions/generate.py
 
 bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[bench]'
