@@ -2,7 +2,9 @@
 
 - revoctl.toml: the commands in its header, run as written (from a directory holding
   ``examples/``), then ``serve`` in front of the LLM stand-in, answering a gateway key;
-- production.toml: validates with no server, and names exactly the secrets it says.
+- production.toml: validates with no server, and names exactly the secrets it says;
+- ci-check.sh: green on a migrated embedded state; on each broken state, non-zero with
+  revoctl's exit code and the line of the check that failed.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import run_revoctl
+from tests.conftest import REQUIRE_SERVICES, run_revoctl
 from tests.support.fleet import free_port
 from tests.support.llm_standin import LLMStandIn
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 DEV, PRODUCTION = EXAMPLES / "revoctl.toml", EXAMPLES / "production.toml"
+CI_CHECK = EXAMPLES / "ci-check.sh"
 BIN = Path(sys.executable).parent
+CHECKS = ["config", "database", "migrations", "breakers", "secrets", "limits", "health"]
 
 
 def with_venv(**extra: str) -> dict[str, str]:
@@ -159,3 +163,85 @@ def test_the_production_config_names_the_secrets_its_header_lists() -> None:
     settings = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     referenced = set(re.findall(r"\$\{secret:([^}]+)\}", settings))
     assert set(listed.group(1).split(", ")) == referenced
+
+
+# ---------------------------------------------------------------- the CI check script
+
+
+@pytest.fixture
+def ci_state(revoctl_home: Path) -> dict[str, str]:
+    """The environment the script runs in: the dev config, a fresh home, revoctl on PATH."""
+    if shutil.which("jq") is None:
+        reason = "jq is not installed (apt-get install jq)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason}; REVOCTL_REQUIRE_SERVICES=1 makes this a failure")
+        pytest.skip(reason)
+    return with_venv(REVOCTL_CONFIG=str(DEV))
+
+
+def ci_check(env: dict[str, str], **extra: str) -> tuple[int, list[str]]:
+    done = subprocess.run(
+        [str(CI_CHECK)], env={**env, **extra}, capture_output=True, text=True, timeout=180
+    )
+    return done.returncode, done.stdout.splitlines()
+
+
+def revoctl(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    done = subprocess.run(
+        ["revoctl", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_ci_check_fails_on_a_fresh_state_then_passes_once_migrated(
+    ci_state: dict[str, str],
+) -> None:
+    code, lines = ci_check(ci_state)
+    assert code == 1
+    assert re.fullmatch(
+        r"FAIL  migrations \d+ pending \(at none, head \w+\): run 'revoctl db migrate'", lines[-1]
+    ), lines
+    revoctl(ci_state, "db", "migrate")
+    code, lines = ci_check(ci_state)
+    assert code == 0, lines
+    assert [line.split()[:2] for line in lines] == [["ok", check] for check in CHECKS]
+    assert lines[-2].endswith("3 rules answered") and lines[-1].endswith("healthy")
+    # the smoke checks gave back what they took
+    inspected = run_revoctl(
+        ["limits", "inspect", "requests_per_minute", "-o", "json"], env=ci_state
+    )
+    assert json.loads(inspected.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("breakage", "code", "line"),
+    [
+        ("typo", 2, "FAIL  config     exit 2, usage or configuration error: invalid configuration"),
+        ("database", 4, "FAIL  database   exit 4, back end unavailable: cannot reach the database"),
+        ("trip", 1, "FAIL  breakers   forced open: openai_api (incident 42)"),
+        ("old-secret", 1, "FAIL  secrets    unchanged for over 0m: local-llm-key"),
+        ("limit", 1, "FAIL  limits     requests_per_minute denied the first check of key ci-check"),
+    ],
+)
+def test_ci_check_stops_at_the_check_that_fails(
+    ci_state: dict[str, str], breakage: str, code: int, line: str
+) -> None:
+    revoctl(ci_state, "db", "migrate")
+    extra: dict[str, str] = {}
+    if breakage == "typo":
+        extra = {"REVOCTL_LIMITS__STOER": "redis"}
+    elif breakage == "database":
+        extra = {"REVOCTL_DATABASE__URL": "postgresql+asyncpg://ci@127.0.0.1:1/nowhere"}
+    elif breakage == "trip":
+        revoctl(ci_state, "breakers", "trip", "openai_api", "--reason", "incident 42")
+    elif breakage == "old-secret":
+        revoctl(ci_state, "secrets", "set", "local-llm-key", stdin="unused")
+        extra = {"MAX_SECRET_AGE": "0m"}
+    elif breakage == "limit":
+        args = ("limits", "test", "requests_per_minute", "--key", "ci-check", "--count", "60")
+        revoctl(ci_state, *args)
+    status, lines = ci_check(ci_state, **extra)
+    assert status == code, lines
+    assert lines[-1].startswith(line), lines
+    failed = CHECKS.index(lines[-1].split()[1])
+    assert [entry.split()[:2] for entry in lines[:-1]] == [["ok", c] for c in CHECKS[:failed]]
