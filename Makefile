@@ -19,8 +19,8 @@ demo: $(BIN)/python
 
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,runtime]'
-	$(BIN)/ruff check revoctl tests benchmarks completions
-	$(BIN)/ruff format --check revoctl tests benchmarks completions
+	$(BIN)/ruff check revoctl tests benchmarks completions examples
+	$(BIN)/ruff format --check revoctl tests benchmarks completions examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

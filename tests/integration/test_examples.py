@@ -4,7 +4,9 @@
   ``examples/``), then ``serve`` in front of the LLM stand-in, answering a gateway key;
 - production.toml: validates with no server, and names exactly the secrets it says;
 - ci-check.sh: green on a migrated embedded state; on each broken state, non-zero with
-  revoctl's exit code and the line of the check that failed.
+  revoctl's exit code and the line of the check that failed;
+- app.py: end to end on the embedded defaults, twice (state shared across processes), then
+  refused by a breaker tripped from the CLI.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tests.support.llm_standin import LLMStandIn
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 DEV, PRODUCTION = EXAMPLES / "revoctl.toml", EXAMPLES / "production.toml"
-CI_CHECK = EXAMPLES / "ci-check.sh"
+CI_CHECK, APP = EXAMPLES / "ci-check.sh", EXAMPLES / "app.py"
 BIN = Path(sys.executable).parent
 CHECKS = ["config", "database", "migrations", "breakers", "secrets", "limits", "health"]
 
@@ -245,3 +247,40 @@ def test_ci_check_stops_at_the_check_that_fails(
     assert lines[-1].startswith(line), lines
     failed = CHECKS.index(lines[-1].split()[1])
     assert [entry.split()[:2] for entry in lines[:-1]] == [["ok", c] for c in CHECKS[:failed]]
+
+
+# ---------------------------------------------------------------- the app
+
+
+def run_app(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(APP), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_app_runs_on_the_embedded_defaults_and_follows_a_trip(revoctl_home: Path) -> None:
+    first = run_app()
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert re.fullmatch(r"database: schema at \w+ \(\d+ applied now\)", lines[0])
+    assert lines[1] == "secret local-llm-key: none yet, stored a placeholder"
+    assert "api_generation: alice allowed, 29 of 30 left" in lines
+    assert "model: 'guard revoctl does what'" in lines
+    assert any(
+        line.startswith("tokens_per_minute: charged 68, used 4, refunded 64") for line in lines
+    )
+    assert lines[-1] == "usage: 1 model call(s) recorded for alice"
+    assert "placeholder-for-a-local-server" not in first.stdout + first.stderr
+
+    second = run_app()  # a new process: the limits and the usage rows are in the database
+    assert second.returncode == 0, second.stderr
+    assert "api_generation: alice allowed, 28 of 30 left" in second.stdout
+    assert second.stdout.splitlines()[-1] == "usage: 2 model call(s) recorded for alice"
+
+    tripped = run_revoctl(
+        ["--config", str(DEV), "breakers", "trip", "openai_api", "--reason", "drill"]
+    )
+    assert tripped.returncode == 0, tripped.stderr
+    refused = run_app("bob")
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stdout.splitlines()[-1] == "breaker openai_api: forced_open (drill)"
