@@ -87,6 +87,8 @@ class CircuitBreaker(StateMachine):
         self.is_failure = is_failure
         self.fallback = fallback
         self.control: ControlPlane | None = None
+        self.unread = False
+        """Whether the fleet's state has not been read yet: the first calls wait for it."""
         self._slow = config.slow_call_seconds or math.inf
         self._deadlines = Deadlines(config.timeout) if config.timeout else None
 
@@ -99,6 +101,9 @@ class CircuitBreaker(StateMachine):
         :raises CircuitOpenError: the breaker is open; ``fn`` was not called.
         :raises TimeoutError: the call outlived ``timeout`` and was cancelled.
         """
+        if self.unread and self.control is not None:  # a new process: look at the fleet first
+            await self.control.first_read()
+            self.unread = False
         state = self.state
         if type(state) is not Closed:
             return await self._guarded(fn, args, kwargs)

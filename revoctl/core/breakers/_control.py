@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("revoctl.breakers")
 
 PERMIT_TIMEOUT = 1.0
+FIRST_READ_TIMEOUT = 2.0
+"""The longest a new process's first calls wait for its first look at the fleet's state."""
 """Longest a call waits for a trial permit before it is refused."""
 
 Status = Literal["starting", "ok", "unreachable"]
@@ -76,6 +78,7 @@ class ControlPlane:
         self._asking: set[str] = set()
         self._writes: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
+        self._read_once: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._next_report = -math.inf
 
@@ -87,6 +90,7 @@ class ControlPlane:
             return
         self._breakers[breaker.name] = breaker
         breaker.control = self
+        breaker.unread = self._read_once is None or not self._read_once.is_set()
         breaker.add_listener(self._on_transition)
         breaker.shared = self.status == "ok"
         record = self._records.get(breaker.name)
@@ -102,7 +106,18 @@ class ControlPlane:
         if self._tasks:
             return
         self._wake = asyncio.Event()
+        self._read_once = asyncio.Event()
         self._tasks = [asyncio.get_running_loop().create_task(self._run(), name="breakers-sync")]
+
+    async def first_read(self) -> None:
+        """Wait (at most `FIRST_READ_TIMEOUT`) until the store has been read once, or has
+        failed once: a process that has just started must not let calls through a breaker
+        the fleet has open, or an operator has tripped, before it has looked."""
+        if self._read_once is None or self._read_once.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_READ_TIMEOUT):
+                await self._read_once.wait()
 
     async def close(self) -> None:
         """Stop the background tasks; writes under way are given a moment to land."""
@@ -142,6 +157,11 @@ class ControlPlane:
                         self._tasks = [t for t in self._tasks if not t.done()] + [listener]
             except Exception as exc:  # whatever fails, the loop goes on: it is the backstop
                 self._offline(exc)
+            finally:
+                if self._read_once is not None and not self._read_once.is_set():
+                    self._read_once.set()
+                    for breaker in self._breakers.values():
+                        breaker.unread = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_interval):
                     await self._wake.wait()

@@ -117,9 +117,10 @@ class CircuitBreakerManager(AsyncService):
         return {name: breaker.stats() for name, breaker in self._breakers.items()}
 
     async def _open(self) -> None:
-        """Start following the fleet (runtime role)."""
+        """Start following the fleet (runtime role), and look at it once before any call."""
         if self.role != "cli":
             self.control.start()
+            await self.control.first_read()
 
     async def _close(self) -> None:
         await self.control.close()
