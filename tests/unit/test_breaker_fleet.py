@@ -336,8 +336,14 @@ async def test_status_shows_the_fleet_and_flags_processes_that_stopped_reporting
     store = MemoryBreakerStateStore()
     a, b = await fleet(2, store=store)
     await a.get("svc").call(ok)
-    await eventually(lambda: len(store._reports) == 2)
+    await eventually(
+        lambda: (
+            len(store._reports) == 2
+            and all("svc" in report.breakers for report, _ in store._reports.values())
+        )
+    )
     await b.close()
+
     await asyncio.sleep(POLL * 4)
     [item] = await a.status("svc")
     fleet_view = {entry["process"]: entry for entry in item["fleet"]}

@@ -89,6 +89,7 @@ class ControlPlane:
         if breaker.name in self._breakers:
             return
         self._breakers[breaker.name] = breaker
+        self._next_report = -math.inf  # the fleet sees a breaker in use at the next read
         breaker.control = self
         breaker.unread = self._read_once is None or not self._read_once.is_set()
         breaker.add_listener(self._on_transition)
