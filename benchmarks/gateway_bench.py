@@ -1,48 +1,60 @@
-"""The LLM gateway's cost: ``revoctl serve`` with every protection on, with them off, and
-LiteLLM's proxy, each in front of the same stand-in provider, next to calling the stand-in
-directly, in one run.
+"""The LLM gateway's cost: ``revoctl serve`` with every protection on, with them off, two
+bare relays and LiteLLM's proxy, each in front of the same stand-in provider, next to
+calling the stand-in directly, in one run.
 
-Every server runs in its own process (the stand-in ``tests.support.llm_standin``, the
+Every server runs in a process of its own (the stand-in ``tests.support.llm_standin``, the
 gateway ``revoctl serve --workers N``, LiteLLM's ``litellm --config``); this process is the
 load generator: a small HTTP/1.1 keep-alive client on raw asyncio streams (a pool of
-connections, a few microseconds of CPU per request, so most of the 2 cores stays with the
-servers under test). Cases:
+connections, 30-60 us of CPU per request, so most of the 2 cores stays with the servers
+under test; httpx, as the relays below show, costs over 1 ms). Cases:
 
 * ``direct``: the stand-in itself, the floor;
-* ``revoctl on``: auth by gateway key (``revoctl keys create``), a request rule and a token
-  rule on the Redis store (charged before the call, refunded after it), the provider behind
-  the ``openai_api`` breaker (Redis store), its key read through the secret store, usage
-  rows batched to a SQLite database in a temporary ``REVOCTL_HOME``;
-* ``revoctl off``: no rules, no breaker on the provider, ``auth = "none"`` (usage rows are
-  still written: they are not a protection);
-* ``LiteLLM``: ``litellm[proxy]`` pinned (``--litellm-version``), installed on first use
-  into its own venv (``--litellm-venv``; never the project's), a ``model_list`` pointing at
+* ``revoctl, protections on``: auth by gateway key (``revoctl keys create``), a request rule
+  and a token rule on the Redis store (charged before the call, refunded after it), the
+  provider behind the ``openai_api`` breaker (Redis store), its key read through the secret
+  store, usage rows batched to SQLite in a temporary ``REVOCTL_HOME``;
+* ``revoctl, protections off``: no rules, no breaker on the provider, ``auth = "none"``
+  (usage rows are still written: they are not a protection);
+* anchors (``_passthrough.py``): one bare Starlette route under uvicorn, as ``revoctl serve``
+  runs it, relaying to the stand-in with ``httpx`` (revoctl's provider client, same pool
+  limits) and with ``aiohttp``: what a gateway on this stack costs before any work of its
+  own, and what the HTTP client costs;
+* ``LiteLLM``: ``litellm[proxy]`` pinned (``--litellm-version``), installed on first use into
+  a venv of its own (``--litellm-venv``; never the project's), a ``model_list`` pointing at
   the stand-in (``openai/...`` with ``api_base``), no database, a master key (this release
-  refuses to start without one).
+  refuses to start without one), its price map read locally.
 
-Phases per case, non-streaming unless said:
+Phases of each case, non-streaming unless said:
 
-* steady: ``--rate`` requests/s (default 200), open loop (each request leaves at its own
-  time whether or not the earlier ones were answered; how late the scheduler sent it is
-  recorded), ``--requests`` of them: requests/s, p50/p90/p99 from send to last byte, and the
-  **added** latency (this case's percentile minus the direct call's);
-* streamed: the same at the same rate with ``stream: true`` (and usage), ``--stream-requests``;
-* capacity: ``--concurrency`` connections in a closed loop for ``--seconds``: requests/s,
-  and the CPU each server spent per request (from /proc), which on 2 shared cores says more
-  about cost than requests/s, since the generator, the gateway and the stand-in compete.
+* steady: ``--rate`` requests/s (default 200), open loop (each request leaves at its time,
+  answered or not; how late the scheduler sent it is recorded), ``--requests`` of them:
+  requests/s, p50/p90/p99 from send to last byte, the **added** latency (this case's
+  percentile minus the direct call's), and the server's CPU per request (from /proc);
+* streamed: the same with ``stream: true`` and usage, ``--stream-requests`` of them;
+* capacity: ``--concurrency`` connections in a closed loop for ``--seconds``: requests/s and
+  the CPU per request of the server, the stand-in and this generator. On 2 shared cores
+  the generator, the gateway and the stand-in compete, so CPU per request is the steadier
+  measure of cost.
 
-Then the gateway's own ``x-revoctl-overhead-ms`` header (its time minus the provider's:
-none of the load generator's noise) and LiteLLM's ``x-litellm-overhead-duration-ms``; the
-ratios and the goals (protections cost under 10% of throughput; added p50 <= 1 ms and
-p99 <= 5 ms at 200 requests/s; ours under LiteLLM's); the machine's load average; and
-checks: usage rows written for every request served, no Redis key left behind.
+Then the gateway's own ``x-revoctl-overhead-ms`` header (its time minus the provider's, none
+of the generator's noise; uvicorn's parsing and sending are outside it) and LiteLLM's
+``x-litellm-overhead-duration-ms``; where a request's CPU goes (differences of the cases);
+the goals (protections cost under 10% of throughput; added p50 <= 1 ms and p99 <= 5 ms at
+200 requests/s; ours under LiteLLM's); the checks (a usage row for every request
+answered, no Redis key left); the machine's load average (also per phase).
 
-    python benchmarks/gateway_bench.py [--rate 200] [--requests 3000] [--seconds 5]
-        [--concurrency 16] [--workers 1] [--no-litellm] [--py-spy SECONDS]
+    python benchmarks/gateway_bench.py [--rate 200] [--requests 2000] [--seconds 4]
+        [--concurrency 16] [--workers 1] [--upstream-delay 0] [--no-anchors]
+        [--no-litellm] [--gateway-python PYTHON] [--profile]
+
+``--upstream-delay S``: the stand-in holds each answer S seconds, as an LLM does, so the
+gateway holds rate x S calls in flight. ``--gateway-python``: run revoctl with another
+interpreter (e.g. a venv with ``uvicorn[standard]``) to measure a change of stack.
+``--profile``: the protections-on gateway once more under cProfile (``_profiled_serve.py``)
+at ``--profile-rate`` for ``--profile-seconds``, and where its time goes.
 
 Redis: ``REVOCTL_BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/14``), keys under a
-prefix of this run's own, deleted afterwards. ``--py-spy SECONDS`` (needs ``py-spy`` on
-PATH) samples the protections-on gateway under capacity load and prints where its time goes.
+prefix of this run's own, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -762,20 +774,21 @@ async def measure(target: Target, standin_pid: int, args: argparse.Namespace) ->
     return Case(target, steady_run, stream_run, capacity_run, warmed)
 
 
-def latency_table(title: str, runs: list[tuple[str, Run]], floor: Run) -> list[str]:
+def latency_table(title: str, cases: list[tuple[Target, Run]], floor: Run) -> list[str]:
     lines = [
         title,
         f"  {'case':36} {'req/s':>6} {'p50':>7} {'p90':>7} {'p99':>7} {'+p50':>7} {'+p99':>7}"
-        f" {'late p99':>8} {'errors':>6} {'load':>5}",
+        f" {'late p99':>8} {'errors':>6} {'server us/req':>13} {'load':>5}",
     ]
-    for name, run in runs:
+    for target, run in cases:
         added = ["", ""]
         if run is not floor:
             added = [f"{run.cut(q) - floor.cut(q):7.2f}" for q in (50, 99)]
+        server = f"{run.per_request_us(run.server_cpu):13.0f}" if target.pids else f"{'':13}"
         lines.append(
-            f"  {name:36} {run.rate:6.0f} {run.cut(50):7.2f} {run.cut(90):7.2f} {run.cut(99):7.2f}"
-            f" {added[0]:>7} {added[1]:>7} {run.cut(99, run.lateness):8.2f}"
-            f" {sum(run.errors.values()):6d} {run.load:5.2f}"
+            f"  {target.name:36} {run.rate:6.0f} {run.cut(50):7.2f} {run.cut(90):7.2f}"
+            f" {run.cut(99):7.2f} {added[0]:>7} {added[1]:>7} {run.cut(99, run.lateness):8.2f}"
+            f" {sum(run.errors.values()):6d} {server} {run.load:5.2f}"
         )
     return lines
 
@@ -790,7 +803,7 @@ def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> lis
     out += latency_table(
         f"steady: {args.rate:g} requests/s asked, {args.requests} non-streaming requests a case;"
         " ms from send to last byte; +p50/+p99: added over the direct call",
-        [(case.target.name, case.steady) for case in cases],
+        [(case.target, case.steady) for case in cases],
         direct.steady,
     )
     if direct.stream is not None:
@@ -798,7 +811,7 @@ def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> lis
         out += latency_table(
             f"streamed (stream: true, include_usage): {args.rate:g} requests/s asked,"
             f" {args.stream_requests} a case; ms from send to the stream's end",
-            [(case.target.name, case.stream) for case in cases if case.stream is not None],
+            [(case.target, case.stream) for case in cases if case.stream is not None],
             direct.stream,
         )
     out += [
@@ -835,20 +848,31 @@ def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> lis
     def cpu(case: Case) -> float:
         return case.capacity.per_request_us(case.capacity.server_cpu)
 
+    def steady_cpu(case: Case) -> float:
+        return case.steady.per_request_us(case.steady.server_cpu)
+
     if on and off and relay_httpx and relay_aiohttp:
+        rows = [
+            ("a bare Starlette route relaying with aiohttp", relay_aiohttp, ""),
+            ("the same relaying with httpx (revoctl's client)", relay_httpx, "httpx over aiohttp"),
+            ("revoctl, protections off", off, "revoctl's own work"),
+            ("revoctl, protections on", on, "the protections"),
+        ]
         out += [
             "",
-            "where a request's CPU goes (server us/request at capacity, differences of the rows"
-            " above):",
-            f"  a bare Starlette route relaying with aiohttp  {cpu(relay_aiohttp):6.0f}",
-            f"  ... with httpx instead (revoctl's client)     {cpu(relay_httpx):6.0f}"
-            f"  (+{cpu(relay_httpx) - cpu(relay_aiohttp):.0f}: httpx over aiohttp)",
-            f"  revoctl, protections off                      {cpu(off):6.0f}"
-            f"  (+{cpu(off) - cpu(relay_httpx):.0f}: revoctl's own work: validation, metrics,"
-            " access log, usage rows, headers)",
-            f"  revoctl, protections on                       {cpu(on):6.0f}"
-            f"  (+{cpu(on) - cpu(off):.0f}: key check, 2 Redis decisions + 1 refund, breaker)",
+            "where a request's CPU goes: server us/request, steady phase / capacity phase,"
+            " and the difference from the row above",
         ]
+        previous: Case | None = None
+        for label, case, what in rows:
+            line = f"  {label:48} {steady_cpu(case):6.0f} / {cpu(case):6.0f}"
+            if previous is not None:
+                line += (
+                    f"   {steady_cpu(case) - steady_cpu(previous):+6.0f} /"
+                    f" {cpu(case) - cpu(previous):+6.0f}  {what}"
+                )
+            out.append(line)
+            previous = case
     out += ["", "goals"]
     if on and off:
         ratio = on.capacity.rate / off.capacity.rate
@@ -883,6 +907,17 @@ def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> lis
             )
     out += ["", "checks and notes"]
     out += [f"  {note}" for note in notes]
+    for case in cases:
+        for phase, run in (
+            ("steady", case.steady),
+            ("streamed", case.stream),
+            ("capacity", case.capacity),
+        ):
+            if run is not None and run.errors:
+                failed = ", ".join(
+                    f"{count} x {kind}" for kind, count in sorted(run.errors.items())
+                )
+                out.append(f"  errors, {case.target.name}, {phase}: {failed}")
     return out
 
 
