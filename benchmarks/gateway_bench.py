@@ -908,14 +908,15 @@ def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> lis
     out += ["", "checks and notes"]
     out += [f"  {note}" for note in notes]
     for case in cases:
-        for phase, run in (
+        phases: list[tuple[str, Run | None]] = [
             ("steady", case.steady),
             ("streamed", case.stream),
             ("capacity", case.capacity),
-        ):
-            if run is not None and run.errors:
+        ]
+        for phase, measured in phases:
+            if measured is not None and measured.errors:
                 failed = ", ".join(
-                    f"{count} x {kind}" for kind, count in sorted(run.errors.items())
+                    f"{count} x {kind}" for kind, count in sorted(measured.errors.items())
                 )
                 out.append(f"  errors, {case.target.name}, {phase}: {failed}")
     return out
