@@ -899,14 +899,21 @@ def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> lis
             p99 = ours.steady.cut(99) - direct.steady.cut(99)
             out.append(
                 f"  {ours.target.name} / LiteLLM: added p50 {p50:.2f} / {lite_p50:.2f} ms"
-                f" ({p50 / lite_p50:.2f}x), added p99 {p99:.2f} / {lite_p99:.2f} ms"
-                f" ({p99 / lite_p99:.2f}x), capacity {ours.capacity.rate:.0f} /"
+                f" ({p50 / lite_p50:.3g}x), added p99 {p99:.2f} / {lite_p99:.2f} ms"
+                f" ({p99 / lite_p99:.3g}x), capacity {ours.capacity.rate:.0f} /"
                 f" {lite.capacity.rate:.0f} requests/s"
                 f" ({ours.capacity.rate / lite.capacity.rate:.2f}x),"
                 f" CPU per request {cpu(ours) / cpu(lite):.2f}x"
             )
     out += ["", "checks and notes"]
     out += [f"  {note}" for note in notes]
+    on_time = 1.05 * args.requests / args.rate + args.upstream_delay + 0.1
+    for case in cases:
+        if case.steady.elapsed > on_time:
+            out.append(
+                f"  {case.target.name} could not keep up with {args.rate:g} requests/s"
+                f" ({case.steady.rate:.0f} served): its steady latencies are mostly queueing"
+            )
     for case in cases:
         phases: list[tuple[str, Run | None]] = [
             ("steady", case.steady),
