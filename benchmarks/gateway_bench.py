@@ -159,6 +159,7 @@ class Target:
     overhead_header: str | None = None
     pids: tuple[int, ...] = ()  # the server's processes, for their CPU time
     streams: bool = True  # False: an anchor that relays no stream
+    up_since: float = 0.0  # time.monotonic() when the server first answered
 
     def request(self, body: dict[str, object]) -> bytes:
         payload = json.dumps(body).encode()
@@ -205,15 +206,29 @@ class Run:
         return seconds / self.served * 1e6 if self.served else float("nan")
 
 
+IDLE_SECONDS = 2.0
+"""A pooled connection idle longer than this is closed, not reused: uvicorn closes its
+idle connections after 5 s, and a request sent as it does so would fail."""
+
+
 class Pool:
-    """Idle connections to one server; a request takes one or opens a new one."""
+    """Idle connections to one server, the last released first; a request takes one or
+    opens a new one."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.idle: list[HttpConnection] = []
+        self.idle: list[tuple[HttpConnection, float]] = []
+
+    async def _connection(self) -> HttpConnection:
+        while self.idle:
+            connection, since = self.idle.pop()
+            if time.monotonic() - since < IDLE_SECONDS and not connection.reader.at_eof():
+                return connection
+            connection.close()
+        return await HttpConnection.open(self.port)
 
     async def send(self, request: bytes, run: Run, overhead_header: str | None) -> None:
-        connection = self.idle.pop() if self.idle else await HttpConnection.open(self.port)
+        connection = await self._connection()
         start = time.perf_counter()
         try:
             status, headers, _ = await connection.exchange(request)
@@ -228,12 +243,12 @@ class Pool:
         if overhead_header and overhead_header in headers:
             run.overheads.append(float(headers[overhead_header]))
         if connection.reusable:
-            self.idle.append(connection)
+            self.idle.append((connection, time.monotonic()))
         else:
             connection.close()
 
     def close(self) -> None:
-        for connection in self.idle:
+        for connection, _ in self.idle:
             connection.close()
         self.idle.clear()
 
@@ -297,9 +312,16 @@ async def closed_loop(
     return run
 
 
+SETTLED_SECONDS = 6.0
+"""Measuring starts no sooner after a server came up: revoctl's first instance report (5 s
+after start-up) stalls its event loop once, for a few hundred ms, while it first imports and
+compiles what the report needs; that is start-up, not a request's cost."""
+
+
 async def warm_up(target: Target, rounds: int = 40, concurrency: int = 4) -> int:
     """Untimed requests, streamed and not (connections opened, caches and lazy imports
-    filled); how many were answered."""
+    filled), then a trickle until the server has run `SETTLED_SECONDS`; how many were
+    answered."""
     scratch = Run()
     pool = Pool(target.port)
     for body in (BODY, STREAM_BODY) if target.streams else (BODY,):
@@ -310,6 +332,10 @@ async def warm_up(target: Target, rounds: int = 40, concurrency: int = 4) -> int
                 await pool.send(request, scratch, None)
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
+    request = target.request(BODY)
+    while time.monotonic() < target.up_since + SETTLED_SECONDS:
+        await pool.send(request, scratch, None)
+        await asyncio.sleep(0.05)
     pool.close()
     if scratch.errors:
         raise RuntimeError(f"{target.name}: warm-up requests failed: {scratch.errors}")
@@ -524,7 +550,10 @@ def revoctl_gateway(
         except RuntimeError as exc:
             raise RuntimeError(f"revoctl serve: {exc}\n{log_tail(home / 'serve.log')}") from None
         name = "revoctl, protections on" if protections else "revoctl, protections off"
-        target = Target(name, port, headers, "x-revoctl-overhead-ms", (process.pid,))
+        target = Target(
+            name, port, headers, "x-revoctl-overhead-ms", (process.pid,),
+            up_since=time.monotonic(),
+        )  # fmt: skip
         yield Gateway(target, process, home)
     finally:
         if process is not None:
@@ -569,7 +598,7 @@ def passthrough(url: str, client: str) -> Iterator[Target]:
         except RuntimeError as exc:
             raise RuntimeError(f"pass-through: {exc}\n{log_tail(workdir / 'log')}") from None
         name = f"anchor: Starlette + {client} relay"
-        yield Target(name, port, {}, None, (process.pid,), streams=False)
+        yield Target(name, port, {}, None, (process.pid,), streams=False, up_since=time.monotonic())
     finally:
         if process is not None:
             stop(process)
@@ -653,7 +682,7 @@ litellm_settings:
         headers = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
         yield Target(
             f"LiteLLM {version} proxy", port, headers, "x-litellm-overhead-duration-ms",
-            (process.pid,),
+            (process.pid,), up_since=time.monotonic(),
         )  # fmt: skip
     finally:
         if process is not None:
