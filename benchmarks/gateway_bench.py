@@ -724,42 +724,57 @@ PARTS = [
     ("response sent (uvicorn h11)", "http/h11_impl.py", "send"),
     ("request parsed (uvicorn h11)", "http/h11_impl.py", "handle_events"),
     ("access log line written", "logging/__init__.py", "callHandlers"),
-    ("usage rows written, batched (SQLite)", "runtime/usage.py", "__call__"),
     ("key ring refresh (every 0.5 s)", "runtime/keys.py", "refresh"),
     ("metrics sync (every 1 s)", "runtime/gateway.py", "sync_metrics"),
 ]
 
 
-def profile_summary(stats_file: Path, requests: int) -> list[str]:
-    """Per request: the busy time, the parts of `PARTS`, and the top functions by own time."""
+IDLE = "<method 'poll' of 'select.epoll' objects>"
+
+
+def _package(file: str, function: str) -> str:
+    """What a function belongs to: its installed package, its stdlib module, or for a
+    built-in, socket I/O or the rest."""
+    if "site-packages/" in file:
+        return file.split("site-packages/", 1)[1].split("/", 1)[0]
+    if "/revoctl/" in file:
+        return "revoctl"
+    if file == "~":
+        return "socket I/O" if "_socket.socket" in function else "built-ins"
+    parts = file.split("/")
+    if len(parts) > 1 and parts[-2] in ("asyncio", "logging", "json", "re"):
+        return parts[-2]
+    return parts[-1]
+
+
+def profile_summary(stats_file: Path, requests: int, cpu_us: float) -> list[str]:
+    """Per request: the busy time, the parts of `PARTS`, and own time by package."""
     stats = pstats.Stats(str(stats_file)).stats  # type: ignore[attr-defined]
     rows = [
         (file.replace("\\", "/"), function, own, cumulative)
         for (file, _, function), (_, _, own, cumulative, _) in stats.items()
     ]
-    idle = sum(
-        own
-        for file, function, own, _ in rows
-        if function == "<method 'poll' of 'select.epoll' objects>"
-    )
+    idle = sum(own for _, function, own, _ in rows if function == IDLE)
     busy = sum(own for *_, own, _ in rows) - idle
     lines = [
         f"cProfile of the protections-on gateway (one worker): {requests} requests;"
-        f" busy {busy / requests * 1e6:.0f} us/request under the profiler (which inflates"
-        " Python-heavy code; read the shares)",
+        f" busy {busy / requests * 1e6:.0f} us/request under the profiler, CPU"
+        f" {cpu_us:.0f} us/request (/proc); the profiler inflates Python-heavy code, so read"
+        " the shares",
         f"  {'part':44} {'us/req':>7} {'share':>6}",
     ]
     for label, suffix, function in PARTS:
         cumulative = sum(c for file, f, _, c in rows if f == function and file.endswith(suffix))
         lines.append(f"  {label:44} {cumulative / requests * 1e6:7.0f} {cumulative / busy:6.1%}")
-    lines.append("  top functions by own time:")
-    top = sorted((r for r in rows if r[1] != "<method 'poll' of 'select.epoll' objects>"),
-                 key=lambda r: -r[2])[:12]  # fmt: skip
-    for file, function, own, _ in top:
-        where = "/".join(file.split("/")[-2:])
-        lines.append(
-            f"  {own / requests * 1e6:7.0f} us/req {own / busy:6.1%}  {function} ({where})"
-        )
+    packages: dict[str, float] = {}
+    for file, function, own, _ in rows:
+        if function != IDLE:
+            packages[_package(file, function)] = packages.get(_package(file, function), 0) + own
+    lines.append(
+        "  own time by package (SQLAlchemy's greenlets blur the call tree above, not this):"
+    )
+    for package, own in sorted(packages.items(), key=lambda item: -item[1])[:14]:
+        lines.append(f"  {package:44} {own / requests * 1e6:7.0f} {own / busy:6.1%}")
     return lines
 
 
@@ -780,7 +795,7 @@ def profiled(url: str, prefix: str, standin_pid: int, args: argparse.Namespace) 
             count = int(args.profile_rate * args.profile_seconds)
             run = asyncio.run(steady(gateway.target, standin_pid, BODY, args.profile_rate, count))
             stop(gateway.process)
-            return profile_summary(stats_file, run.served)
+            return profile_summary(stats_file, run.served, run.per_request_us(run.server_cpu))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
