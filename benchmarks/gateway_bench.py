@@ -64,6 +64,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import pstats
 import shutil
@@ -187,6 +188,8 @@ class Run:
     standin_cpu: float = 0.0
     client_cpu: float = 0.0  # seconds, this process
     load: float = 0.0  # 1-minute load average at the end
+    first_answer: float = math.inf  # time.perf_counter() of the first and the last answer
+    last_answer: float = 0.0
 
     @property
     def served(self) -> int:
@@ -194,7 +197,10 @@ class Run:
 
     @property
     def rate(self) -> float:
-        return self.served / self.elapsed if self.elapsed else 0.0
+        """Answers per second, over the span from the first answer to the last (so an
+        upstream's fixed delay does not count against a server that keeps up)."""
+        span = self.last_answer - self.first_answer
+        return (self.served - 1) / span if self.served > 1 and span > 0 else 0.0
 
     def cut(self, q: int, samples: list[float] | None = None) -> float:
         """The ``q``-th percentile of ``samples`` (the latencies by default)."""
@@ -238,7 +244,10 @@ class Pool:
             kind = type(exc).__name__
             run.errors[kind] = run.errors.get(kind, 0) + 1
             return
-        run.latencies.append((time.perf_counter() - start) * 1000)
+        now = time.perf_counter()
+        run.latencies.append((now - start) * 1000)
+        run.first_answer = min(run.first_answer, now)
+        run.last_answer = now
         if status != 200:
             run.errors[str(status)] = run.errors.get(str(status), 0) + 1
         if overhead_header and overhead_header in headers:
