@@ -30,7 +30,7 @@ completions: $(BIN)/python
 	$(BIN)/python completions/generate.py
 
 bench: $(BIN)/python
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -e '.[bench,runtime]'
 	for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -8,6 +8,7 @@ each uvicorn worker of ``revoctl serve --workers N`` builds its own.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,6 +47,9 @@ def create_app(
         async with open_services(loaded, role="runtime") as services:
             gateway = Gateway(services, GatewayMetrics())
             await gateway.start()
+            # What start-up built lives as long as the process: keep it out of the
+            # collector's full passes (measured: a 50 ms pause every 10 s at 200 req/s).
+            gc.freeze()
             try:
                 yield {"gateway": gateway}
             finally:

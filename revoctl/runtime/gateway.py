@@ -179,6 +179,8 @@ class Exchange:
     started: float
     charge: Charge = field(default_factory=Charge)
     served_by: str | None = None
+    answer: ChatResponse | None = None
+    """The whole answer, once there is one (for settling it after the response is sent)."""
     provider_seconds: float = 0.0
 
     def overhead_ms(self) -> float:
@@ -348,6 +350,7 @@ class Gateway:
             ("model-tokens", model.token_rule, tokens, True),
         ]
         limiter = self.services.limiter
+        planned: list[tuple[str, RateLimitRule, str | None, int]] = []
         for kind, rule_name, weight, per_model in wanted:
             if not rule_name:
                 continue
@@ -355,13 +358,20 @@ class Gateway:
             identifier = exchange.caller.identifier(rule.scope)
             if per_model:
                 identifier = f"{identifier or '*'}:{exchange.model}"
-            result = await limiter.check_rate_limit(rule, identifier, weight)
-            if not result.allowed:
-                await self.refund_all(exchange)  # a denied request consumes nothing
-                entry = Charged(kind, rule, identifier, weight, result)
-                exchange.charge.entries.append(entry)
-                raise self._denied(entry, exchange.charge)
-            exchange.charge.entries.append(Charged(kind, rule, identifier, weight, result))
+            planned.append((kind, rule, identifier, weight))
+        # The rules are independent: checked at once, one round trip of latency for all.
+        results = await asyncio.gather(
+            *(limiter.check_rate_limit(rule, who, weight) for _, rule, who, weight in planned)
+        )
+        exchange.charge.entries = [
+            Charged(kind, rule, who, weight, result)
+            for (kind, rule, who, weight), result in zip(planned, results, strict=True)
+        ]
+        denied = next((e for e in exchange.charge.entries if not e.result.allowed), None)
+        if denied is not None:
+            error = self._denied(denied, exchange.charge)
+            await self.refund_all(exchange)  # a denied request consumes nothing
+            raise error
 
     def _denied(self, entry: Charged, charge: Charge) -> HttpError:
         retry = entry.result.retry_after
@@ -380,9 +390,14 @@ class Gateway:
 
     async def refund_all(self, exchange: Exchange) -> None:
         """Give back every unit the request was charged (it was denied or never served)."""
-        for entry in exchange.charge.entries:
-            if entry.result.allowed:
-                await self.services.limiter.refund(entry.rule, entry.identifier, entry.weight)
+        limiter = self.services.limiter
+        await asyncio.gather(
+            *(
+                limiter.refund(entry.rule, entry.identifier, entry.weight)
+                for entry in exchange.charge.entries
+                if entry.result.allowed
+            )
+        )
         exchange.charge.entries.clear()
 
     async def settle(self, exchange: Exchange, usage: Usage | None) -> None:
@@ -419,6 +434,7 @@ class Gateway:
             exchange, lambda provider, model: provider.complete(exchange.request, model)
         )
         response["model"] = exchange.served_by
+        exchange.answer = response
         return response
 
     async def open_stream(self, exchange: Exchange) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:

@@ -9,20 +9,46 @@ flags do). With several workers, metrics are merged through a fresh
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+try:  # httptools, when installed (uvicorn[standard]), parses faster than h11
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HTTPProtocol
+except ImportError:  # pragma: no cover - the runtime extra installs it
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _HTTPProtocol  # type: ignore[assignment]
 
 from revoctl.runtime.metrics import MULTIPROC_ENV
 
 logger = logging.getLogger("revoctl.serve")
 
 APP_FACTORY = "revoctl.runtime.app:create_app"
+HTTP_PROTOCOL = "revoctl.runtime.server:NoDelayHTTPProtocol"
 GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+class NoDelayHTTPProtocol(_HTTPProtocol):
+    """uvicorn's HTTP/1.1 protocol with Nagle's algorithm off on every connection.
+
+    With ``--workers`` above 1, uvicorn binds the listening socket itself without naming
+    TCP as its protocol, so asyncio does not set ``TCP_NODELAY`` on the connections it
+    accepts, and each response waits ~40 ms for the client's delayed ACK (measured: 44 ms
+    added a response, 2.3 ms with this).
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
 
 def is_loopback(host: str) -> bool:
@@ -69,6 +95,7 @@ def run(
         uvicorn.run(
             APP_FACTORY,
             factory=True,
+            http=HTTP_PROTOCOL,
             host=host,
             port=port,
             workers=workers,

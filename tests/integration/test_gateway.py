@@ -118,7 +118,10 @@ def test_a_completion_answers_with_usage_headers_and_the_model_name(gateway, llm
     assert headers["ratelimit-policy"] == '"requests";q=5;w=60, "tokens";q=3000;w=60'
     assert headers["x-ratelimit-limit-requests"] == "5"
     assert headers["x-ratelimit-remaining-requests"] == "4"
-    assert int(headers["x-ratelimit-remaining-tokens"]) == 3000 - 10  # charged, then refunded
+    charge = 8 + 8 + len("user") + len("say hi") + 20  # the bound: reply, framing, text, max
+    assert int(headers["x-ratelimit-remaining-tokens"]) == 3000 - charge  # as charged...
+    again = ask(client, key, max_tokens=20)  # ...and the unused part came back after the answer
+    assert int(again.headers["x-ratelimit-remaining-tokens"]) == 3000 - 10 - charge
     assert float(headers["x-revoctl-overhead-ms"]) >= 0
     assert headers["x-request-id"]
 

@@ -1,8 +1,8 @@
-"""The gateway's LLM providers: small adapters over one shared ``httpx.AsyncClient`` each.
+"""The gateway's LLM providers: small adapters over one shared ``aiohttp`` session each.
 
 `provider_for` builds the adapter a ``[providers.NAME]`` table asks for; `Provider` (in
 `revoctl.runtime.providers.base`) is what the gateway calls, and the ``Provider*Error`` tree is
-what it gets when a call fails. Importing this package imports httpx: the CLI never does.
+what it gets when a call fails. Importing this package imports aiohttp: the CLI never does.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -26,7 +27,9 @@ async def chat_completions(request: Request) -> Response:
         response = await answer_once(gateway, exchange)
     except HttpError as error:
         return error_response(gateway, exchange, error)
-    return JSONResponse(response, headers=answer_headers(exchange))
+    return JSONResponse(
+        response, headers=answer_headers(exchange), background=settle_later(gateway, exchange)
+    )
 
 
 async def start_exchange(gateway: Gateway, request: Request, body: Any, started: float) -> Exchange:
@@ -49,21 +52,30 @@ async def start_exchange(gateway: Gateway, request: Request, body: Any, started:
 
 
 async def answer_once(gateway: Gateway, exchange: Exchange) -> ChatResponse:
-    """Charge, call, settle and record one whole answer.
+    """Charge and call for one whole answer; `settle_later` settles and records it.
 
     :raises HttpError: a limit denies it (nothing charged), or no model answers (the charge
         is given back: nothing was answered, nothing is owed).
     """
     await gateway.charge(exchange)
     try:
-        response = await gateway.complete(exchange)
+        return await gateway.complete(exchange)
     except HttpError:
         await gateway.refund_all(exchange)
         raise
-    usage = usage_of(response)
-    await gateway.settle(exchange, usage)
-    gateway.record(exchange, 200, usage, method="POST", path=exchange.route)
-    return response
+
+
+def settle_later(gateway: Gateway, exchange: Exchange) -> BackgroundTask:
+    """The refund of what the answer did not use, and its usage row, once the response is
+    sent: the caller does not wait for the store's round trip. The rate-limit headers show
+    the key as charged (at the request's bound), which is never more than it holds."""
+
+    async def settle() -> None:
+        usage = usage_of(exchange.answer or {})
+        await gateway.settle(exchange, usage)
+        gateway.record(exchange, 200, usage, method="POST", path=exchange.route)
+
+    return BackgroundTask(settle)
 
 
 async def answer_streamed(gateway: Gateway, exchange: Exchange) -> Response:

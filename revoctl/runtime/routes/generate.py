@@ -15,6 +15,7 @@ from revoctl.runtime.routes.chat import (
     answer_once,
     error_response,
     read_json,
+    settle_later,
     start_exchange,
 )
 
@@ -37,7 +38,9 @@ async def generate(request: Request) -> Response:
         "finish_reason": choice.get("finish_reason"),
         "usage": usage_of(response),
     }
-    return JSONResponse(document, headers=answer_headers(exchange))
+    return JSONResponse(
+        document, headers=answer_headers(exchange), background=settle_later(gateway, exchange)
+    )
 
 
 def _as_chat(body: Any) -> dict[str, Any]:
