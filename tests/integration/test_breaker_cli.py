@@ -119,13 +119,32 @@ def test_bad_input_is_one_line_with_the_documented_exit_code(
     assert "Traceback" not in result.stderr
 
 
-def test_status_before_migrating_answers_and_says_why_nothing_is_shared(cli: Any) -> None:
+def test_status_before_migrating_answers_and_says_why_nothing_is_shared(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", postgres_url)
     result = cli("breakers", "status", "-o", "json")
     assert result.exit_code == 0
     assert len(json.loads(result.stdout)) == len(PREDEFINED_BREAKERS)
     assert "not migrated (run 'revoctl db migrate')" in result.stderr
     tripped = cli("breakers", "trip", "redis")
     assert tripped.exit_code == 2 and "revoctl db migrate" in tripped.stderr
+
+
+def test_the_embedded_database_is_migrated_on_the_first_trip(cli: Any, revoctl_home: Path) -> None:
+    """SQLite, as for secrets and limits: a new user's first trip needs no ``db migrate``;
+    reads before it (status, history, health) find nothing written and change nothing."""
+    before = cli("breakers", "status", "-o", "json")
+    assert before.exit_code == 0 and before.stderr == ""
+    assert {item["control_plane"]["status"] for item in json.loads(before.stdout)} == {"ok"}
+    assert as_json(cli("breakers", "history", "redis", "-o", "json")) == []
+    assert json.loads(cli("db", "current", "-o", "json").stdout)["pending"] == 5
+
+    tripped = cli("breakers", "trip", "redis", "--reason", "first use", "-o", "json")
+    assert as_json(tripped)["state"] == "forced_open" and tripped.stderr == ""
+    [shown] = as_json(cli("breakers", "status", "redis", "-o", "json"))
+    assert (shown["state"], shown["reason"]) == ("forced_open", "first use")
+    assert json.loads(cli("db", "current", "-o", "json").stdout)["pending"] == 0
 
 
 @pytest.mark.parametrize(
@@ -185,6 +204,28 @@ def test_breakers_help_imports_no_backend(args: list[str]) -> None:
     stdout, loaded = _loaded_backends(args)
     assert "USAGE" in stdout
     assert loaded == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [p for p in ALL_BREAKER_STORES if p.values[0] in ("sqlite", "postgres")],
+    indirect=True,
+)
+def test_status_and_health_read_the_sql_store_without_sqlalchemy(cli: Any, target: Target) -> None:
+    """A short-lived process that only reads (status, health) reads on the raw driver:
+    the pool, SQLAlchemy and Alembic are for the processes that write."""
+    assert cli("breakers", "trip", "redis", "--reason", "read me").exit_code == 0
+    for args in (["breakers", "status", "redis", "-o", "json"], ["health", "-o", "json"]):
+        stdout, loaded = _loaded_backends(args, target.environ())
+        assert not {"sqlalchemy", "alembic"} & {name.split(".")[0] for name in loaded}, args
+        found = json.loads(stdout)
+        if args[0] == "breakers":
+            assert (found[0]["state"], found[0]["reason"]) == ("forced_open", "read me")
+            assert found[0]["control_plane"]["status"] == "ok"
+        else:
+            breakers = found["services"]["circuit_breakers"]
+            assert breakers["control_plane"]["status"] == "ok"
+            assert "redis" in breakers["open"]
 
 
 def test_tab_completion_of_the_group_imports_no_backend() -> None:

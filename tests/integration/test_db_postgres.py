@@ -26,6 +26,7 @@ from revoctl.core.db import (
     heads,
     upgrade,
 )
+from revoctl.core.db._errors import is_missing_table
 from revoctl.core.errors import BackendUnavailableError
 from tests.conftest import run_revoctl
 from tests.unit.test_db_migrations import INITIAL_TABLES, model_drift, tables
@@ -214,6 +215,36 @@ def _through(postgres_url: str, proxy: FlakyProxy) -> str:
         .set(host="127.0.0.1", port=proxy.port)
         .render_as_string(hide_password=False)
     )
+
+
+async def test_reads_on_the_raw_driver_match_the_pool(postgres_url: str) -> None:
+    """`DatabaseManager.read` before the pool is built (asyncpg, no SQLAlchemy) and after
+    (the pool) return the same rows; a missing table is the driver's error, not an outage."""
+    config = DatabaseConfig(url=postgres_url)
+    async with DatabaseManager(config, role="migrate") as migrator:
+        await upgrade(migrator)
+    queries = ("SELECT 1 AS one, 'x' AS letter", "SELECT version_num FROM alembic_version")
+    db = DatabaseManager(config, role="reader")
+    try:
+        raw = await db.read(*queries)
+        assert db.pool_stats() is None  # nothing built a pool
+        await db.initialize()
+        pooled = await db.read(*queries)
+        assert db.pool_stats()["checkouts"] == 1  # type: ignore[index]
+        for read in (db.read, DatabaseManager(config).read):
+            with pytest.raises(Exception) as caught:
+                await read("SELECT * FROM no_such_table")
+            assert is_missing_table(caught.value)
+    finally:
+        await db.close()
+    assert raw == pooled == [[{"one": 1, "letter": "x"}], [{"version_num": heads()[0]}]]
+
+
+async def test_a_raw_read_of_an_unreachable_server_is_backend_unavailable() -> None:
+    config = DatabaseConfig(url="postgresql+asyncpg://u:SECRETPW@127.0.0.1:1/x", retry_attempts=1)
+    with pytest.raises(BackendUnavailableError) as caught:
+        await DatabaseManager(config).read("SELECT 1")
+    assert "after 2 attempts" in str(caught.value) and "SECRETPW" not in str(caught.value)
 
 
 async def test_dropped_connections_are_retried_until_the_session_succeeds(

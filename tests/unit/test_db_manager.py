@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from revoctl.core import RetryPolicy
-from revoctl.core.db import DatabaseConfig, DatabaseManager, upgrade
+from revoctl.core.db import DatabaseConfig, DatabaseManager, heads, upgrade
 from revoctl.core.db._url import APPLICATION_NAME_MAX_BYTES, application_name
 from revoctl.core.db.models import ModelUsage, RateLimitLog, RequestLog, SystemMetrics
 from revoctl.core.errors import BackendUnavailableError, ConfigError
@@ -432,3 +432,24 @@ async def test_concurrent_sessions_share_the_sqlite_file(db: DatabaseManager) ->
     await asyncio.gather(*(write(i) for i in range(20)))
     async with db.get_async_session() as session:
         assert (await session.execute(select(func.count(SystemMetrics.id)))).scalar() == 20
+
+
+async def test_reads_before_the_pool_is_built_use_sqlite3_and_match_the_pool() -> None:
+    async with DatabaseManager(config(), role="migrate") as migrator:
+        await upgrade(migrator)
+    query = "SELECT version_num FROM alembic_version"
+    db = DatabaseManager(config())
+    try:
+        raw = await db.read(query)
+        assert db.pool_stats() is None
+        await db.initialize()
+        assert await db.read(query) == raw == [[{"version_num": heads()[0]}]]
+        assert db.pool_stats()["checkouts"] == 1  # type: ignore[index]
+    finally:
+        await db.close()
+    memory = DatabaseManager(config(url="sqlite+aiosqlite:///:memory:"))
+    try:
+        assert await memory.read("SELECT 2 AS two") == [[{"two": 2}]]
+        assert memory.pool_stats() is not None  # an in-memory database lives in its pool only
+    finally:
+        await memory.close()

@@ -1,8 +1,9 @@
 """`DatabaseManager`: one engine and pool per process, sessions with retries, probes, health.
 
-SQLAlchemy is imported when the engine is built, not before: ``ping``, ``pool_report``
-and ``health_check`` run on the raw driver (`revoctl.core.db._probe`), so a CLI probe
-or a health check never pays for it.
+SQLAlchemy is imported when the engine is built, not before: ``ping``, ``pool_report``,
+``health_check`` and the reads of a process that has not built its pool (`read`) run on
+the raw driver (`revoctl.core.db._probe`), so a CLI probe, a health check or a status
+never pays for it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from revoctl.core.db._errors import (
     is_retryable_transaction,
     translate_errors,
 )
-from revoctl.core.db._probe import Probe, migration_status, pool_view, probe
+from revoctl.core.db._probe import Probe, migration_status, pool_view, probe, read_rows
 from revoctl.core.db._stats import PoolStats
 from revoctl.core.db._url import DatabaseUrl, application_name, backend_of, parse_database_url
 from revoctl.core.db.settings import DatabaseConfig
@@ -200,6 +201,36 @@ class DatabaseManager(AsyncService):
             "server_version": seen.server_version,
             "connect_ms": seen.connect_ms,
         }
+
+    async def read(self, *queries: str) -> list[list[dict[str, Any]]]:
+        """The rows of parameterless read-only ``queries``, as dicts, one list per query.
+
+        On the pool once `initialize()` has built it; before that, on one raw-driver
+        connection of their own under ``connect_timeout`` (retried like `ping`), so a
+        process that only reads (``breakers status``, ``health``) neither builds a pool
+        nor imports SQLAlchemy. An in-memory SQLite database lives only in its pool. A
+        missing table raises the driver's error (`revoctl.core.db._errors.is_missing_table`
+        tells it).
+
+        :raises BackendUnavailableError: the database cannot be reached.
+        """
+        url = await self.url()
+        if self._engine is None and (url.backend != "sqlite" or url.sqlite_path is not None):
+            return await read_rows(
+                url,
+                queries,
+                application_name=application_name(self.role),
+                timeout=self.config.connect_timeout,
+                target=self.describe_url(),
+                retry=self.retry_policy,
+            )
+        from sqlalchemy import text
+
+        async with self.connection() as conn:
+            return [
+                [dict(row) for row in (await conn.execute(text(query))).mappings()]
+                for query in queries
+            ]
 
     async def ensure_schema(self) -> None:
         """Bring an embedded SQLite database up to date before its first use in this process.

@@ -1,11 +1,12 @@
 """Probes on the raw driver: asyncpg or the standard sqlite3, no SQLAlchemy, no Alembic.
 
-``db ping``, ``db pool`` and every health check (the CLI's and the runtime's) run
-here: each opens one connection of its own outside any pool, under one deadline, so
-a saturated pool or a hung server cannot make a probe wait, and a short-lived CLI
-process does not pay for importing SQLAlchemy (0.3-0.7 s) to send ``SELECT 1``.
-The applied migration is read from ``alembic_version`` and compared with the
-revisions this package ships (`REVISIONS`, checked against Alembic by a test).
+``db ping``, ``db pool``, every health check (the CLI's and the runtime's) and the reads
+of a process whose pool is not built yet (`read_rows`) run here: each opens one connection
+of its own outside any pool, under one deadline, so a saturated pool or a hung server
+cannot make a probe wait, and a short-lived CLI process does not pay for importing
+SQLAlchemy (0.3-0.7 s) to send ``SELECT 1``. The applied migration is read from
+``alembic_version`` and compared with the revisions this package ships (`REVISIONS`,
+checked against Alembic by a test).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from revoctl.core._paths import create_private_file, ensure_writable_dir
 from revoctl.core._retry import RetryPolicy
-from revoctl.core.db._errors import is_transient_connect
+from revoctl.core.db._errors import is_missing_table, is_transient_connect
 from revoctl.core.db._url import DatabaseUrl
 from revoctl.core.errors import BackendUnavailableError
 
@@ -125,6 +126,57 @@ async def pool_view(
             finally:
                 await conn.close()
     return [_activity_row(row) for row in activity], [_instance_row(*row) for row in reports]
+
+
+async def read_rows(
+    url: DatabaseUrl,
+    queries: tuple[str, ...],
+    *,
+    application_name: str,
+    timeout: float,
+    target: str,
+    retry: RetryPolicy | None = None,
+) -> list[list[dict[str, Any]]]:
+    """The rows of parameterless read-only ``queries``, as dicts, one list per query, on
+    one connection of their own. A missing table raises the driver's error unchanged.
+
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    attempts = 0
+
+    async def attempt() -> list[list[dict[str, Any]]]:
+        nonlocal attempts
+        attempts += 1
+        if url.backend == "sqlite":
+            # Read-only: a thread that outlives the deadline changes nothing.
+            return await asyncio.to_thread(_sqlite_rows, url, queries, timeout)
+        conn = await _pg_connect(url, application_name, timeout)
+        try:
+            return [[dict(row) for row in await conn.fetch(query)] for query in queries]
+        finally:
+            await conn.close()
+
+    with _translated(url, target, lambda: attempts):
+        async with _deadline(target, timeout):
+            if retry is None:
+                return await attempt()
+            return await retry.call(attempt, is_transient_connect, "database read")
+
+
+def _sqlite_rows(
+    url: DatabaseUrl, queries: tuple[str, ...], timeout: float
+) -> list[list[dict[str, Any]]]:
+    path = url.sqlite_path
+    if path is None:
+        raise ValueError("an in-memory SQLite database is only on its pool")
+    ensure_writable_dir(path.parent, "SQLite database")
+    create_private_file(path)
+    conn = sqlite3.connect(path, timeout=timeout)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [[dict(row) for row in conn.execute(query)] for query in queries]
+    finally:
+        conn.close()
 
 
 def _sqlite_instances(url: DatabaseUrl, timeout: float) -> list[tuple[Any, ...]]:
@@ -241,10 +293,13 @@ async def _deadline(target: str, timeout: float) -> AsyncIterator[None]:
 
 @contextlib.contextmanager
 def _translated(url: DatabaseUrl, target: str, attempts: Callable[[], int]) -> Iterator[None]:
-    """The driver's errors as revoctl's, naming the target, never the password."""
+    """The driver's errors as revoctl's, naming the target, never the password. A missing
+    table is not an outage: it propagates for the caller to say "not migrated"."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
+        if is_missing_table(exc):
+            raise
         raise BackendUnavailableError(
             f"cannot use the SQLite database {url.sqlite_path}: {exc}"
         ) from None
@@ -255,7 +310,7 @@ def _translated(url: DatabaseUrl, target: str, attempts: Callable[[], int]) -> I
             f"cannot reach the database at {target}{tried}: {reason or type(exc).__name__}"
         ) from exc
     except Exception as exc:
-        if type(exc).__module__.startswith("asyncpg"):
+        if type(exc).__module__.startswith("asyncpg") and not is_missing_table(exc):
             raise BackendUnavailableError(
                 f"the database at {target} refused the connection: {type(exc).__name__}: {exc}"
             ) from None

@@ -13,18 +13,20 @@ no push.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl.core.breakers.base import ProcessReport, SharedState, Snapshot, Transition, Written
 from revoctl.core.db._errors import is_missing_table
 from revoctl.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.core.db import DatabaseManager
+
+T = TypeVar("T")
 
 STATE = "circuit_breaker_state"
 EVENTS = "circuit_breaker_events"
@@ -80,7 +82,8 @@ _REPORT = (
     "expires_at = excluded.expires_at"
 )
 _SWEEP = f"DELETE FROM {PROCESSES} WHERE expires_at < :now"
-_FLEET = f"SELECT report, reported_at FROM {PROCESSES} WHERE expires_at >= :now ORDER BY process"
+_FLEET = f"SELECT report, reported_at FROM {PROCESSES} WHERE expires_at >= {{now}} ORDER BY process"
+"""``{now}`` is the database's clock (`_NOW`): the read takes no parameters."""
 
 
 class SqlBreakerStateStore:
@@ -97,11 +100,7 @@ class SqlBreakerStateStore:
         return f"sql {db.describe_url()}"
 
     async def read(self) -> Snapshot:
-        from sqlalchemy import text
-
-        async with self._connection() as conn:
-            now = await self._now(conn)
-            rows = (await conn.execute(text(_SELECT))).mappings().all()
+        now, rows = await self._rows(_SELECT)
         return Snapshot(now, {row["name"]: _record(row) for row in rows})
 
     async def compare_and_set(self, record: SharedState, transition: Transition | None) -> Written:
@@ -128,15 +127,13 @@ class SqlBreakerStateStore:
                 await self._append(session, transition, now)
             return Written(True, record, now)
 
-        with _not_migrated_is_usage():
-            return await self._db().run_transaction(attempt)
+        return await self._transaction(attempt)
 
     async def append_history(self, transition: Transition) -> None:
         async def attempt(session: AsyncSession) -> None:
             await self._append(session, transition, await self._now(session))
 
-        with _not_migrated_is_usage():
-            await self._db().run_transaction(attempt)
+        await self._transaction(attempt)
 
     async def _append(self, session: AsyncSession, transition: Transition, now: float) -> None:
         from sqlalchemy import bindparam, text
@@ -163,9 +160,15 @@ class SqlBreakerStateStore:
 
         from revoctl.core.db.models import UTCDateTime
 
+        db = self._db()
         query = text(_HISTORY).columns(ts=UTCDateTime())
-        async with self._connection() as conn:
-            rows = (await conn.execute(query, {"name": name, "limit": limit})).mappings().all()
+        try:
+            async with db.connection() as conn:
+                rows = (await conn.execute(query, {"name": name, "limit": limit})).mappings().all()
+        except Exception as exc:
+            if not _nothing_written(db, exc):
+                raise
+            rows = []
         return [
             Transition(
                 row["name"],
@@ -197,16 +200,11 @@ class SqlBreakerStateStore:
             )
             await session.execute(text(_SWEEP), {"now": now})
 
-        with _not_migrated_is_usage():
-            await self._db().run_transaction(attempt)
+        await self._transaction(attempt)
 
     async def fleet(self) -> tuple[float, list[ProcessReport]]:
-        from sqlalchemy import text
-
-        async with self._connection() as conn:
-            now = await self._now(conn)
-            rows = (await conn.execute(text(_FLEET), {"now": now})).all()
-        return now, [ProcessReport.from_json(report, reported_at) for report, reported_at in rows]
+        now, rows = await self._rows(_FLEET)
+        return now, [ProcessReport.from_json(row["report"], row["reported_at"]) for row in rows]
 
     def changes(self) -> AsyncIterator[str] | None:
         """None: SQL cannot push; processes poll."""
@@ -215,32 +213,63 @@ class SqlBreakerStateStore:
     async def close(self) -> None:
         """The database manager is the composition's to close."""
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        with _not_migrated_is_usage():
-            async with self._db().connection() as conn:
-                yield conn
+    async def _rows(self, query: str) -> tuple[float, list[dict[str, Any]]]:
+        """The database's clock and the rows of ``query`` (its ``{now}`` is that clock).
 
-    async def _now(self, conn: AsyncConnection | AsyncSession) -> float:
+        A process that has not built its pool reads them without SQLAlchemy
+        (`DatabaseManager.read`): ``breakers status`` and ``health`` stay fast.
+        """
+        db = self._db()
+        now = _NOW[db.backend]
+        try:
+            clock, rows = await db.read(f"SELECT {now} AS now", query.format(now=now))
+        except Exception as exc:
+            if not _nothing_written(db, exc):
+                raise
+            [clock], rows = await db.read(f"SELECT {now} AS now"), []
+        return float(clock[0]["now"]), rows
+
+    async def _transaction(self, attempt: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        db = self._db()
+        await db.ensure_schema()  # SQLite is migrated before its first write
+        with _not_migrated_is_usage():
+            return await db.run_transaction(attempt)
+
+    async def _now(self, session: AsyncSession) -> float:
         from sqlalchemy import text
 
-        value = (await conn.execute(text("SELECT " + _NOW[self._db().backend]))).scalar_one()
+        value = (await session.execute(text("SELECT " + _NOW[self._db().backend]))).scalar_one()
         return float(value)
+
+
+def _nothing_written(db: DatabaseManager, exc: Exception) -> bool:
+    """A read found no table on SQLite, which is migrated before its first write
+    (`DatabaseManager.ensure_schema`): nothing was written yet. On PostgreSQL a missing
+    table means ``revoctl db migrate`` has not run.
+
+    :raises UsageError: a table is missing on PostgreSQL.
+    """
+    if not is_missing_table(exc):
+        return False
+    if db.backend != "sqlite":
+        raise _not_migrated() from None
+    return True
+
+
+def _not_migrated() -> UsageError:
+    return UsageError(
+        f"the {STATE} table is missing: the database is not migrated (run 'revoctl db migrate')"
+    )
 
 
 @contextlib.contextmanager
 def _not_migrated_is_usage() -> Iterator[None]:
     """A missing table means ``revoctl db migrate`` has not run: say so, not the SQL."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         yield
-    except SQLAlchemyError as exc:
+    except Exception as exc:
         if is_missing_table(exc):
-            raise UsageError(
-                f"the {STATE} table is missing: the database is not migrated "
-                "(run 'revoctl db migrate')"
-            ) from None
+            raise _not_migrated() from None
         raise
 
 
