@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from revoctl.cli._app import _parse_set
-from revoctl.core.breakers.settings import PREDEFINED_BREAKERS
 from revoctl.core.errors import RevoctlError
 
 if TYPE_CHECKING:
@@ -23,6 +22,8 @@ if TYPE_CHECKING:
 
 def breaker_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """The predefined breakers and every ``[breakers.services.NAME]``."""
+    from revoctl.core.breakers.settings import PREDEFINED_BREAKERS  # not for `--help`
+
     settings = _settings(ctx)
     names = settings.breakers.names() if settings else list(PREDEFINED_BREAKERS)
     return [name for name in names if name.startswith(incomplete)]

@@ -9,7 +9,7 @@ needs no store at all. The core is imported inside each command, so ``revoctl
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,7 +17,9 @@ from revoctl.cli._app import AppState, call
 from revoctl.cli._complete import rule_names
 from revoctl.cli._console import OutputFormat, OutputOption
 from revoctl.core.errors import CheckFailedError, NotFoundError, UsageError
-from revoctl.core.limits.settings import RateLimitRule
+
+if TYPE_CHECKING:
+    from revoctl.core.limits.settings import RateLimitRule
 
 app = typer.Typer(
     help="See, test, reset and simulate the rate limits of [[limits.rules]].",

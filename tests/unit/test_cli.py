@@ -28,10 +28,10 @@ sys.stderr.write("LOADED=" + ",".join(loaded) + "\\n")
 
 
 def _loaded_backends(
-    args: list[str], extra_env: dict[str, str] | None = None
+    args: list[str], extra_env: dict[str, str] | None = None, watched: tuple[str, ...] = BACKENDS
 ) -> tuple[str, list[str]]:
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE % (BACKENDS,), *args],
+        [sys.executable, "-c", _PROBE % (watched,), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -48,6 +48,14 @@ def test_help_and_version_import_no_backend(args: list[str]) -> None:
     stdout, loaded = _loaded_backends(args)
     assert stdout.strip(), "the command printed nothing"
     assert loaded == []
+
+
+def test_root_help_imports_no_settings_model() -> None:
+    """The root page lists every group (importing their modules): none may pull in pydantic
+    and the settings models for it (about 80 ms). Completion is another matter: Typer
+    itself coerces the parameters through pydantic there."""
+    stdout, loaded = _loaded_backends(["--help"], watched=("pydantic", "pydantic_core"))
+    assert "USAGE" in stdout and loaded == []
 
 
 def test_tab_completion_imports_no_backend() -> None:
