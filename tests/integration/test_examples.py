@@ -226,7 +226,7 @@ def test_ci_check_fails_on_a_fresh_state_then_passes_once_migrated(
     ],
 )
 def test_ci_check_stops_at_the_check_that_fails(
-    ci_state: dict[str, str], breakage: str, code: int, line: str
+    ci_state: dict[str, str], breakage: str, code: int, line: str, tmp_path: Path
 ) -> None:
     revoctl(ci_state, "db", "migrate")
     extra: dict[str, str] = {}
@@ -240,6 +240,17 @@ def test_ci_check_stops_at_the_check_that_fails(
         revoctl(ci_state, "secrets", "set", "local-llm-key", stdin="unused")
         extra = {"MAX_SECRET_AGE": "0m"}
     elif breakage == "limit":
+        # The rule's fixed window made a day long: the exhausted key stays denied however
+        # long the checks before it take (a minute's window could roll over meanwhile).
+        config = DEV.read_text()
+        assert config.count("requests = 60\nwindow_seconds = 60\n") == 1
+        daily = tmp_path / "revoctl.toml"
+        daily.write_text(
+            config.replace(
+                "requests = 60\nwindow_seconds = 60\n", "requests = 60\nwindow_seconds = 86400\n"
+            )
+        )
+        ci_state = {**ci_state, "REVOCTL_CONFIG": str(daily)}
         args = ("limits", "test", "requests_per_minute", "--key", "ci-check", "--count", "60")
         revoctl(ci_state, *args)
     status, lines = ci_check(ci_state, **extra)
