@@ -192,6 +192,7 @@ def test_cli_falls_back_to_the_local_store_and_health_is_degraded(
     assert report["status"] in ("degraded", "unhealthy")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["hang", "gone"])
 def test_nothing_cached_and_no_fallback_exits_4_in_bounded_time(vault: KeyVaultStandIn, fault: str):
     vault.seed("api-key", "value-1")
