@@ -264,12 +264,13 @@ class Gateway:
                 stack.push_async_callback(provider.close)
 
     async def _every(self, seconds: float, work: Callable[[], Any]) -> None:
+        """``work`` now and every ``seconds``: a new instance shows in ``db pool`` at once."""
         while True:
-            await asyncio.sleep(seconds)
             try:
                 await work()
             except Exception as exc:  # background work reports and carries on
                 logger.warning("%s failed: %s: %s", work.__name__, type(exc).__name__, exc)
+            await asyncio.sleep(seconds)
 
     # ------------------------------------------------------------------ callers
 

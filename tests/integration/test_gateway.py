@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 
 from revoctl.config import load_config
 from revoctl.runtime.app import create_app
+from revoctl.runtime.gateway import INSTANCE_REPORT_SECONDS
 from tests.support.llm_standin import LLMStandIn
 
 KEY_CANARY = "sk-llm-canary-8d1f0c2e"
@@ -318,3 +319,15 @@ def test_ready_and_live_answer_without_a_key(gateway) -> None:
     client, _ = gateway
     assert client.get("/health/ready").json() == {"ready": True}
     assert client.get("/health/live").json() == {"status": "alive"}
+
+
+def test_a_new_instance_shows_in_db_pool_at_once(gateway, cli) -> None:
+    """An operator who starts a worker sees it in ``db pool`` without waiting for its
+    first report interval."""
+    deadline = time.monotonic() + INSTANCE_REPORT_SECONDS / 2
+    instances: list[dict[str, Any]] = []
+    while not instances and time.monotonic() < deadline:
+        instances = json.loads(cli("db", "pool", "-o", "json").stdout)["instances"]
+        time.sleep(0.05)
+    assert [i["instance"].rsplit(":", 1)[-1] for i in instances] == ["runtime"]
+    assert instances[0]["stale"] is False and instances[0]["pool"]["size"] == 10
