@@ -16,16 +16,18 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from revoctl.core._paths import create_private_file, ensure_writable_dir
 from revoctl.core._retry import RetryPolicy
 from revoctl.core.db._errors import is_missing_table, is_transient_connect
 from revoctl.core.db._url import DatabaseUrl
 from revoctl.core.errors import BackendUnavailableError
+
+T = TypeVar("T")
 
 REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 """Every shipped migration, oldest first (a test checks this against the scripts)."""
@@ -88,20 +90,13 @@ async def probe(
     :raises BackendUnavailableError: the database cannot be reached, refuses the
         connection, or does not answer within ``timeout``.
     """
-    attempts = 0
 
     async def attempt() -> Probe:
-        nonlocal attempts
-        attempts += 1
         if url.backend == "sqlite":
             return await asyncio.to_thread(_sqlite_probe, url, timeout)
         return await _postgres_probe(url, application_name, timeout)
 
-    with _translated(url, target, lambda: attempts):
-        async with _deadline(target, timeout):
-            if retry is None:
-                return await attempt()
-            return await retry.call(attempt, is_transient_connect, "database probe")
+    return await _bounded(attempt, url, target, timeout, retry, "database probe")
 
 
 async def pool_view(
@@ -142,11 +137,8 @@ async def read_rows(
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    attempts = 0
 
     async def attempt() -> list[list[dict[str, Any]]]:
-        nonlocal attempts
-        attempts += 1
         if url.backend == "sqlite":
             # Read-only: a thread that outlives the deadline changes nothing.
             return await asyncio.to_thread(_sqlite_rows, url, queries, timeout)
@@ -156,11 +148,31 @@ async def read_rows(
         finally:
             await conn.close()
 
+    return await _bounded(attempt, url, target, timeout, retry, "database read")
+
+
+async def _bounded(
+    attempt: Callable[[], Awaitable[T]],
+    url: DatabaseUrl,
+    target: str,
+    timeout: float,
+    retry: RetryPolicy | None,
+    what: str,
+) -> T:
+    """``attempt()`` under one deadline, retried on transient connection failures when
+    ``retry`` is given, its errors translated (naming how many attempts were made)."""
+    attempts = 0
+
+    async def counted() -> T:
+        nonlocal attempts
+        attempts += 1
+        return await attempt()
+
     with _translated(url, target, lambda: attempts):
         async with _deadline(target, timeout):
             if retry is None:
-                return await attempt()
-            return await retry.call(attempt, is_transient_connect, "database read")
+                return await counted()
+            return await retry.call(counted, is_transient_connect, what)
 
 
 def _sqlite_rows(
