@@ -16,13 +16,29 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
 
 StateName = Literal["closed", "open", "half_open", "forced_open"]
 STATES: tuple[StateName, ...] = ("closed", "open", "half_open", "forced_open")
 
 Scope = Literal["fleet", "local"]
 """A transition of the shared record, or of one process alone (a trip not shared)."""
+
+
+def _dumps(record: DataclassInstance) -> str:
+    return json.dumps(dataclasses.asdict(record), separators=(",", ":"))
+
+
+def _loads(cls: type[R], text: str | bytes) -> R:
+    """A record from JSON; keys this version does not know (a newer revoctl wrote them)
+    are dropped, fields it does not find take their defaults."""
+    data = json.loads(text)
+    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -56,12 +72,11 @@ class SharedState:
         return self.state == "forced_open"
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        return _dumps(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SharedState:
-        data = json.loads(text)
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+        return _loads(cls, text)
 
 
 @dataclass(frozen=True)
@@ -78,12 +93,11 @@ class Transition:
     at: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        return _dumps(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Transition:
-        data = json.loads(text)
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+        return _loads(cls, text)
 
 
 @dataclass(frozen=True)
