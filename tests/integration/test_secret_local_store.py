@@ -127,13 +127,13 @@ def test_a_writer_killed_mid_write_leaves_a_readable_store(revoctl_home: Path):
 
 _LOCK_HOLDER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     import filelock
 
     lock = filelock.FileLock(sys.argv[1])
     lock.acquire()
     print("held", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.readline()  # held until the test says so, however slow the machine
     lock.release()
     """
 )
@@ -152,8 +152,8 @@ def test_a_write_that_times_out_on_the_lock_exits_4_and_writes_nothing(revoctl_h
             "-c",
             _LOCK_HOLDER,
             str(revoctl_home / f"{STORE_FILE_NAME}.lock"),
-            str(timeout * 3),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -167,7 +167,7 @@ def test_a_write_that_times_out_on_the_lock_exits_4_and_writes_nothing(revoctl_h
             assert "nothing was written" in result.stderr
         assert time.monotonic() - started < 2 * (timeout + 5)
     finally:
-        holder.communicate(timeout=30)
+        holder.communicate("release\n", timeout=30)
 
     time.sleep(timeout)  # any write still in flight would land now
     versions = run_revoctl(["secrets", "versions", "k", "-o", "json"])
@@ -190,7 +190,7 @@ def test_every_file_in_the_state_directory_is_owner_only(revoctl_home: Path):
 
 _DIES_AFTER_THE_WRITE = textwrap.dedent(
     """
-    import sys, time
+    import sys
     import typer
     from revoctl.cli import app
     from revoctl.core.secrets.stores.file import FileSecretStore
