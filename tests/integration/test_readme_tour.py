@@ -106,9 +106,7 @@ def test_the_tour_gives_up_waiting_for_a_gateway_that_does_not_start(tmp_path: P
     """The wait loop is bounded and says why: a gateway that cannot start (here: nothing
     listens) ends the block with the end of its log, not a loop that spins forever."""
     block = tour_blocks()[2]
-    wait = "\n".join(
-        line for line in block.splitlines() if line.startswith(("ready", "for _ in"))
-    )
+    wait = "\n".join(line for line in block.splitlines() if line.startswith(("ready", "for _ in")))
     log = tmp_path / "state.log"
     log.write_text("error: the runtime extra is not installed\n")
     done = subprocess.run(

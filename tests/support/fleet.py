@@ -110,6 +110,9 @@ class Fleet:
     workers: int
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
+    log: Path | None = None
+    """Where the server writes (stdout and stderr): a file, not a pipe, so that a busy run
+    never fills a pipe nobody reads and blocks the workers on their access log."""
 
     @property
     def url(self) -> str:
@@ -135,19 +138,21 @@ class Fleet:
         return json.loads(done.stdout)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "revoctl", "serve", "--port", str(self.port),
-             "--workers", str(self.workers)],
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )  # fmt: skip
+        self.log = self.config.parent / f"serve-{self.port}.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "revoctl", "serve", "--port", str(self.port),
+                 "--workers", str(self.workers)],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited: {self.process.communicate()[1][-3000:]}")
+                raise RuntimeError(f"serve exited: {self.output()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
                     self.wait_for_workers()
@@ -179,18 +184,22 @@ class Fleet:
                 pids.append(pid)
         return pids
 
+    def output(self) -> str:
+        """What the server has written so far."""
+        return self.log.read_text() if self.log is not None else ""
+
     def stop(self) -> str:
-        """SIGTERM, as an orchestrator stops a pod; returns what the server wrote to stderr."""
+        """SIGTERM, as an orchestrator stops a pod; returns what the server wrote."""
         if self.process is None:
             return ""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
-            _, err = self.process.communicate(timeout=60)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            _, err = self.process.communicate()
-        return err
+            self.process.wait()
+        return self.output()
 
     def client(self, key: str) -> httpx.Client:
         return httpx.Client(
