@@ -255,6 +255,7 @@ def test_health_matches_the_cli_and_metrics_have_every_family(gateway, cli, tmp_
         "revoctl_cost_usd_total",
         "revoctl_process_cpu_seconds",
         "revoctl_process_resident_memory_bytes",
+        "revoctl_process_peak_resident_memory_bytes",
     ):
         assert f"# TYPE {family}" in text, family
     assert 'revoctl_rate_limit_decisions_total{decision="allowed",rule="rpm"}' in text
