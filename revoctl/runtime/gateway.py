@@ -596,8 +596,8 @@ class Gateway:
             )
 
         if "breakers" in built:
-            for name, stats in self.services.breakers.stats().items():
-                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(str(stats["state"]), 2))
+            breakers = self.services.breakers
+            for name, stats in breakers.stats().items():
                 self._deltas.fold(
                     m.breaker_calls,
                     (
@@ -605,6 +605,10 @@ class Gateway:
                         for outcome, counter in BREAKER_OUTCOMES.items()
                     ),
                 )
+            for name, state in breakers.reported.states().items():
+                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(state, 2))
+            transitions = breakers.reported.transitions().items()
+            self._deltas.fold(m.breaker_transitions, ((k, float(n)) for k, n in transitions))
 
         if "db" in built:
             pool = self.services.db.pool_stats()

@@ -4,7 +4,8 @@ With several workers (``revoctl serve --workers N``) each worker writes its samp
 ``PROMETHEUS_MULTIPROC_DIR`` and whichever worker answers ``/metrics`` merges them all
 (prometheus-client's multiprocess mode), so a scrape sees the whole instance, not the
 one worker that happened to answer. Gauges say how they merge: summed over live
-workers (pool connections), the worst of them (a breaker's state), or one per worker
+workers (pool connections), the worst of them (a breaker's state: each worker reports
+the fleet's state, or its own where worse), or one per worker
 (CPU, and memory now and at its peak: now from ``/proc/self/statm``, the peak from
 ``getrusage``).
 
@@ -42,7 +43,8 @@ MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 """Bytes in a unit of ``ru_maxrss``: bytes on macOS, kilobytes on Linux and the BSDs."""
 
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
-"""``revoctl_breaker_state``: higher is worse, so the worst worker's state is the max."""
+"""``revoctl_breaker_state``: higher is worse, so the worst live worker's state is the max
+(a worker that stopped leaves the merge, not its last value)."""
 BREAKER_OUTCOMES = {
     "success": "successes",
     "failure": "failures",
@@ -101,9 +103,17 @@ class GatewayMetrics:
         )
         self.breaker_state = Gauge(
             "revoctl_breaker_state",
-            "Breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open (worst worker).",
+            "Breaker state as the fleet has it, or as a worker has it where worse: "
+            "0 closed, 1 half_open, 2 open, 3 forced_open (worst live worker).",
             ["breaker"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "revoctl_breaker_transitions_total",
+            "Changes of each worker's breaker state; source local: its own calls caused it, "
+            "fleet: it followed the fleet (one per worker that follows a fleet-wide change).",
+            ["breaker", "from", "to", "source"],
             registry=r,
         )
         self.breaker_calls = Counter(
