@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from revoctl.core.breakers._breaker import CircuitBreaker
     from revoctl.core.breakers._control import ControlPlane
 
-Cause = Literal["local", "fleet"]
+ReportedSource = Literal["local", "fleet"]
 
 SEVERITY: tuple[StateName, ...] = ("closed", "half_open", "open", "forced_open")
 """The states from the least to the most severe: the worse of two is the later one."""
@@ -52,7 +52,7 @@ class ReportedStates:
         self._breakers = breakers
         self._control = control
         self._states: dict[str, StateName] = {}
-        self._transitions: dict[tuple[str, StateName, StateName, Cause], int] = {}
+        self._transitions: dict[tuple[str, StateName, StateName, ReportedSource], int] = {}
         self._started = False
         for breaker in breakers.values():
             breaker.add_listener(self._on_transition)
@@ -64,14 +64,14 @@ class ReportedStates:
         known = dict.fromkeys([*self._breakers, *self._control.fleet_states()])
         return {name: self._states.get(name, "closed") for name in known}
 
-    def transitions(self) -> dict[tuple[str, StateName, StateName, Cause], int]:
+    def transitions(self) -> dict[tuple[str, StateName, StateName, ReportedSource], int]:
         """How many times each reported state changed, by (breaker, from, to, source)."""
         return dict(self._transitions)
 
     def _on_transition(self, event: TransitionEvent) -> None:
         """One of this process's breakers changed state (rare, but on a call's path: no
         await, no store)."""
-        cause: Cause = "local" if event.source == "local" else "fleet"
+        cause: ReportedSource = "local" if event.source == "local" else "fleet"
         self._update(event.breaker, cause, self._control.fleet_states())
 
     def _on_records(self) -> None:
@@ -81,7 +81,7 @@ class ReportedStates:
             self._update(name, "fleet", fleet)
         self._started = True
 
-    def _update(self, name: str, cause: Cause, fleet: Mapping[str, StateName]) -> None:
+    def _update(self, name: str, cause: ReportedSource, fleet: Mapping[str, StateName]) -> None:
         state = fleet.get(name, "closed")
         breaker = self._breakers.get(name)
         if breaker is not None and breaker.control is not None:  # in use: follows the fleet
