@@ -455,7 +455,7 @@ class Gateway:
     ) -> T:
         """``attempt`` on each candidate model in turn, through its provider's breaker,
         until one answers; the time spent waiting on providers is the exchange's."""
-        failures: list[BaseException] = []
+        failures: list[tuple[str, BaseException]] = []
         for candidate in self.candidates(exchange.model):
             provider, upstream, breaker = self._route(candidate)
             started = time.perf_counter()
@@ -466,13 +466,13 @@ class Gateway:
                     answer = await breaker.call(attempt, provider, upstream)
             except Exception as exc:
                 self._give_up_unless_retryable(exc)
-                failures.append(exc)
+                failures.append((candidate, exc))
                 continue
             finally:
                 exchange.provider_seconds += time.perf_counter() - started
-            self._served(exchange, candidate)
+            self._served(exchange, candidate, failures)
             return answer
-        raise self._exhausted(exchange.model, failures)
+        raise self._exhausted(exchange.model, [exc for _, exc in failures])
 
     def _route(self, model: str) -> tuple[Provider, str, Any]:
         config = self.models[model]
@@ -482,10 +482,25 @@ class Gateway:
         )
         return self.providers[config.provider], config.upstream_name(model), breaker
 
-    def _served(self, exchange: Exchange, candidate: str) -> None:
+    def _served(
+        self, exchange: Exchange, candidate: str, failures: list[tuple[str, BaseException]]
+    ) -> None:
+        """``candidate`` answered; a fallback is counted and logged with why each model
+        before it failed."""
         exchange.served_by = candidate
         if candidate != exchange.model:
             self.metrics.fallbacks.labels(exchange.model, candidate).inc()
+            logger.warning(
+                "request %s answered by fallback %r: %s",
+                exchange.request_id,
+                candidate,
+                "; ".join(f"{model!r} failed: {_one_line(exc)}" for model, exc in failures),
+                extra={
+                    "request_id": exchange.request_id,
+                    "model": exchange.model,
+                    "fallback": candidate,
+                },
+            )
 
     @staticmethod
     def _give_up_unless_retryable(exc: Exception) -> None:
@@ -581,8 +596,8 @@ class Gateway:
             )
 
         if "breakers" in built:
-            for name, stats in self.services.breakers.stats().items():
-                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(str(stats["state"]), 2))
+            breakers = self.services.breakers
+            for name, stats in breakers.stats().items():
                 self._deltas.fold(
                     m.breaker_calls,
                     (
@@ -590,6 +605,10 @@ class Gateway:
                         for outcome, counter in BREAKER_OUTCOMES.items()
                     ),
                 )
+            for name, state in breakers.reported.states().items():
+                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(state, 2))
+            transitions = breakers.reported.transitions().items()
+            self._deltas.fold(m.breaker_transitions, ((k, float(n)) for k, n in transitions))
 
         if "db" in built:
             pool = self.services.db.pool_stats()

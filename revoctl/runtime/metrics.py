@@ -4,8 +4,10 @@ With several workers (``revoctl serve --workers N``) each worker writes its samp
 ``PROMETHEUS_MULTIPROC_DIR`` and whichever worker answers ``/metrics`` merges them all
 (prometheus-client's multiprocess mode), so a scrape sees the whole instance, not the
 one worker that happened to answer. Gauges say how they merge: summed over live
-workers (pool connections), the worst of them (a breaker's state), or one per worker
-(CPU and memory).
+workers (pool connections), the worst of them (a breaker's state: each worker reports
+the fleet's state, or its own where worse), or one per worker
+(CPU, and memory now and at its peak: now from ``/proc/self/statm``, the peak from
+``getrusage``).
 
 The core services keep their own counters (decisions per rule, breaker calls, cache
 hits, slow queries); `MetricsSync` folds what changed into these families once a second
@@ -14,8 +16,10 @@ and before each scrape, so no hot path pays for a Prometheus call.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,8 +39,12 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
+MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+"""Bytes in a unit of ``ru_maxrss``: bytes on macOS, kilobytes on Linux and the BSDs."""
+
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
-"""``revoctl_breaker_state``: higher is worse, so the worst worker's state is the max."""
+"""``revoctl_breaker_state``: higher is worse, so the worst live worker's state is the max
+(a worker that stopped leaves the merge, not its last value)."""
 BREAKER_OUTCOMES = {
     "success": "successes",
     "failure": "failures",
@@ -95,9 +103,17 @@ class GatewayMetrics:
         )
         self.breaker_state = Gauge(
             "revoctl_breaker_state",
-            "Breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open (worst worker).",
+            "Breaker state as the fleet has it, or as a worker has it where worse: "
+            "0 closed, 1 half_open, 2 open, 3 forced_open (worst live worker).",
             ["breaker"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "revoctl_breaker_transitions_total",
+            "Changes of each worker's breaker state; source local: its own calls caused it, "
+            "fleet: it followed the fleet (one per worker that follows a fleet-wide change).",
+            ["breaker", "from", "to", "source"],
             registry=r,
         )
         self.breaker_calls = Counter(
@@ -161,7 +177,13 @@ class GatewayMetrics:
         )
         self.process_memory = Gauge(
             "revoctl_process_resident_memory_bytes",
-            "Peak resident memory of each worker process.",
+            "Resident memory of each worker process now.",
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.process_peak_memory = Gauge(
+            "revoctl_process_peak_resident_memory_bytes",
+            "The most resident memory each worker process has held since it started.",
             multiprocess_mode="liveall",
             registry=r,
         )
@@ -175,13 +197,31 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
     def sample_process(self) -> dict[str, float]:
-        """CPU seconds and peak resident bytes of this process, set on the gauges."""
+        """CPU seconds, resident bytes now and at the peak of this process, set on the
+        gauges. Where the system does not show the bytes resident now (see
+        `resident_memory_bytes`) the sample leaves them out and the gauge says NaN."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu = usage.ru_utime + usage.ru_stime
-        memory = float(usage.ru_maxrss * 1024)  # kilobytes on Linux
+        peak = float(usage.ru_maxrss * MAXRSS_UNIT)
         self.process_cpu.set(cpu)
-        self.process_memory.set(memory)
-        return {"cpu_seconds": cpu, "resident_memory_bytes": memory}
+        self.process_peak_memory.set(peak)
+        sample = {"cpu_seconds": cpu, "peak_resident_memory_bytes": peak}
+        memory = resident_memory_bytes()
+        self.process_memory.set(math.nan if memory is None else memory)  # NaN: unknown
+        if memory is not None:
+            sample["resident_memory_bytes"] = memory
+        return sample
+
+
+def resident_memory_bytes() -> float | None:
+    """This process's resident memory now, from ``/proc/self/statm`` (Linux); None where
+    the system does not show it that way (``getrusage`` only knows the peak)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            resident_pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return float(resident_pages * resource.getpagesize())
 
 
 class DeltaCounter:

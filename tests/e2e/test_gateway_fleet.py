@@ -15,15 +15,17 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from revoctl.runtime.gateway import METRICS_SYNC_SECONDS
 from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, Fleet, build_fleet, chat
 from tests.support.llm_standin import LLMStandIn
 
@@ -313,3 +315,90 @@ def test_metrics_merge_every_worker(fleet: Fleet) -> None:
     )
     assert total == 20  # whichever worker answers the scrape, it counts both
     assert json.loads(httpx.get(f"{fleet.url}/health").text)["status"] in ("healthy", "degraded")
+
+
+T = TypeVar("T")
+
+METRICS_BOUND = CONTRACT_BOUND + METRICS_SYNC_SECONDS
+"""A trip reaches every worker within the CONTRACT's bound, and each worker folds it into its
+metrics at its next sync; a scrape merges every worker's last sync."""
+
+
+def scrape(fleet: Fleet) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``/metrics`` on a new connection (answered by whichever worker accepts it, merging
+    every worker's samples), by sample name and labels."""
+    text = httpx.get(f"{fleet.url}/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def breaker_view(fleet: Fleet, name: str) -> tuple[float | None, dict[tuple[str, ...], float]]:
+    """``revoctl_breaker_state`` for ``name`` and its transitions, (from, to, source) -> count."""
+    samples = scrape(fleet)
+    transitions = {
+        (labels["from"], labels["to"], labels["source"]): value
+        for (sample, pairs), value in samples.items()
+        if sample == "revoctl_breaker_transitions_total"
+        and (labels := dict(pairs))["breaker"] == name
+    }
+    return samples.get(("revoctl_breaker_state", (("breaker", name),))), transitions
+
+
+def settles(read: Callable[[], T], expected: T, within: float) -> None:
+    """Wait until ``read()`` gives ``expected``; fails with what it gave past ``within`` s."""
+    deadline = time.monotonic() + within
+    while (seen := read()) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert seen == expected
+
+
+def test_breaker_state_metric_follows_a_trip_in_workers_that_never_called_the_breaker(
+    fleet: Fleet,
+) -> None:
+    def state() -> float | None:
+        return breaker_view(fleet, "openai_api")[0]
+
+    def transitions() -> dict[tuple[str, ...], float]:
+        return breaker_view(fleet, "openai_api")[1]
+
+    forced, closed = 3.0, 0.0
+    assert breaker_view(fleet, "openai_api") == (closed, {})
+    tripped = fleet.cli("breakers", "trip", "openai_api", "--reason", "INC-9 upstream 5xx")
+    assert tripped.returncode == 0, tripped.stderr
+    settles(state, forced, 2 * METRICS_BOUND)
+    followed = {("closed", "forced_open", "fleet"): float(fleet.workers)}  # one per worker
+    settles(transitions, followed, 2 * METRICS_BOUND)
+    for _ in range(2 * fleet.workers):  # whichever worker answers the scrape says the same
+        assert breaker_view(fleet, "openai_api") == (forced, followed)
+    health = httpx.get(f"{fleet.url}/health").json()["services"]["circuit_breakers"]
+    assert health["breakers"]["openai_api"] == "forced_open"
+
+    reset = fleet.cli("breakers", "reset", "openai_api")
+    assert reset.returncode == 0, reset.stderr
+    settles(state, closed, 2 * METRICS_BOUND)  # every live worker's value: the max is 0
+    followed[("forced_open", "closed", "fleet")] = float(fleet.workers)
+    settles(transitions, followed, 2 * METRICS_BOUND)
+    health = httpx.get(f"{fleet.url}/health").json()["services"]["circuit_breakers"]
+    assert health["breakers"]["openai_api"] == "closed"
+    assert fleet.openai.requests == []  # no request used the breaker in any worker
+
+
+def test_a_breaker_opened_by_one_workers_failures_counts_local_there_and_fleet_elsewhere(
+    fleet: Fleet,
+) -> None:
+    key = fleet.new_key("local-trip")
+    fleet.openai.mode = "error500"
+    with fleet.client(key) as client:  # one kept-alive connection: every request, one worker
+        for _ in range(3):  # failure_threshold = 3
+            assert chat(client).json()["model"] == "sonnet"
+    expected = {
+        ("closed", "open", "local"): 1.0,  # the worker whose calls failed
+        ("closed", "open", "fleet"): float(fleet.workers - 1),  # each that followed its trip
+    }
+    settles(lambda: breaker_view(fleet, "openai_api"), (2.0, expected), 2 * METRICS_BOUND)
+    [openai_api] = fleet.cli_json("breakers", "status", "openai_api")
+    assert openai_api["state"] == "open"
+    assert breaker_view(fleet, "openai_api") == (2.0, expected)  # counted once, not again

@@ -83,6 +83,43 @@ async def test_ping_and_health(db: DatabaseManager) -> None:
     assert report["latency_ms"] > 0
 
 
+def test_cli_ping_reports_the_servers_own_version_string(
+    cli: Any, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``db ping`` gives the server's ``server_version`` as the server spells it (a 15.20
+    server was reported as "15.0"), from the connection's handshake: no query asks for it."""
+    import asyncpg
+
+    async def show_server_version() -> str:
+        conn = await asyncpg.connect(
+            make_url(postgres_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    expected = asyncio.run(show_server_version())
+    sent: list[str] = []
+    for method in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.Connection, method)
+
+        def recording(
+            self: Any, query: str, *args: Any, _original: Any = original, **kw: Any
+        ) -> Any:
+            sent.append(query)
+            return _original(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, method, recording)
+    monkeypatch.setenv("REVOCTL_DATABASE__URL", postgres_url)
+    ping = as_json(cli("db", "ping", "-o", "json"))
+    assert ping["backend"] == "postgresql"
+    assert ping["server_version"] == expected
+    assert sent and not any("version()" in q or "server_version" in q for q in sent), sent
+
+
 def test_cli_migrate_current_history_downgrade(
     cli: Any, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ worker, a worker killed mid-stream) is in ``tests/e2e/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -89,8 +90,18 @@ def llm() -> Iterator[LLMStandIn]:
 @pytest.fixture
 def gateway(llm: LLMStandIn, cli: Any, tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     """The app on a fresh home, with a gateway key; yields the client and the key."""
+    with serving(cli, tmp_path, openai=llm, anthropic=llm) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serving(
+    cli: Any, tmp_path: Path, *, openai: LLMStandIn, anthropic: LLMStandIn
+) -> Iterator[tuple[TestClient, str]]:
+    """The app in front of ``openai`` (model gpt) and ``anthropic`` (its fallback, sonnet),
+    both called with the key ``KEY_CANARY``; yields the client and a gateway key."""
     config = tmp_path / "revoctl.toml"
-    config.write_text(CONFIG.format(openai=llm.openai_base_url, anthropic=llm.url))
+    config.write_text(CONFIG.format(openai=openai.openai_base_url, anthropic=anthropic.url))
     assert (
         cli("--config", str(config), "secrets", "set", "llm-key", input=KEY_CANARY).exit_code == 0
     )
@@ -218,6 +229,40 @@ def test_a_failing_provider_falls_back_and_then_opens_its_breaker(gateway, llm, 
     assert 'revoctl_fallbacks_total{fallback="sonnet",model="gpt"} 1.0' in metrics
 
 
+@pytest.mark.parametrize(
+    ("fault", "primary_key"),
+    [("error500", KEY_CANARY), ("ok", "sk-not-the-configured-key")],
+    ids=["primary-500s", "primary-refuses-the-key-and-repeats-it"],
+)
+def test_a_fallback_taken_is_logged_once_with_the_request_the_model_and_why(
+    cli: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, fault: str, primary_key: str
+) -> None:
+    from revoctl.core.logs import JsonFormatter
+
+    with (
+        LLMStandIn(api_key=primary_key) as primary,
+        LLMStandIn(api_key=KEY_CANARY) as fallback,
+        serving(cli, tmp_path, openai=primary, anthropic=fallback) as (client, key),
+    ):
+        primary.mode = fault  # type: ignore[assignment]
+        caplog.set_level(logging.DEBUG)
+        answer = ask(client, key)
+        assert answer.status_code == 200 and answer.json()["model"] == "sonnet"
+        assert len(primary.requests) == 1 and len(fallback.requests) == 1
+    request_id = answer.headers["x-request-id"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    about_it = [r for r in warnings if request_id in r.getMessage()]
+    assert len(about_it) == 1, [r.getMessage() for r in warnings]
+    [logged] = about_it
+    line = json.loads(JsonFormatter().format(logged))
+    assert line["logger"] == "revoctl.gateway" and line["request_id"] == request_id
+    assert line["model"] == "gpt" and line["fallback"] == "sonnet"
+    why = "500" if fault == "error500" else "401"
+    assert "'gpt' failed" in line["message"] and why in line["message"], line["message"]
+    for text in (*(JsonFormatter().format(r) for r in caplog.records), caplog.text):
+        assert KEY_CANARY not in text and key not in text
+
+
 def test_a_request_the_provider_refuses_is_returned_not_retried(gateway, llm) -> None:
     client, key = gateway
     llm.mode = "error400"
@@ -255,6 +300,7 @@ def test_health_matches_the_cli_and_metrics_have_every_family(gateway, cli, tmp_
         "revoctl_cost_usd_total",
         "revoctl_process_cpu_seconds",
         "revoctl_process_resident_memory_bytes",
+        "revoctl_process_peak_resident_memory_bytes",
     ):
         assert f"# TYPE {family}" in text, family
     assert 'revoctl_rate_limit_decisions_total{decision="allowed",rule="rpm"}' in text

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from revoctl.core.breakers import _shared
 from revoctl.core.breakers._states import HalfOpen, Open, TransitionEvent
-from revoctl.core.breakers.base import BreakerStateStore, ProcessReport, SharedState, Transition
+from revoctl.core.breakers.base import (
+    BreakerStateStore,
+    ProcessReport,
+    SharedState,
+    StateName,
+    Transition,
+)
 from revoctl.core.breakers.settings import BreakersConfig
 from revoctl.core.errors import BackendUnavailableError, RevoctlError
 
@@ -81,6 +87,7 @@ class ControlPlane:
         self._read_once: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._next_report = -math.inf
+        self._records_listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ life cycle
 
@@ -97,6 +104,21 @@ class ControlPlane:
         record = self._records.get(breaker.name)
         if record is not None:
             breaker.follow(record, self.to_local)
+
+    def add_records_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each read of the fleet's records, and after each write
+        to one (it must not block)."""
+        self._records_listeners.append(listener)
+
+    def fleet_states(self) -> dict[str, StateName]:
+        """Each breaker the fleet has a record for, in its state as of now (an operator's
+        trip past its expiry is closed), from the last read: no store round trip."""
+        now = self.store_now()
+        return {name: _shared.effective_state(r, now) for name, r in self._records.items()}
+
+    def _records_changed(self) -> None:
+        for listener in list(self._records_listeners):
+            listener()
 
     @property
     def running(self) -> bool:
@@ -201,6 +223,7 @@ class ControlPlane:
         for name, breaker in self._breakers.items():
             record = snapshot.record(name)
             breaker.follow(record, self.to_local)
+        self._records_changed()
         while self._pending:  # one at a time: what fails stays queued for the next round
             await self._pending[0]()
             del self._pending[0]
@@ -249,6 +272,7 @@ class ControlPlane:
         breaker = self._breakers.get(name)
         if breaker is not None:
             breaker.follow(written.current, self.to_local, force=True)
+        self._records_changed()
         return written.current
 
     def _on_transition(self, event: TransitionEvent) -> None:
@@ -331,6 +355,7 @@ class ControlPlane:
         if written.applied and state is breaker.state:
             state.episode = current.episode
         breaker.follow(current, self.to_local, force=True)
+        self._records_changed()
         if written.applied and state is not breaker.state:  # moved on while asking
             self.report_trial(breaker, current.episode, None, "permit unused")
             return False

@@ -21,6 +21,7 @@ from revoctl.core.actors import default_actor
 from revoctl.core.breakers import _shared
 from revoctl.core.breakers._breaker import CircuitBreaker
 from revoctl.core.breakers._control import ControlPlane, process_id
+from revoctl.core.breakers._reported import ReportedStates
 from revoctl.core.breakers.base import (
     BreakerStateStore,
     ProcessReport,
@@ -70,6 +71,9 @@ class CircuitBreakerManager(AsyncService):
         self.control = ControlPlane(
             self.store, config, process=self.process, role=role, clock=clock
         )
+        self.reported = ReportedStates(self._breakers, self.control)
+        """What this process reports for each breaker (the fleet's state, or its own where
+        worse) and the changes of it, for the runtime's metrics: no store round trip."""
 
     async def _memory_store(self) -> BreakerStateStore:
         from revoctl.core.breakers.stores.memory import MemoryBreakerStateStore

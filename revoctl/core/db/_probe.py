@@ -232,7 +232,7 @@ async def _postgres_probe(url: DatabaseUrl, application_name: str, timeout: floa
         connected = time.perf_counter()
         await conn.fetchval("SELECT 1")
         latency = time.perf_counter() - connected
-        version = conn.get_server_version()
+        version = conn.get_settings().server_version  # the handshake's: no query
         table = await conn.fetchval("SELECT to_regclass('alembic_version')::text")
         revisions: tuple[str, ...] = ()
         if table is not None:
@@ -243,7 +243,7 @@ async def _postgres_probe(url: DatabaseUrl, application_name: str, timeout: floa
         backend="postgresql",
         connect_ms=_ms(connected - started),
         latency_ms=_ms(latency),
-        server_version=f"{version.major}.{version.minor}",
+        server_version=version,
         revisions=revisions,
     )
 
