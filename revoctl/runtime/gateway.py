@@ -201,6 +201,7 @@ class Gateway:
         self.usage = BatchWriter(
             UsageSink(lambda: services.db),
             what="usage rows",
+            describe=RequestRecord.describe,
             capacity=self.config.usage_buffer,
         )
         self.started_at = datetime.now(UTC)

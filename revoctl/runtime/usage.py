@@ -4,17 +4,26 @@ Each request adds one `RequestRecord` to a `BatchWriter`; a batch is one transac
 While the database is away the rows wait in the bounded buffer (``gateway.usage_buffer``);
 what overflows is counted (``revoctl_usage_rows_dropped_total``) and logged, and no
 response ever waits for the database. Shutdown flushes what is left.
+
+A record the database refuses (a value too long for its column) is logged with its
+request id and dropped alone; the others are written. Writing a batch again (after a
+COMMIT whose answer was lost) adds nothing: each record carries an id of its own
+(``record_id``, unique), and the insert skips the records already there, with their
+usage rows.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from revoctl.core.db import DatabaseManager
 
 
@@ -43,6 +52,12 @@ class RequestRecord:
     client_ip: str | None
     request_id: str
     call: ModelCall | None
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This record's own id: what makes writing it twice harmless."""
+
+    def describe(self) -> str:
+        """How the log names the record: its request id, never its data."""
+        return f"the row of request {self.request_id}"
 
 
 def cost_of(
@@ -54,48 +69,65 @@ def cost_of(
 
 
 class UsageSink:
-    """Writes a batch of records: request rows and usage rows, in one transaction."""
+    """Writes a batch of records: request rows and usage rows, in one transaction; records
+    already written (by an attempt whose answer was lost) are skipped, usage rows included."""
 
     def __init__(self, db: Callable[[], DatabaseManager]) -> None:
         self._db = db
 
     async def __call__(self, records: Sequence[RequestRecord]) -> None:
-        from sqlalchemy import insert
+        from revoctl.core.db._errors import refused_rows
 
-        from revoctl.core.db.models import ModelUsage, RequestLog
-
-        requests = [
-            {
-                "ts": r.ts,
-                "method": r.method,
-                "path": r.path[:2048],
-                "status_code": r.status_code,
-                "duration_ms": r.duration_ms,
-                "user_id": r.user_id,
-                "api_key_id": r.key_name,
-                "client_ip": r.client_ip,
-                "request_id": r.request_id,
-            }
-            for r in records
-        ]
-        usage = [
-            {
-                "ts": r.ts,
-                "provider": r.call.provider,
-                "model": r.call.model,
-                "prompt_tokens": r.call.prompt_tokens,
-                "completion_tokens": r.call.completion_tokens,
-                "total_tokens": r.call.prompt_tokens + r.call.completion_tokens,
-                "estimated_cost": r.call.cost,
-                "request_id": r.request_id,
-                "user_id": r.user_id,
-            }
-            for r in records
-            if r.call is not None
-        ]
         db = self._db()
         await db.ensure_schema()
-        async with db.get_async_session() as session:
-            await session.execute(insert(RequestLog), requests)
-            if usage:
-                await session.execute(insert(ModelUsage), usage)
+        with refused_rows():
+            async with db.get_async_session() as session:
+                await _insert(session, db.backend, records)
+
+
+async def _insert(session: AsyncSession, backend: str, records: Sequence[RequestRecord]) -> None:
+    """``INSERT ... ON CONFLICT (record_id) DO NOTHING RETURNING record_id``, then the usage
+    rows of the records it returned."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from revoctl.core.db.models import ModelUsage, RequestLog
+
+    insert = postgresql.insert if backend == "postgresql" else sqlite.insert
+    requests = [
+        {
+            "ts": r.ts,
+            "method": r.method,
+            "path": r.path[:2048],
+            "status_code": r.status_code,
+            "duration_ms": r.duration_ms,
+            "user_id": r.user_id,
+            "api_key_id": r.key_name,
+            "client_ip": r.client_ip,
+            "request_id": r.request_id,
+            "record_id": r.record_id,
+        }
+        for r in records
+    ]
+    statement = (
+        insert(RequestLog)
+        .on_conflict_do_nothing(index_elements=[RequestLog.record_id])
+        .returning(RequestLog.record_id)
+    )
+    written = set((await session.execute(statement, requests)).scalars())
+    usage = [
+        {
+            "ts": r.ts,
+            "provider": r.call.provider,
+            "model": r.call.model,
+            "prompt_tokens": r.call.prompt_tokens,
+            "completion_tokens": r.call.completion_tokens,
+            "total_tokens": r.call.prompt_tokens + r.call.completion_tokens,
+            "estimated_cost": r.call.cost,
+            "request_id": r.request_id,
+            "user_id": r.user_id,
+        }
+        for r in records
+        if r.call is not None and r.record_id in written
+    ]
+    if usage:
+        await session.execute(insert(ModelUsage), usage)
