@@ -58,7 +58,7 @@ from revoctl.runtime.providers import (
     usage_of,
 )
 from revoctl.runtime.tokens import prompt_token_bound
-from revoctl.runtime.usage import ModelCall, RequestRecord, UsageSink, cost_of
+from revoctl.runtime.usage import MAX_USER_LENGTH, ModelCall, RequestRecord, UsageSink, cost_of
 from revoctl.runtime.watch import SecretChangeWatcher
 
 if TYPE_CHECKING:
@@ -301,7 +301,8 @@ class Gateway:
     ) -> Exchange:
         """A checked chat request for a configured model.
 
-        :raises HttpError: 400 for a malformed body, 404 for an unknown model.
+        :raises HttpError: 400 for a malformed body (or a ``user`` too long to be stored),
+            404 for an unknown model.
         """
         if not isinstance(body, dict):
             raise HttpError(400, "the body must be a JSON object")
@@ -324,6 +325,11 @@ class Gateway:
             raise HttpError(400, f"'max_tokens' must be a whole number from 1 to {MAX_BODY_TOKENS}")
         if not isinstance(body.get("stream", False), bool):
             raise HttpError(400, "'stream' must be true or false")
+        user = body.get("user")
+        if isinstance(user, str) and len(user) > MAX_USER_LENGTH:
+            raise HttpError(
+                400, f"'user' is limited to {MAX_USER_LENGTH} characters", code="user_too_long"
+            )
         request = dict(body)
         request["max_tokens"] = max_tokens or self.config.default_max_tokens
         request.pop("max_completion_tokens", None)

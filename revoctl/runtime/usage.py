@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from revoctl.core.db import DatabaseManager
 
 
+MAX_USER_LENGTH = 255
+"""The longest ``user`` a request may name: what ``request_logs.user_id`` holds (a longer
+one is refused at the edge, before anything is charged or called)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelCall:
     """Tokens a provider reported for one answer, and what they cost."""

@@ -1,22 +1,29 @@
 """The usage rows against real databases (issue 15, item 5): a row PostgreSQL cannot store is
 dropped alone, logged with its request id, and the rows beside and behind it are written; a
 batch written twice (its COMMIT's answer lost) is stored once; the rate-limit event log, on
-the same writer, isolates a refused event the same way."""
+the same writer, isolates a refused event the same way. And at the gateway's edge: a
+``user`` longer than its column is a 400 naming the field, never a 500."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
+from revoctl.config import load_config
 from revoctl.core._batch import BatchWriter
 from revoctl.core.db import DatabaseConfig, DatabaseManager, upgrade
 from revoctl.core.limits import RateLimitEvent, RateLimitLogWriter, SqlRateLimitLogSink
-from revoctl.runtime.usage import ModelCall, RequestRecord, UsageSink
+from revoctl.runtime.app import create_app
+from revoctl.runtime.usage import MAX_USER_LENGTH, ModelCall, RequestRecord, UsageSink
+from tests.support.llm_standin import LLMStandIn
 
 TOO_LONG = "u" * 100_000
 
@@ -119,3 +126,62 @@ async def test_a_batch_written_again_is_stored_once(any_db: DatabaseManager) -> 
     await sink([*batch, record("req-5")])
     ids = [f"req-{i}" for i in range(6)]
     assert await stored(any_db) == (ids, ids)
+
+
+CONFIG = """
+[limits]
+store = "memory"
+[[limits.rules]]
+name = "per-user"
+requests = 100
+window_seconds = 3600
+algorithm = "fixed_window"
+scope = "per_user"
+
+[gateway]
+auth = "none"
+request_rule = "per-user"
+
+[providers.llm]
+kind = "openai"
+base_url = "{openai}"
+api_key = "sk-edge-test"
+breaker = "openai_api"
+timeout = 5
+
+[models.gpt]
+provider = "llm"
+upstream = "gpt-4o-mini"
+"""
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[TestClient]:
+    with LLMStandIn(api_key="sk-edge-test") as llm:
+        config = tmp_path / "revoctl.toml"
+        config.write_text(CONFIG.format(openai=llm.openai_base_url))
+        with TestClient(create_app(load_config(config))) as client:
+            yield client
+
+
+def ask(client: TestClient, user: str, route: str = "/v1/chat/completions") -> Any:
+    body: dict[str, Any] = {"model": "gpt", "user": user, "max_tokens": 5}
+    if route == "/generate":
+        body["prompt"] = "hello"
+    else:
+        body["messages"] = [{"role": "user", "content": "hello"}]
+    return client.post(route, json=body)
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/generate"])
+def test_a_user_longer_than_its_column_is_a_400_naming_the_field(
+    gateway: TestClient, route: str
+) -> None:
+    for user in (TOO_LONG, "u" * (MAX_USER_LENGTH + 1)):
+        refused = ask(gateway, user, route)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert "'user'" in error["message"] and error["code"] == "user_too_long"
+        assert TOO_LONG not in json.dumps(refused.json())
+    # The longest a per_user rule keys on is served, not a 500 from the limiter.
+    assert ask(gateway, "u" * MAX_USER_LENGTH, route).status_code == 200
