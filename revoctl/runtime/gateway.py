@@ -260,6 +260,7 @@ class Gateway:
         if self.keys is not None:
             await self.keys.stop()
         await self.usage.close(USAGE_FLUSH_SECONDS)
+        self._usage_metrics()  # what shutdown dropped is counted too
         async with contextlib.AsyncExitStack() as stack:
             for provider in self.providers.values():
                 stack.push_async_callback(provider.close)
@@ -629,10 +630,15 @@ class Gateway:
             self._deltas.fold(
                 m.secret_cache, [(("hit",), cache["hits"]), (("miss",), cache["misses"])]
             )
-        usage = self.usage.stats()
-        m.usage_buffered.set(usage["buffered"])
-        self._deltas.fold(m.usage_dropped, [((), usage["dropped"])])
+        self._usage_metrics()
         m.sample_process()
+
+    def _usage_metrics(self) -> None:
+        usage = self.usage.stats()
+        self.metrics.usage_buffered.set(usage["buffered"])
+        self.metrics.usage_oldest.set(usage["oldest_seconds"] or 0.0)
+        drops = [((reason,), rows) for reason, rows in usage["drops"].items()]
+        self._deltas.fold(self.metrics.usage_dropped, drops)
 
     async def metrics_text(self) -> bytes:
         await self.sync_metrics()

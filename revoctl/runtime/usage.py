@@ -19,13 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from revoctl.core.health import worst
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.core.db import DatabaseManager
 
+
+STALE_BUFFER_SECONDS = 10.0
+"""When the oldest row still to be written has waited longer than this, the runtime's
+``/health`` reports its database ``degraded`` (rows are not reaching it)."""
 
 MAX_USER_LENGTH = 255
 """The longest ``user`` a request may name: what ``request_logs.user_id`` holds (a longer
@@ -71,6 +77,26 @@ def cost_of(
     """The price of one answer from the configured per-1k-token prices, to the micro-dollar."""
     cost = Decimal(str(per_1k_in)) * prompt_tokens + Decimal(str(per_1k_out)) * completion_tokens
     return (cost / 1000).quantize(Decimal("0.000001"))
+
+
+def with_usage_buffer(report: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    """The health document with the usage writer's buffer (`BatchWriter.stats`) under the
+    database's entry (``usage_buffer``: rows waiting, the oldest one's age, rows dropped);
+    the database is ``degraded`` at least while the oldest row has waited more than
+    `STALE_BUFFER_SECONDS`, and the overall status follows."""
+    database = report["services"]["database"]
+    buffered, oldest = stats["buffered"], stats["oldest_seconds"]
+    database["usage_buffer"] = {
+        "buffered": buffered,
+        "oldest_seconds": oldest,
+        "dropped": stats["dropped"],
+    }
+    if oldest is not None and oldest > STALE_BUFFER_SECONDS:
+        reason = f"{buffered} usage rows not written, the oldest for {oldest:.0f}s"
+        database["reason"] = "; ".join(filter(None, (database.get("reason"), reason)))
+        database["status"] = worst([database["status"], "degraded"])
+        report["status"] = worst([s["status"] for s in report["services"].values()])
+    return report
 
 
 class UsageSink:
