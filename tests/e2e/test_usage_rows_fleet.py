@@ -7,29 +7,22 @@ waited `STALE_BUFFER_SECONDS`, and is ``healthy`` again once they are written.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from revoctl.core._batch import RETRY_PAUSE_SECONDS
 from revoctl.runtime.usage import STALE_BUFFER_SECONDS
 from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, Fleet, build_fleet
 from tests.support.llm_standin import LLMStandIn
+from tests.support.request_logs import WRITE_SECONDS, ask, sql, wait_for_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-WRITE_SECONDS = 10 * (1.0 + RETRY_PAUSE_SECONDS)
-"""How long buffered rows may take to reach the table once they can: ten rounds of the
-writer's 1 s interval and its pause after a failure (a busy 2-core machine)."""
 
 
 @pytest.fixture
@@ -58,43 +51,6 @@ def start_fleet(
     )
     fleet.start()
     return fleet
-
-
-def dsn(postgres_url: str) -> str:
-    return postgres_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def sql(postgres_url: str, query: str) -> list[Any]:
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(dsn(postgres_url), timeout=5)
-        try:
-            return list(await conn.fetch(query))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-def logged(postgres_url: str, request_ids: list[str]) -> Counter[str]:
-    """How many ``request_logs`` rows each of ``request_ids`` has."""
-    rows = sql(postgres_url, "SELECT request_id FROM request_logs")
-    wanted = set(request_ids)
-    return Counter(r["request_id"] for r in rows if r["request_id"] in wanted)
-
-
-def wait_for_rows(postgres_url: str, request_ids: list[str], timeout: float) -> Counter[str]:
-    """The rows per request id, once every one of them has one (or the deadline passed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = logged(postgres_url, request_ids)
-        if len(counts) == len(request_ids) or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.2)
-
-
-def ask(client: httpx.Client, request_id: str, **body: Any) -> httpx.Response:
-    payload = {"model": "gpt", "messages": [{"role": "user", "content": "hello"}], **body}
-    return client.post("/v1/chat/completions", json=payload, headers={"x-request-id": request_id})
 
 
 def test_a_100kb_user_is_a_400_and_every_request_after_it_has_its_row(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 from starlette.testclient import TestClient
 
 from revoctl.config import load_config
@@ -24,6 +25,7 @@ from revoctl.core.limits import RateLimitEvent, RateLimitLogWriter, SqlRateLimit
 from revoctl.runtime.app import create_app
 from revoctl.runtime.usage import MAX_USER_LENGTH, ModelCall, RequestRecord, UsageSink
 from tests.support.llm_standin import LLMStandIn
+from tests.support.pg_proxy import LostCommitProxy
 
 TOO_LONG = "u" * 100_000
 
@@ -126,6 +128,29 @@ async def test_a_batch_written_again_is_stored_once(any_db: DatabaseManager) -> 
     await sink([*batch, record("req-5")])
     ids = [f"req-{i}" for i in range(6)]
     assert await stored(any_db) == (ids, ids)
+
+
+@pytest.mark.postgres
+async def test_a_batch_whose_commit_answer_was_lost_is_written_once(
+    postgres: DatabaseManager, postgres_url: str
+) -> None:
+    """The server committed, the writer saw its connection drop: it retries the batch, which
+    must add nothing the second time."""
+    url = make_url(postgres_url)
+    async with LostCommitProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+        async with DatabaseManager(DatabaseConfig(url=through)) as db:
+            writer = usage_writer(db)
+            for i in range(5):
+                writer.add(record(f"req-{i}"))
+            proxy.lose_next_commit = True
+            assert not await writer.flush()  # a lost answer looks like an outage: rows wait
+            assert proxy.commits_lost == 1 and writer.stats()["buffered"] == 5
+            ids = [f"req-{i}" for i in range(5)]
+            assert await stored(postgres) == (ids, ids)  # ...but they were committed
+            assert await writer.flush()
+            assert writer.stats()["dropped"] == 0  # skipped as written, not refused
+    assert await stored(postgres) == (ids, ids)
 
 
 CONFIG = """
