@@ -75,6 +75,7 @@ class BatchWriter(Generic[Row]):
         self._capacity = capacity
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._writing = asyncio.Lock()
         self._failing = False
 
     @property
@@ -112,6 +113,10 @@ class BatchWriter(Generic[Row]):
     async def flush(self) -> bool:
         """Write everything buffered, a batch at a time; False when a batch failed (its
         unwritten rows are back in the buffer, in order)."""
+        async with self._writing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         while self._buffer:
             count = min(self.batch_size, len(self._buffer))
             self._in_flight.extend(self._buffer.popleft() for _ in range(count))
@@ -172,22 +177,31 @@ class BatchWriter(Generic[Row]):
             self.drops["buffer_full"] += 1
 
     async def close(self, timeout: float) -> None:
-        """Stop the task and write what is left, for at most ``timeout`` seconds."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the task and write what is left, for at most ``timeout`` seconds.
+
+        A batch being written is waited for, not cut short: a write cancelled half-way may
+        still hold the database (SQLite's write lock, for one) when the rest is written.
+        """
         try:
             async with asyncio.timeout(timeout):
-                while self._buffer and not await self.flush():
-                    await asyncio.sleep(RETRY_PAUSE_SECONDS / 4)
+                async with self._writing:  # the task is between batches from here on
+                    await self._stop_task()
+                    while self._buffer and not await self._flush():
+                        await asyncio.sleep(RETRY_PAUSE_SECONDS / 4)
         except TimeoutError:
+            await self._stop_task()  # a write still going is cut now: its rows come back
             logger.warning(
                 "%s: %d rows still buffered at shutdown were dropped", self.what, len(self._buffer)
             )
             self.drops["shutdown"] += len(self._buffer)
             self._buffer.clear()
+
+    async def _stop_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     def oldest_seconds(self) -> float | None:
         """How long the oldest row still to be written has waited; None when none waits."""

@@ -121,18 +121,35 @@ async def test_the_batch_being_written_counts_as_waiting_with_its_age() -> None:
     assert batches.stats()["oldest_seconds"] is None
 
 
-async def test_a_write_cut_short_at_close_puts_its_rows_back_for_close_to_write() -> None:
+async def test_close_waits_for_the_batch_being_written_rather_than_cutting_it() -> None:
     sink = Sink()
     sink.gate = asyncio.Event()
-    batches = writer(sink, batch_size=2, interval=0.01)
+    batches = writer(sink, batch_size=2, interval=60)
     batches.add("r0")
     batches.add("r1")  # a full batch wakes the writer, which waits on the gate
     while sink.calls == 0:
         await asyncio.sleep(0.01)
+    batches.add("r2")
+    closing = asyncio.create_task(batches.close(5))
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # the write in flight is not cancelled...
     sink.gate.set()
-    sink.gate = None
-    await batches.close(5)
-    assert sorted(sink.stored) == ["r0", "r1"]
+    await closing  # ...it ends, and close writes the rest
+    assert sink.stored == ["r0", "r1", "r2"]
+    assert batches.stats()["dropped"] == 0
+
+
+async def test_a_write_still_hanging_when_close_runs_out_of_time_is_counted_as_shutdown() -> None:
+    sink = Sink()
+    sink.gate = asyncio.Event()  # never opened
+    batches = writer(sink, batch_size=2, interval=60)
+    batches.add("r0")
+    batches.add("r1")
+    while sink.calls == 0:
+        await asyncio.sleep(0.01)
+    await batches.close(0.2)
+    assert sink.stored == []
+    assert batches.stats()["drops"] == {"buffer_full": 0, "rejected": 0, "shutdown": 2}
 
 
 async def test_rows_still_waiting_when_close_runs_out_of_time_are_counted_as_shutdown() -> None:
