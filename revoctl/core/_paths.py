@@ -2,23 +2,32 @@
 
 The state directory is ``REVOCTL_HOME``, else ``$XDG_DATA_HOME/revoctl``. It holds the
 embedded SQLite database and the local secret store; like ``~/.ssh``, nothing in it
-is readable by anyone but its owner.
+is readable by anyone but its owner. Processes that share a file there take turns
+through a lock file beside it (`holding`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from revoctl.core.errors import BackendUnavailableError, UsageError
+
+if TYPE_CHECKING:
+    import filelock
 
 logger = logging.getLogger("revoctl")
 
 ENV_HOME = "REVOCTL_HOME"
 DATABASE_FILE_NAME = "revoctl.db"
+LOCK_POLL_SECONDS = 0.02
+"""How often a lock held by another process is tried again."""
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -99,3 +108,34 @@ def create_private_file(path: Path) -> None:
     except OSError as exc:
         raise BackendUnavailableError(f"cannot create {path}: {exc.strerror}") from None
     os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def holding(lock: filelock.BaseFileLock, *, timeout: float, busy: str) -> AsyncIterator[None]:
+    """Hold the cross-process ``lock`` for the block, waiting at most ``timeout`` seconds.
+
+    The lock is waited for by polling on the event loop, never in a thread: a caller
+    that gives up while waiting leaves nothing behind that could take the lock later.
+    The operating system releases it if the process dies.
+
+    :raises BackendUnavailableError: another process held it for ``timeout`` seconds;
+        the message is ``busy`` and what was waited for.
+    """
+    import filelock
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            lock.acquire(blocking=False)
+            break
+        except filelock.Timeout:
+            if loop.time() >= deadline:
+                raise BackendUnavailableError(
+                    f"{busy} (waited {timeout:g}s for {lock.lock_file})"
+                ) from None
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        lock.release()

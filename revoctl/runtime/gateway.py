@@ -58,7 +58,7 @@ from revoctl.runtime.providers import (
     usage_of,
 )
 from revoctl.runtime.tokens import prompt_token_bound
-from revoctl.runtime.usage import ModelCall, RequestRecord, UsageSink, cost_of
+from revoctl.runtime.usage import MAX_USER_LENGTH, ModelCall, RequestRecord, UsageSink, cost_of
 from revoctl.runtime.watch import SecretChangeWatcher
 
 if TYPE_CHECKING:
@@ -201,6 +201,7 @@ class Gateway:
         self.usage = BatchWriter(
             UsageSink(lambda: services.db),
             what="usage rows",
+            describe=RequestRecord.describe,
             capacity=self.config.usage_buffer,
         )
         self.started_at = datetime.now(UTC)
@@ -259,6 +260,7 @@ class Gateway:
         if self.keys is not None:
             await self.keys.stop()
         await self.usage.close(USAGE_FLUSH_SECONDS)
+        self._usage_metrics()  # what shutdown dropped is counted too
         async with contextlib.AsyncExitStack() as stack:
             for provider in self.providers.values():
                 stack.push_async_callback(provider.close)
@@ -300,7 +302,8 @@ class Gateway:
     ) -> Exchange:
         """A checked chat request for a configured model.
 
-        :raises HttpError: 400 for a malformed body, 404 for an unknown model.
+        :raises HttpError: 400 for a malformed body (or a ``user`` too long to be stored),
+            404 for an unknown model.
         """
         if not isinstance(body, dict):
             raise HttpError(400, "the body must be a JSON object")
@@ -323,6 +326,11 @@ class Gateway:
             raise HttpError(400, f"'max_tokens' must be a whole number from 1 to {MAX_BODY_TOKENS}")
         if not isinstance(body.get("stream", False), bool):
             raise HttpError(400, "'stream' must be true or false")
+        user = body.get("user")
+        if isinstance(user, str) and len(user) > MAX_USER_LENGTH:
+            raise HttpError(
+                400, f"'user' is limited to {MAX_USER_LENGTH} characters", code="user_too_long"
+            )
         request = dict(body)
         request["max_tokens"] = max_tokens or self.config.default_max_tokens
         request.pop("max_completion_tokens", None)
@@ -622,10 +630,15 @@ class Gateway:
             self._deltas.fold(
                 m.secret_cache, [(("hit",), cache["hits"]), (("miss",), cache["misses"])]
             )
-        usage = self.usage.stats()
-        m.usage_buffered.set(usage["buffered"])
-        self._deltas.fold(m.usage_dropped, [((), usage["dropped"])])
+        self._usage_metrics()
         m.sample_process()
+
+    def _usage_metrics(self) -> None:
+        usage = self.usage.stats()
+        self.metrics.usage_buffered.set(usage["buffered"])
+        self.metrics.usage_oldest.set(usage["oldest_seconds"] or 0.0)
+        drops = [((reason,), rows) for reason, rows in usage["drops"].items()]
+        self._deltas.fold(self.metrics.usage_dropped, drops)
 
     async def metrics_text(self) -> bytes:
         await self.sync_metrics()
@@ -663,14 +676,19 @@ class Gateway:
                     )
 
     async def readiness(self) -> dict[str, Any]:
-        """Ready: started, keys loaded (when required), the database answering."""
+        """Ready: started and, when keys are required, holding them (read at least once).
+
+        The database is not asked: every instance shares it, so its outage would take every
+        instance out of the load balancer at once, while each can still serve (keys are
+        checked in memory, limits and breakers live in their stores, usage rows wait in the
+        buffer). ``/health`` reports it; here a failing key refresh is only noted.
+        """
         if not self._ready:
             return {"ready": False, "reason": "starting or stopping"}
-        report = await self.services.db.health_check(budget=1.0)
-        if report["status"] == "unhealthy":
-            return {"ready": False, "reason": f"database: {report.get('error')}"}
+        if self.keys is not None and not self.keys.loaded:
+            return {"ready": False, "reason": f"gateway keys not read yet: {self.keys.last_error}"}
         if self.keys is not None and self.keys.last_error:
-            return {"ready": False, "reason": f"gateway keys: {self.keys.last_error}"}
+            return {"ready": True, "note": f"serving the keys last read: {self.keys.last_error}"}
         return {"ready": True}
 
 

@@ -183,6 +183,11 @@ class KeyRing:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the keys were read at least once (a later failure keeps that view)."""
+        return self._last_refresh != float("-inf")
+
     async def start(self) -> None:
         """Load the keys, then keep them fresh until `stop()`."""
         await self.refresh()
@@ -202,9 +207,15 @@ class KeyRing:
             try:
                 records = await self._store.list_keys()
             except Exception as exc:  # the last view stands; say why in health
+                if self.last_error is None:  # once per outage, not at every refresh
+                    logger.warning(
+                        "gateway keys not refreshed (%s: %s); the keys read last are served",
+                        type(exc).__name__, exc,
+                    )  # fmt: skip
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.warning("gateway keys not refreshed: %s", self.last_error)
                 return
+            if self.last_error is not None:
+                logger.warning("gateway keys refreshed again")
             self._by_id = {record.key_id: record for record in records}
             self._last_refresh = self._clock()
             self.last_error = None

@@ -33,6 +33,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from revoctl.core._batch import DROP_REASONS
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -160,13 +162,25 @@ class GatewayMetrics:
         )
         self.usage_dropped = Counter(
             "revoctl_usage_rows_dropped_total",
-            "Usage rows dropped because the buffer was full while the database was away.",
+            "Usage rows dropped, by reason: buffer_full (the buffer overflowed while the "
+            "database was away), rejected (the database refused the row itself), shutdown "
+            "(still waiting when the worker stopped).",
+            ["reason"],
             registry=r,
         )
+        for reason in DROP_REASONS:
+            self.usage_dropped.labels(reason)  # every reason exported, at 0 until it happens
         self.usage_buffered = Gauge(
             "revoctl_usage_rows_buffered",
             "Usage rows waiting to be written, summed over the live workers.",
             multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.usage_oldest = Gauge(
+            "revoctl_usage_oldest_buffered_seconds",
+            "How long the oldest usage row still to be written has waited (0: none waits), "
+            "the worst live worker.",
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.process_cpu = Gauge(

@@ -4,18 +4,38 @@ Each request adds one `RequestRecord` to a `BatchWriter`; a batch is one transac
 While the database is away the rows wait in the bounded buffer (``gateway.usage_buffer``);
 what overflows is counted (``revoctl_usage_rows_dropped_total``) and logged, and no
 response ever waits for the database. Shutdown flushes what is left.
+
+A record the database refuses (a value too long for its column) is logged with its
+request id and dropped alone; the others are written. Writing a batch again (after a
+COMMIT whose answer was lost) adds nothing: each record carries an id of its own
+(``record_id``, unique), and the insert skips the records already there, with their
+usage rows.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from revoctl.core.health import worst
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from revoctl.core.db import DatabaseManager
+
+
+STALE_BUFFER_SECONDS = 10.0
+"""When the oldest row still to be written has waited longer than this, the runtime's
+``/health`` reports its database ``degraded`` (rows are not reaching it)."""
+
+MAX_USER_LENGTH = 255
+"""The longest ``user`` a request may name: what ``request_logs.user_id`` holds (a longer
+one is refused at the edge, before anything is charged or called)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +63,12 @@ class RequestRecord:
     client_ip: str | None
     request_id: str
     call: ModelCall | None
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This record's own id: what makes writing it twice harmless."""
+
+    def describe(self) -> str:
+        """How the log names the record: its request id, never its data."""
+        return f"the row of request {self.request_id}"
 
 
 def cost_of(
@@ -53,49 +79,86 @@ def cost_of(
     return (cost / 1000).quantize(Decimal("0.000001"))
 
 
+def with_usage_buffer(report: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    """The health document with the usage writer's buffer (`BatchWriter.stats`) under the
+    database's entry (``usage_buffer``: rows waiting, the oldest one's age, rows dropped);
+    the database is ``degraded`` at least while the oldest row has waited more than
+    `STALE_BUFFER_SECONDS`, and the overall status follows."""
+    database = report["services"]["database"]
+    buffered, oldest = stats["buffered"], stats["oldest_seconds"]
+    database["usage_buffer"] = {
+        "buffered": buffered,
+        "oldest_seconds": oldest,
+        "dropped": stats["dropped"],
+    }
+    if oldest is not None and oldest > STALE_BUFFER_SECONDS:
+        reason = f"{buffered} usage rows not written, the oldest for {oldest:.0f}s"
+        database["reason"] = "; ".join(filter(None, (database.get("reason"), reason)))
+        database["status"] = worst([database["status"], "degraded"])
+        report["status"] = worst([s["status"] for s in report["services"].values()])
+    return report
+
+
 class UsageSink:
-    """Writes a batch of records: request rows and usage rows, in one transaction."""
+    """Writes a batch of records: request rows and usage rows, in one transaction; records
+    already written (by an attempt whose answer was lost) are skipped, usage rows included."""
 
     def __init__(self, db: Callable[[], DatabaseManager]) -> None:
         self._db = db
 
     async def __call__(self, records: Sequence[RequestRecord]) -> None:
-        from sqlalchemy import insert
+        from revoctl.core.db._errors import refused_rows
 
-        from revoctl.core.db.models import ModelUsage, RequestLog
-
-        requests = [
-            {
-                "ts": r.ts,
-                "method": r.method,
-                "path": r.path[:2048],
-                "status_code": r.status_code,
-                "duration_ms": r.duration_ms,
-                "user_id": r.user_id,
-                "api_key_id": r.key_name,
-                "client_ip": r.client_ip,
-                "request_id": r.request_id,
-            }
-            for r in records
-        ]
-        usage = [
-            {
-                "ts": r.ts,
-                "provider": r.call.provider,
-                "model": r.call.model,
-                "prompt_tokens": r.call.prompt_tokens,
-                "completion_tokens": r.call.completion_tokens,
-                "total_tokens": r.call.prompt_tokens + r.call.completion_tokens,
-                "estimated_cost": r.call.cost,
-                "request_id": r.request_id,
-                "user_id": r.user_id,
-            }
-            for r in records
-            if r.call is not None
-        ]
         db = self._db()
         await db.ensure_schema()
-        async with db.get_async_session() as session:
-            await session.execute(insert(RequestLog), requests)
-            if usage:
-                await session.execute(insert(ModelUsage), usage)
+        with refused_rows():
+            async with db.get_async_session() as session:
+                await _insert(session, db.backend, records)
+
+
+async def _insert(session: AsyncSession, backend: str, records: Sequence[RequestRecord]) -> None:
+    """``INSERT ... ON CONFLICT (record_id) DO NOTHING RETURNING record_id``, then the usage
+    rows of the records it returned."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from revoctl.core.db.models import ModelUsage, RequestLog
+
+    insert = postgresql.insert if backend == "postgresql" else sqlite.insert
+    requests = [
+        {
+            "ts": r.ts,
+            "method": r.method,
+            "path": r.path[:2048],
+            "status_code": r.status_code,
+            "duration_ms": r.duration_ms,
+            "user_id": r.user_id,
+            "api_key_id": r.key_name,
+            "client_ip": r.client_ip,
+            "request_id": r.request_id,
+            "record_id": r.record_id,
+        }
+        for r in records
+    ]
+    statement = (
+        insert(RequestLog)
+        .on_conflict_do_nothing(index_elements=[RequestLog.record_id])
+        .returning(RequestLog.record_id)
+    )
+    written = set((await session.execute(statement, requests)).scalars())
+    usage = [
+        {
+            "ts": r.ts,
+            "provider": r.call.provider,
+            "model": r.call.model,
+            "prompt_tokens": r.call.prompt_tokens,
+            "completion_tokens": r.call.completion_tokens,
+            "total_tokens": r.call.prompt_tokens + r.call.completion_tokens,
+            "estimated_cost": r.call.cost,
+            "request_id": r.request_id,
+            "user_id": r.user_id,
+        }
+        for r in records
+        if r.call is not None and r.record_id in written
+    ]
+    if usage:
+        await session.execute(insert(ModelUsage), usage)

@@ -155,7 +155,8 @@ class Fleet:
                 raise RuntimeError(f"serve exited: {self.output()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    self.wait_for_workers()
+                    if self.workers > 1:  # one worker is the serving process itself
+                        self.wait_for_workers()
                     return
             except httpx.HTTPError:
                 pass

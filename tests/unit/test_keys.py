@@ -89,6 +89,31 @@ async def test_a_database_outage_keeps_the_last_view(store: KeyStore, monkeypatc
     await ring.refresh()
     assert await ring.verify(issued.key) == "k"  # callers are not locked out
     assert "database down" in (ring.health()["error"] or "")
+    assert ring.loaded  # what readiness asks: the keys were read once, so they are served
+
+
+async def test_an_outage_is_logged_once_and_its_end_too(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ring = KeyRing(store, refresh_seconds=0.5)
+    assert not ring.loaded
+    read = store.list_keys
+
+    async def down() -> list[Any]:
+        raise OSError("database down")
+
+    monkeypatch.setattr(store, "list_keys", down)
+    for _ in range(5):  # every refresh_seconds while the database is away
+        await ring.refresh()
+    assert not ring.loaded
+    monkeypatch.setattr(store, "list_keys", read)
+    await ring.refresh()
+    assert ring.loaded
+    messages = [r.getMessage() for r in caplog.records if r.name == "revoctl.keys"]
+    assert messages == [
+        "gateway keys not refreshed (OSError: database down); the keys read last are served",
+        "gateway keys refreshed again",
+    ]
 
 
 def test_keys_commands(cli: Any, revoctl_home: Path) -> None:

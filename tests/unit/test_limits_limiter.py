@@ -234,4 +234,10 @@ async def test_the_event_buffer_is_bounded_and_a_failing_log_never_fails_a_decis
         await lim.check_rate_limit("everyone", None)
     assert log.stats()["buffered"] == 10 and log.stats()["dropped"] == 87
     await lim.close()
-    assert log.stats() == {"buffered": 0, "written": 0, "dropped": 97}
+    assert log.stats() == {
+        "buffered": 0,
+        "oldest_seconds": None,
+        "written": 0,
+        "dropped": 97,
+        "drops": {"buffer_full": 87, "rejected": 0, "shutdown": 10},
+    }

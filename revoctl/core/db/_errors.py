@@ -1,4 +1,5 @@
-"""Which database errors are transient, and how they become revoctl errors."""
+"""Which database errors are transient, which are the rows' own fault, and how they become
+revoctl errors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 
+from revoctl.core._batch import RowsRejected
 from revoctl.core.errors import BackendUnavailableError
 
 TRANSIENT_CONNECT_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
@@ -14,6 +16,9 @@ SERIALIZATION_SQLSTATES = frozenset({"40001", "40P01"})
 """serialization_failure, deadlock_detected: the whole transaction may be re-run."""
 REJECTED_SQLSTATE_CLASSES = ("28", "3D")
 """Invalid authorization, unknown database: reached, but refused; retrying will not help."""
+DATA_SQLSTATE_CLASSES = ("22", "23")
+"""data_exception (a value too long for its column, text the encoding cannot hold, a number
+out of range), integrity_constraint_violation: the rows' fault, not the database's."""
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -100,6 +105,31 @@ def is_missing_table(exc: BaseException) -> bool:
         isinstance(link, sqlite3.OperationalError) and "no such table" in str(link)
         for link in _chain(exc)
     )
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """The database (or the driver, before sending them) refused the values themselves: the
+    same statement with other values may well succeed, and the same values never will."""
+    from sqlalchemy.exc import DBAPIError, StatementError
+
+    code = sqlstate(exc)
+    if code is not None:
+        return code.startswith(DATA_SQLSTATE_CLASSES)
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return True  # a parameter that could not be converted: nothing reached the database
+    return any(isinstance(link, sqlite3.IntegrityError | sqlite3.DataError) for link in _chain(exc))
+
+
+@contextlib.contextmanager
+def refused_rows() -> Iterator[None]:
+    """A data error (`is_data_error`) in the block becomes `RowsRejected`, with the database's
+    reason: the batch writer then writes the rows one at a time and drops only those refused."""
+    try:
+        yield
+    except Exception as exc:
+        if is_data_error(exc):
+            raise RowsRejected(_reason(exc, None)) from exc
+        raise
 
 
 def _reason(exc: BaseException, password: str | None) -> str:

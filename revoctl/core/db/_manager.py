@@ -236,6 +236,8 @@ class DatabaseManager(AsyncService):
         """Bring an embedded SQLite database up to date before its first use in this process.
 
         A new user's first ``secrets set`` or rate-limit check finds the tables there.
+        Processes that first use a new database together take turns (a lock file beside
+        it, see `revoctl.core.db._migrations`): one migrates, the others find it done.
         PostgreSQL is left alone: its migrations stay an explicit ``revoctl db migrate``
         (run by one deploy step, with the advisory lock), and a missing table there is
         reported as "not migrated".

@@ -3,7 +3,9 @@
 Every function takes a `DatabaseManager` (its pool and retries are used) or a
 `DatabaseConfig` (a manager is opened for the call). Online runs hand Alembic a
 live connection through ``Config.attributes``, so they work inside a running
-event loop; see ``migrations/env.py``.
+event loop; see ``migrations/env.py``. Online runs take turns across processes: an
+advisory lock on PostgreSQL, a lock file beside a SQLite database; the later runs
+find the revisions applied and do nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
+import filelock
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -23,6 +26,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from revoctl.core._paths import ensure_writable_dir, holding
 from revoctl.core.db._errors import is_connection_error
 from revoctl.core.db._manager import DatabaseManager
 from revoctl.core.db._url import backend_of
@@ -33,6 +37,12 @@ SCRIPT_LOCATION = "revoctl.core.db:migrations"
 MIGRATION_LOCK_KEY = int.from_bytes(b"revoctl", "big")
 """PostgreSQL advisory lock taken by every online migration, so that replicas running
 ``db migrate`` at once take turns: the later ones find the revisions applied."""
+SQLITE_LOCK_SUFFIX = ".migrate.lock"
+"""SQLite has no advisory lock, and Alembic runs its DDL outside one transaction: every
+online migration of a SQLite file holds the lock file beside it (``revoctl.db.migrate.lock``),
+so processes that first use a new database together take turns the same way."""
+SQLITE_LOCK_SECONDS = 120.0
+"""How long a migration waits for another process's migration of the same SQLite file."""
 
 Target = DatabaseManager | DatabaseConfig
 
@@ -152,7 +162,7 @@ async def _run(
 
     def run(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if connection.dialect.name == "postgresql":
-            # Held until the commit below; SQLite's write lock serialises writers already.
+            # Held until the commit below; a SQLite file is held by `_sqlite_turn`.
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
@@ -162,7 +172,7 @@ async def _run(
             alembic_command(config, revision)
         return before, current_revisions(connection)
 
-    async with _managed(target) as manager, manager.connection() as conn:
+    async with _managed(target) as manager, _sqlite_turn(manager), manager.connection() as conn:
         try:
             before, after = await conn.run_sync(run)
         except SQLAlchemyError as exc:
@@ -173,6 +183,20 @@ async def _run(
         # Alembic leaves SQLite's DDL to autocommit, but SQLAlchemy autobegins: commit it.
         await conn.commit()
     return before, after, stepped
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_turn(manager: DatabaseManager) -> AsyncIterator[None]:
+    """Hold the SQLite file's migration lock (a no-op for PostgreSQL and in-memory SQLite)."""
+    path = (await manager.url()).sqlite_path
+    if path is None:
+        yield
+        return
+    ensure_writable_dir(path.parent, "SQLite database")
+    lock = filelock.FileLock(f"{path}{SQLITE_LOCK_SUFFIX}", mode=0o600)
+    busy = f"another process is migrating the SQLite database {path}"
+    async with holding(lock, timeout=SQLITE_LOCK_SECONDS, busy=busy):
+        yield
 
 
 def _offline_upgrade(target: Target, revision: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from revoctl.core.errors import BackendUnavailableError
 
 T = TypeVar("T")
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 """Every shipped migration, oldest first (a test checks this against the scripts)."""
 
 INSTANCE_STALE_SECONDS = 15.0

@@ -98,6 +98,9 @@ class RequestLog(_Event, Base):
     api_key_id: Mapped[str | None] = mapped_column(String(255))
     client_ip: Mapped[str | None] = mapped_column(String(45))
     request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    record_id: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
+    """The writer's own id for the row (``request_id`` may be the caller's, and a caller may
+    send one twice): a batch written again after a lost COMMIT answer adds nothing."""
 
 
 class ModelUsage(_Event, Base):

@@ -1,7 +1,8 @@
 """The rate-limit event log: denials and store failures, written to ``rate_limit_logs``
 in batches, off the decision path (a `BatchWriter`: a bounded buffer whose rows wait
 while the database is away, and whose oldest rows are dropped and counted when it is
-full, so an outage can neither slow the decisions nor fill memory).
+full, so an outage can neither slow the decisions nor fill memory; an event the database
+refuses is logged and dropped alone, never holding up the others).
 """
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ class RateLimitLogWriter(BatchWriter[RateLimitEvent]):
         interval: float = 1.0,
     ) -> None:
         super().__init__(
-            sink, what="rate-limit events", capacity=capacity, batch_size=batch_size,
-            interval=interval,
+            sink, what="rate-limit events", describe=_describe, capacity=capacity,
+            batch_size=batch_size, interval=interval,
         )  # fmt: skip
+
+
+def _describe(event: RateLimitEvent) -> str:
+    return f"the {event.event} event of rule {event.rule[:128]!r} at {event.ts.isoformat()}"
 
 
 class SqlRateLimitLogSink:
@@ -64,6 +69,7 @@ class SqlRateLimitLogSink:
     async def __call__(self, events: Sequence[RateLimitEvent]) -> None:
         from sqlalchemy import insert
 
+        from revoctl.core.db._errors import refused_rows
         from revoctl.core.db.models import RateLimitLog
 
         rows: list[dict[str, Any]] = [
@@ -72,5 +78,6 @@ class SqlRateLimitLogSink:
         ]
         db = self._db()
         await db.ensure_schema()
-        async with db.get_async_session() as session:
-            await session.execute(insert(RateLimitLog), rows)
+        with refused_rows():
+            async with db.get_async_session() as session:
+                await session.execute(insert(RateLimitLog), rows)

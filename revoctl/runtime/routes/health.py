@@ -1,4 +1,5 @@
-"""``/health`` (what ``revoctl health -o json`` prints), ``/health/live``, ``/health/ready``.
+"""``/health`` (what ``revoctl health -o json`` prints, plus the usage writer's buffer),
+``/health/live``, ``/health/ready``.
 
 None of them needs a key: probes and load balancers call them.
 """
@@ -9,11 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from revoctl.runtime.gateway import Gateway
+from revoctl.runtime.usage import with_usage_buffer
 
 
 async def health(request: Request) -> Response:
-    """Every service's check, as the CLI reports it; 503 when unhealthy."""
-    report = await Gateway.of(request).services.health_check()
+    """Every service's check, as the CLI reports it, with the usage writer's buffer under
+    the database; 503 when unhealthy."""
+    gateway = Gateway.of(request)
+    report = with_usage_buffer(await gateway.services.health_check(), gateway.usage.stats())
     return JSONResponse(report, status_code=503 if report["status"] == "unhealthy" else 200)
 
 

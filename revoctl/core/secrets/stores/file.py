@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import filelock
 
-from revoctl.core._paths import check_private_dir, ensure_writable_dir
+from revoctl.core._paths import check_private_dir, ensure_writable_dir, holding
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
 from revoctl.core.secrets.base import Secret, SecretProperties, SecretProvider
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 STORE_FILE_NAME = "secrets.json"
 FORMAT_VERSION = 1
-LOCK_POLL_SECONDS = 0.02
 
 
 class FileSecretStore:
@@ -135,26 +134,11 @@ class FileSecretStore:
     async def _add_version(self, name: str, entry: dict[str, Any]) -> None:
         """Wait for the lock without blocking the loop, then write without yielding."""
         ensure_writable_dir(self.path.parent, "secret store")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lock_timeout
-        while True:
-            try:
-                self._lock.acquire(blocking=False)
-                break
-            except filelock.Timeout:
-                if loop.time() >= deadline:
-                    raise BackendUnavailableError(
-                        f"the secret store {self.path} is locked by another process "
-                        f"(waited {self.lock_timeout:g}s for {self._lock.lock_file}); "
-                        "nothing was written"
-                    ) from None
-                await asyncio.sleep(LOCK_POLL_SECONDS)
-        try:
+        busy = f"the secret store {self.path} is locked by another process; nothing was written"
+        async with holding(self._lock, timeout=self.lock_timeout, busy=busy):
             secrets = self._read()
             secrets[name] = [entry, *secrets.get(name, [])]
             self._replace({"format": FORMAT_VERSION, "secrets": secrets})
-        finally:
-            self._lock.release()
 
     def _replace(self, document: dict[str, Any]) -> None:
         """Write ``document`` atomically; called with the lock held."""
