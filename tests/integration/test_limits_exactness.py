@@ -4,6 +4,11 @@ exactly the limit, not one more, on Redis, a Redis Cluster, PostgreSQL and SQLit
 Each process is `tests.support.limits_worker`: the runtime's own wiring (`load_services`),
 ``failure_mode = "closed"`` so that a store failure could never pass for an admission, and
 a start line on stdin so that every process begins at once.
+
+Under load, with the default ``[redis]`` and ``[limits]`` settings (``failure_mode`` open,
+so a call the store did not answer would be admitted and counted as failed): more calls
+in flight than ``redis.max_connections`` queue for a connection. Exact, and no process
+logs a store failure.
 """
 
 from __future__ import annotations
@@ -60,13 +65,23 @@ def write_config(tmp_path: Path, limits: str, *, redis: str = "", database: str 
     return path
 
 
-def hammer(config: Path, rule: str, key: str) -> list[dict[str, int]]:
-    """Start the processes, wait until each has its store open, start them together."""
+def hammer(
+    config: Path,
+    rule: str,
+    key: str,
+    *,
+    processes: int = PROCESSES,
+    tasks: int = TASKS,
+    checks: int = CHECKS,
+    logs: list[str] | None = None,
+) -> list[dict[str, int]]:
+    """Start the processes, wait until each has its store open, start them together; each
+    one's stderr is added to ``logs``."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     argv = [sys.executable, "-m", "tests.support.limits_worker", str(config), rule, key]
     workers = [
         subprocess.Popen(
-            [*argv, str(TASKS), str(CHECKS)],
+            [*argv, str(tasks), str(checks)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -74,7 +89,7 @@ def hammer(config: Path, rule: str, key: str) -> list[dict[str, int]]:
             env=env,
             cwd=REPO,
         )
-        for _ in range(PROCESSES)
+        for _ in range(processes)
     ]
     try:
         for worker in workers:
@@ -88,6 +103,8 @@ def hammer(config: Path, rule: str, key: str) -> list[dict[str, int]]:
             out, err = worker.communicate(timeout=180)
             assert worker.returncode == 0, err
             counts.append(json.loads(out.strip().splitlines()[-1]))
+            if logs is not None:
+                logs.append(err)
         return counts
     finally:
         for worker in workers:
@@ -96,10 +113,29 @@ def hammer(config: Path, rule: str, key: str) -> list[dict[str, int]]:
                 worker.wait()
 
 
-def assert_exact(counts: list[dict[str, int]]) -> None:
+def assert_exact(
+    counts: list[dict[str, int]], limit: int = LIMIT, attempts: int = PROCESSES * TASKS * CHECKS
+) -> None:
     assert sum(c["failed"] for c in counts) == 0, counts
-    assert sum(c["allowed"] for c in counts) == LIMIT, counts
-    assert sum(c["allowed"] + c["denied"] for c in counts) == PROCESSES * TASKS * CHECKS
+    assert sum(c["allowed"] for c in counts) == limit, counts
+    assert sum(c["allowed"] + c["denied"] for c in counts) == attempts
+
+
+def assert_no_store_trouble(logs: list[str]) -> None:
+    """No process logged a store failure or a busy pool."""
+    for log in logs:
+        assert "rate-limit store" not in log, log
+
+
+def write_default_config(tmp_path: Path, redis: str, limit: int, limits: str = "") -> Path:
+    """Only what the store needs: every other ``[limits]`` and ``[redis]`` setting (the
+    timeout, ``failure_mode`` open, ``max_connections`` 64) is the default."""
+    path = tmp_path / "defaults.toml"
+    path.write_text(
+        f'[limits]\nstore = "redis"\n{limits}\n[redis]\n{redis}\n'
+        f'[[limits.rules]]\nname = "burst"\nrequests = {limit}\nwindow_seconds = 864000\n'
+    )
+    return path
 
 
 def migrate(config: Path) -> None:
@@ -151,3 +187,21 @@ def test_exact_on_sqlite_shared_by_processes(tmp_path: Path) -> None:
     config = write_config(tmp_path, 'store = "sql"')
     migrate(config)
     assert_exact(hammer(config, "bucket", "one-key"))
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_600_checks_in_flight_on_one_redis_key_with_default_settings(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """2 processes x 300 concurrent checks, far more than ``max_connections`` (64) each: the
+    calls queue for a connection instead of failing (which failure_mode open would admit)."""
+    limit = 100
+    config = write_default_config(
+        tmp_path, f'url = "{redis_url}"', limit, f'key_prefix = "{redis_prefix}"'
+    )
+    migrate(config)
+    logs: list[str] = []
+    counts = hammer(config, "burst", "one-key", processes=2, tasks=300, checks=1, logs=logs)
+    assert_exact(counts, limit, 600)
+    assert_no_store_trouble(logs)
