@@ -37,7 +37,9 @@ async def open_limit_store(
         from revoctl.core.redis import open_redis
 
         client = await open_redis(redis, read_secret, pool_wait=config.pool_wait_seconds)
-        return RedisLimitStore(client, redis, prefix=config.key_prefix)
+        return RedisLimitStore(
+            client, redis, prefix=config.key_prefix, call_timeout=config.timeout_seconds
+        )
     from revoctl.core.limits.stores.sql import SqlLimitStore
 
     return SqlLimitStore(db(), pool_wait=config.pool_wait_seconds)
