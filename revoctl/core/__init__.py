@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         CircuitOpenError,
         ConfigError,
         NotFoundError,
+        PoolExhaustedError,
         RevoctlError,
         UsageError,
     )
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "DatabaseManager": "revoctl.core.db",
     "LimitsConfig": "revoctl.core.limits.settings",
     "NotFoundError": "revoctl.core.errors",
+    "PoolExhaustedError": "revoctl.core.errors",
     "RateLimitAlgorithm": "revoctl.core.limits.settings",
     "RateLimitRule": "revoctl.core.limits.settings",
     "RateLimitResult": "revoctl.core.limits",
@@ -79,6 +81,7 @@ __all__ = [
     "DatabaseManager",
     "LimitsConfig",
     "NotFoundError",
+    "PoolExhaustedError",
     "RateLimitAlgorithm",
     "RateLimitResult",
     "RateLimitRule",

@@ -7,6 +7,8 @@
     │   └── ConfigError            an invalid configuration file, key or value     (exit 2)
     ├── NotFoundError              a secret, version, rule, breaker or revision    (exit 3)
     ├── BackendUnavailableError    Key Vault, Redis or the database unreachable    (exit 4)
+    │   └── PoolExhaustedError     no pooled connection came free within the wait:
+    │                              back-pressure from this process, not an outage
     └── CheckFailedError           unhealthy, denied, breaker not closed           (exit 1)
         └── CircuitOpenError       a breaker refused a call: open, forced open, or
                                    half-open with its trial calls taken
@@ -45,6 +47,15 @@ class BackendUnavailableError(RevoctlError):
     """A back end (Key Vault, Redis, the database) could not be reached, after retries."""
 
     exit_code = 4
+
+
+class PoolExhaustedError(BackendUnavailableError):
+    """Every connection of a pool stayed busy for the whole wait allowed: the back end may
+    be fine, this process is asking more of it at once than its pool holds.
+
+    A caller with a fallback answers that one call with it; it is no reason to treat the
+    back end as down.
+    """
 
 
 class CheckFailedError(RevoctlError):

@@ -4,6 +4,11 @@ The rate limiter and the breakers share this factory, so a ``rediss://`` URL, a
 private CA (``SSL_CERT_FILE`` / ``REQUESTS_CA_BUNDLE``), a ``${secret:NAME}`` password
 and ``cluster = true`` work the same for both. redis-py is imported only when a
 client is built.
+
+``max_connections`` bounds each client's connections (per node on a cluster). A call
+that finds them all busy waits for one, up to the ``pool_wait`` its owner gives
+(`revoctl.core._redis_clients`): a busy pool is back-pressure, and a wait that runs out
+is a `PoolExhaustedError`, not an outage.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -24,6 +29,8 @@ from revoctl.core.references import SecretReader, resolve_url
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
+
+    from revoctl.core._redis_clients import WaitingRedis, WaitingRedisCluster
 
     RedisClient = Redis | RedisCluster
 
@@ -38,6 +45,8 @@ class RedisConfig(Section):
     socket_timeout: float = Field(2.0, gt=0, le=300)
     connect_timeout: float = Field(2.0, gt=0, le=300)
     max_connections: int = Field(64, ge=1, le=10_000)
+    """Connections per client (per node on a cluster); past them a call waits for one, as
+    long as its owner allows (the limiter: half of ``limits.timeout_seconds``)."""
 
     @field_validator("url")
     @classmethod
@@ -51,16 +60,25 @@ class RedisConfig(Section):
         return redact_url(self.url)
 
 
-async def open_redis(config: RedisConfig, read_secret: SecretReader | None = None) -> RedisClient:
+DEFAULT_POOL_WAIT = 1.0
+"""Seconds a call waits for a free connection when its owner names no wait."""
+
+
+async def open_redis(
+    config: RedisConfig,
+    read_secret: SecretReader | None = None,
+    *,
+    pool_wait: float = DEFAULT_POOL_WAIT,
+) -> RedisClient:
     """A client for ``config``: `RedisCluster` when ``cluster`` is set, else `Redis`.
 
-    Nothing connects until the first command.
+    Nothing connects until the first command. A call that finds all ``max_connections``
+    busy waits for one up to ``pool_wait`` seconds, then raises `PoolExhaustedError`.
 
     :raises ConfigError: the URL holds a reference and there is no ``read_secret``, or
         the CA bundle cannot be read.
     """
-    from redis.asyncio import Redis
-    from redis.asyncio.cluster import RedisCluster
+    from revoctl.core._redis_clients import WaitingRedis, WaitingRedisCluster
 
     async def no_reader(name: str) -> str:
         raise ConfigError(
@@ -76,12 +94,14 @@ async def open_redis(config: RedisConfig, read_secret: SecretReader | None = Non
     if url.startswith("rediss://"):
         options.update(_tls_options())
     try:
-        if config.cluster:
-            client: RedisClient = RedisCluster.from_url(url, **options)
-        else:
-            client = Redis.from_url(url, **options)
+        # from_url builds an instance of the class it is called on (typed as the base class)
+        client = cast(
+            "WaitingRedis | WaitingRedisCluster",
+            (WaitingRedisCluster if config.cluster else WaitingRedis).from_url(url, **options),
+        )
     except ValueError:
         raise ConfigError("redis.url: not a valid Redis URL") from None
+    client.wait_at_most(pool_wait, connections=config.max_connections, target=config.describe())
     password = urlsplit(url).password
     if password:  # a literal one; referenced values were registered when read
         register_secret(unquote(password))

@@ -74,7 +74,7 @@ def test_the_lua_scripts_give_the_python_algorithms_numbers(
         op = rng.choice(["check", "check", "check", "peek", "refund"])
         weight = rng.choice([1, 1, 2, 5, 25])
         expected = memory.apply_now(rule, "twin", op, weight)  # type: ignore[arg-type]
-        reply = script(keys=[key], args=[op, weight, *rule_arguments(rule), seconds, micros])
+        reply = script(keys=[key], args=[op, weight, 0, *rule_arguments(rule), seconds, micros])
         got = parse_reply(reply, rule.capacity, weight)
         assert tuple(got[:4]) == pytest.approx(tuple(expected[:4])), (op, weight)
         assert got.reset_after == pytest.approx(expected.reset_after)
@@ -95,6 +95,28 @@ async def test_one_evalsha_per_decision(server: RedisServer) -> None:
         assert counter.finish() == {"EVALSHA": 300}
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.algorithm.value)
+def test_a_call_sent_again_under_its_receipt_decides_once(
+    redis_url: str, redis_prefix: str, rule: RateLimitRule
+) -> None:
+    """A cluster client sends a call again when its reply was lost: the copy gets the first
+    reply, the state moves once, and the receipt expires on its own."""
+    client = redis_sync.Redis.from_url(redis_url)
+    script = client.register_script(lua_source(rule.algorithm))
+    key = f"{redis_prefix}{{{rule.name}:k}}:x"
+    args = ["check", 3, 5000, *rule_arguments(rule)]
+    first = script(keys=[key, f"{key}:call-1"], args=args)
+    again = script(keys=[key, f"{key}:call-1"], args=args)
+    assert again == first and parse_reply(first, rule.capacity, 3).remaining == rule.capacity - 3
+    other = script(keys=[key, f"{key}:call-2"], args=args)
+    assert parse_reply(other, rule.capacity, 3).remaining == rule.capacity - 6
+    assert 0 < client.pttl(f"{key}:call-1") <= 5000
+    denied = ["check", rule.capacity + 1, 5000, *rule_arguments(rule)]  # changes nothing
+    script(keys=[key, f"{key}:call-3"], args=denied)
+    assert client.exists(f"{key}:call-3") == 0
+    client.close()
 
 
 async def test_noscript_reloads_the_script(server: RedisServer) -> None:

@@ -1,6 +1,7 @@
 """One process of the exactness test: ``TASKS`` concurrent tasks, ``CHECKS`` checks each, on one
 key, through `load_services` (the runtime's own wiring). Prints ``ready`` once the store is
-open, waits for a line on stdin so that every process starts at once, then prints its counts.
+open, waits for a line on stdin so that every process starts at once, then prints its counts:
+``failed`` are the answers ``failure_mode`` gave in the store's place (down or busy).
 
     python -m tests.support.limits_worker CONFIG RULE KEY TASKS CHECKS
 """
@@ -13,6 +14,9 @@ import sys
 
 from revoctl.core import load_services
 
+FAILURE_ANSWERS = ("store unavailable", "store busy")
+"""How the reason of an answer ``failure_mode`` gave in the store's place begins."""
+
 
 async def hammer(config: str, rule: str, key: str, tasks: int, checks: int) -> dict[str, int]:
     async with load_services(config) as svc:
@@ -24,7 +28,7 @@ async def hammer(config: str, rule: str, key: str, tasks: int, checks: int) -> d
             outcomes: list[bool | None] = []
             for _ in range(checks):
                 result = await svc.limiter.check_rate_limit(rule, key)
-                failed = result.reason is not None and "store unavailable" in result.reason
+                failed = (result.reason or "").startswith(FAILURE_ANSWERS)
                 outcomes.append(None if failed else result.allowed)
             return outcomes
 

@@ -1,16 +1,23 @@
 """`RateLimiter` over a store that can be made to fail: failure modes, one probe at a time,
-counters, the event log, health. Fast fakes here; the same behaviour against a real Redis
-that is stopped and restarted is in ``tests/integration/test_limits_faults.py``.
+a busy pool answered call by call, counters, the event log, health. Fast fakes here; the
+same behaviour against a real Redis that is stopped and restarted, or whose pool is held
+busy, is in ``tests/integration/test_limits_faults.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import pytest
 
-from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
+from revoctl.core.errors import (
+    BackendUnavailableError,
+    NotFoundError,
+    PoolExhaustedError,
+    UsageError,
+)
 from revoctl.core.limits import (
     LimitsConfig,
     MemoryLimitStore,
@@ -29,7 +36,8 @@ RULES = (
 
 
 class FlakyStore(MemoryLimitStore):
-    """A memory store that raises while ``down``, and counts the calls it was given."""
+    """A memory store that raises while ``down`` (unreachable) or ``busy`` (no pooled
+    connection came free), and counts the calls it was given."""
 
     kind = "flaky"
     remote = True
@@ -37,6 +45,7 @@ class FlakyStore(MemoryLimitStore):
     def __init__(self) -> None:
         super().__init__()
         self.down = False
+        self.busy = False
         self.calls = 0
         self.delay = 0.0
 
@@ -46,6 +55,8 @@ class FlakyStore(MemoryLimitStore):
             await asyncio.sleep(self.delay)
         if self.down:
             raise BackendUnavailableError("cannot reach the flaky store: connection refused")
+        if self.busy:
+            raise PoolExhaustedError("no free connection to the flaky store within 1s")
         return await super().apply(rule, key, op, weight)
 
     async def ping(self) -> None:
@@ -143,6 +154,44 @@ async def test_while_down_one_probe_per_interval_and_back_at_once() -> None:
     for _ in range(5):
         await lim.check_rate_limit("api", "a")
     assert store.calls == 7
+
+
+@pytest.mark.parametrize(("mode", "allowed"), [("open", True), ("closed", False)])
+async def test_a_busy_pool_is_answered_for_that_call_only_and_the_store_stays_up(
+    mode: str, allowed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    lim, store, _ = limiter(mode)
+    store.busy = True
+    with caplog.at_level(logging.WARNING, logger="revoctl.limits"):
+        answers = [await lim.check_rate_limit("api", "a") for _ in range(3)]
+    assert store.calls == 3  # every call went to the store: none was cut off as "down"
+    assert all(r.allowed is allowed for r in answers)
+    assert all((r.reason or "").startswith("store busy (no free connection") for r in answers)
+    assert lim.decisions()["api"][f"failed_{mode}"] == 3
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1, warnings  # one for the burst, and no "store failing"
+    assert warnings[0].startswith("rate-limit store busy: no free connection")
+    store.busy = False
+    result = await lim.check_rate_limit("api", "a")  # the very next call: the store answers
+    assert store.calls == 4 and result.reason is None and result.allowed
+    report = await lim.health_check()
+    assert report["status"] == "healthy" and report["store_failures"] == 0
+    assert report["pool_waits_expired"] == 3
+    assert report["pool_wait_seconds"] == lim.config.timeout_seconds / 2
+
+
+async def test_a_busy_pool_is_not_an_outage_but_an_unreachable_store_is() -> None:
+    lim, store, clock = limiter()
+    store.busy = True
+    await lim.check_rate_limit("api", "a")
+    store.busy, store.down = False, True
+    assert "store unavailable" in ((await lim.check_rate_limit("api", "a")).reason or "")
+    calls = store.calls
+    store.down = False  # back, but the limiter waits for its probe interval to try it
+    assert "store unavailable" in ((await lim.check_rate_limit("api", "a")).reason or "")
+    assert store.calls == calls
+    clock.now += 1.0
+    assert (await lim.check_rate_limit("api", "a")).reason is None
 
 
 async def test_concurrent_callers_send_a_single_probe() -> None:

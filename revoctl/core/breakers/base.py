@@ -28,6 +28,11 @@ STATES: tuple[StateName, ...] = ("closed", "open", "half_open", "forced_open")
 
 Scope = Literal["fleet", "local"]
 """A transition of the shared record, or of one process alone (a trip not shared)."""
+STORE_POOL_WAIT = 0.5
+"""The longest a store call waits for a free pooled connection (Redis ``max_connections``,
+the database pool) before it raises `PoolExhaustedError`: half the second a call waits
+for a trial permit (`revoctl.core.breakers._control.PERMIT_TIMEOUT`), and far below the
+database's ``pool_timeout``, so a busy pool never stalls the control plane's loop."""
 
 
 def _dumps(record: DataclassInstance) -> str:

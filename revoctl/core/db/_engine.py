@@ -1,7 +1,14 @@
-"""Building the async engine: pool options, connect timeouts, TLS, identity, SQLite PRAGMAs."""
+"""Building the async engine: pool options, connect timeouts, TLS, identity, SQLite PRAGMAs.
+
+The queue pool waits ``pool_timeout`` for a free connection, except where a caller set a
+shorter wait of its own (`CHECKOUT_WAIT`, through `DatabaseManager.connection`'s
+``pool_wait``): the rate limiter and the breakers, whose calls must be answered long before
+30 s, share the pool with everything else.
+"""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
@@ -11,6 +18,30 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 from revoctl.core._paths import create_private_file, ensure_writable_dir
 from revoctl.core.db._url import DatabaseUrl, application_name
 from revoctl.core.db.settings import DatabaseConfig
+
+CHECKOUT_WAIT: ContextVar[float | None] = ContextVar("revoctl_checkout_wait", default=None)
+"""While set, the longest a checkout waits for a free connection, if under ``pool_timeout``."""
+
+
+class WaitBoundedPool(AsyncAdaptedQueuePool):
+    """The async queue pool, its wait for a free connection cut to `CHECKOUT_WAIT` when
+    that is set and shorter (SQLAlchemy's message then names the wait that ran out)."""
+
+    @property
+    def _timeout(self) -> float:
+        wait = CHECKOUT_WAIT.get()
+        return self._pool_timeout if wait is None else min(wait, self._pool_timeout)
+
+    @_timeout.setter
+    def _timeout(self, value: float) -> None:
+        self._pool_timeout = value
+
+    def recreate(self) -> WaitBoundedPool:
+        token = CHECKOUT_WAIT.set(None)  # the new pool gets pool_timeout, not a caller's wait
+        try:
+            return super().recreate()  # type: ignore[return-value]
+        finally:
+            CHECKOUT_WAIT.reset(token)
 
 
 def build_engine(url: DatabaseUrl, config: DatabaseConfig, role: str) -> AsyncEngine:
@@ -58,7 +89,7 @@ def _pool_options(url: DatabaseUrl, config: DatabaseConfig) -> dict[str, Any]:
     else:
         remote = {"pool_pre_ping": config.pool_pre_ping, "pool_recycle": config.pool_recycle}
     return {
-        "poolclass": AsyncAdaptedQueuePool,
+        "poolclass": WaitBoundedPool,
         "pool_size": config.pool_size,
         "max_overflow": config.max_overflow,
         "pool_timeout": config.pool_timeout,

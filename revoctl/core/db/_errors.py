@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from revoctl.core._batch import RowsRejected
-from revoctl.core.errors import BackendUnavailableError
+from revoctl.core.errors import BackendUnavailableError, PoolExhaustedError
 
 TRANSIENT_CONNECT_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
 """too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now."""
@@ -148,7 +148,8 @@ def translate_errors(
     password: str | None = None,
     only: type[Exception] = Exception,
 ) -> Iterator[None]:
-    """Turn connection failures into `BackendUnavailableError`, naming ``target``.
+    """Turn connection failures into `BackendUnavailableError` (a pool that stayed
+    exhausted for the whole wait: `PoolExhaustedError`), naming ``target``.
 
     ``target`` is the URL rendered without its password; ``only`` limits which
     errors are looked at (e.g. SQLAlchemy's, around a caller's own code). SQL
@@ -159,7 +160,7 @@ def translate_errors(
         yield
     except only as exc:
         if is_pool_timeout(exc):
-            raise BackendUnavailableError(
+            raise PoolExhaustedError(
                 f"no free database connection for {target}: the pool is exhausted "
                 f"({_reason(exc, password)})"
             ) from exc

@@ -127,17 +127,21 @@ class DatabaseManager(AsyncService):
         self._engine = None
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
+    async def connection(self, *, pool_wait: float | None = None) -> AsyncIterator[AsyncConnection]:
         """A pooled connection, acquired with retries, returned to the pool afterwards.
 
-        :raises BackendUnavailableError: no connection after the retries, or the
-            pool stayed exhausted for ``pool_timeout``.
+        ``pool_wait`` bounds the wait for a free connection below ``pool_timeout``, for
+        callers that must answer sooner (the rate limiter, the breakers).
+
+        :raises PoolExhaustedError: the pool stayed exhausted for ``pool_timeout`` (or
+            ``pool_wait``).
+        :raises BackendUnavailableError: no connection after the retries.
         """
         from sqlalchemy.exc import SQLAlchemyError
 
         await self.initialize()
         with self._translate_errors():
-            conn = await self._acquire()
+            conn = await self._acquire(pool_wait)
         try:
             # Only the driver's errors: an OSError of the caller's own is not an outage.
             with self._translate_errors(attempts=1, only=SQLAlchemyError):
@@ -146,17 +150,21 @@ class DatabaseManager(AsyncService):
             await conn.close()
 
     @contextlib.asynccontextmanager
-    async def get_async_session(self) -> AsyncIterator[AsyncSession]:
+    async def get_async_session(
+        self, *, pool_wait: float | None = None
+    ) -> AsyncIterator[AsyncSession]:
         """A session that commits when the block succeeds and rolls back when it raises.
 
         Only acquiring the connection is retried: a block that has started may have
-        had effects, so it is never re-run here (see `run_transaction`).
+        had effects, so it is never re-run here (see `run_transaction`). ``pool_wait``:
+        as for `connection`.
 
+        :raises PoolExhaustedError: no connection came free in time.
         :raises BackendUnavailableError: the database cannot be reached.
         """
         from sqlalchemy.ext.asyncio import AsyncSession
 
-        async with self.connection() as conn:
+        async with self.connection(pool_wait=pool_wait) as conn:
             session = AsyncSession(bind=conn, expire_on_commit=False)
             try:
                 yield session
@@ -167,17 +175,21 @@ class DatabaseManager(AsyncService):
             finally:
                 await session.close()
 
-    async def run_transaction(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run_transaction(
+        self, fn: Callable[[AsyncSession], Awaitable[T]], *, pool_wait: float | None = None
+    ) -> T:
         """Run ``fn(session)`` in a transaction, re-running it whole on a serialization
         failure or deadlock (SQLSTATE 40001/40P01) or a locked SQLite file.
 
         ``fn`` must be safe to run again: it may run up to ``retry_attempts + 1`` times.
+        ``pool_wait``: as for `connection`.
 
+        :raises PoolExhaustedError: no connection came free in time.
         :raises BackendUnavailableError: the database cannot be reached.
         """
 
         async def attempt() -> T:
-            async with self.get_async_session() as session:
+            async with self.get_async_session(pool_wait=pool_wait) as session:
                 return await fn(session)
 
         return await self.retry_policy.call(attempt, is_retryable_transaction, "transaction")
@@ -202,7 +214,9 @@ class DatabaseManager(AsyncService):
             "connect_ms": seen.connect_ms,
         }
 
-    async def read(self, *queries: str) -> list[list[dict[str, Any]]]:
+    async def read(
+        self, *queries: str, pool_wait: float | None = None
+    ) -> list[list[dict[str, Any]]]:
         """The rows of parameterless read-only ``queries``, as dicts, one list per query.
 
         On the pool once `initialize()` has built it; before that, on one raw-driver
@@ -210,7 +224,7 @@ class DatabaseManager(AsyncService):
         process that only reads (``breakers status``, ``health``) neither builds a pool
         nor imports SQLAlchemy. An in-memory SQLite database lives only in its pool. A
         missing table raises the driver's error (`revoctl.core.db._errors.is_missing_table`
-        tells it).
+        tells it). ``pool_wait``: as for `connection`.
 
         :raises BackendUnavailableError: the database cannot be reached.
         """
@@ -226,7 +240,7 @@ class DatabaseManager(AsyncService):
             )
         from sqlalchemy import text
 
-        async with self.connection() as conn:
+        async with self.connection(pool_wait=pool_wait) as conn:
             return [
                 [dict(row) for row in (await conn.execute(text(query))).mappings()]
                 for query in queries
@@ -374,12 +388,18 @@ class DatabaseManager(AsyncService):
             retry=retry,
         )
 
-    async def _acquire(self) -> AsyncConnection:
-        """A pooled connection; connection failures are retried with backoff, pool timeouts not."""
+    async def _acquire(self, pool_wait: float | None = None) -> AsyncConnection:
+        """A pooled connection; connection failures are retried with backoff, pool timeouts not.
+
+        ``pool_wait``, when given, is the longest the pool is waited for (if under
+        ``pool_timeout``)."""
+        from revoctl.core.db._engine import CHECKOUT_WAIT
+
         engine = self.engine
 
         async def attempt() -> AsyncConnection:
             started = time.perf_counter()
+            bound = CHECKOUT_WAIT.set(pool_wait)
             try:
                 conn = await engine.connect()
             except Exception as exc:
@@ -387,6 +407,8 @@ class DatabaseManager(AsyncService):
                     self.stats.checkout_timeouts += 1
                     self.stats.record_wait(time.perf_counter() - started)
                 raise
+            finally:
+                CHECKOUT_WAIT.reset(bound)
             self.stats.record_wait(time.perf_counter() - started)
             return conn
 

@@ -8,6 +8,14 @@ one call per ``probe_interval_seconds`` tries it (the others are answered at onc
 so an outage causes no reconnect storm); the first that succeeds brings every
 decision back to the store.
 
+A busy store is not a down one. A decision waits for a free connection (all of
+``redis.max_connections``, or of the database pool, in use) up to
+``pool_wait_seconds``, half of ``timeout_seconds``; when that wait runs out
+(`PoolExhaustedError`), ``failure_mode`` answers that call alone, it is counted and
+logged (at most once per `BUSY_LOG_SECONDS`), and the next call goes to the store
+as usual. Only a store that does not answer (unreachable, past ``timeout_seconds``)
+is treated as down.
+
 The operator's calls (`peek`, `inspect`, `reset`, `run_checks`) are strict: they
 raise, because an operator must see the store as it is, not the policy's stand-in.
 """
@@ -23,7 +31,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from revoctl.core._lifecycle import AsyncService, ServiceState
-from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
+from revoctl.core.errors import (
+    BackendUnavailableError,
+    NotFoundError,
+    PoolExhaustedError,
+    UsageError,
+)
 from revoctl.core.limits._log import EventKind, RateLimitEvent, RateLimitLogWriter
 from revoctl.core.limits.base import LimitStore, Op, RateLimitResult
 from revoctl.core.limits.settings import (
@@ -46,6 +59,8 @@ MAX_KEY_LENGTH = 255
 MAX_WEIGHT = 1_000_000_000
 CLOSE_FLUSH_SECONDS = 5.0
 """How long closing waits for the event log's last batch."""
+BUSY_LOG_SECONDS = 10.0
+"""At most one warning in this interval about calls that found the store's pool busy."""
 
 OUTCOMES = ("allowed", "denied", "failed_open", "failed_closed")
 """Decision outcomes as counted per rule (``revoctl_rate_limit_decisions_total``)."""
@@ -108,6 +123,10 @@ class RateLimiter(AsyncService):
         self._last_error: str | None = None
         self._next_probe = 0.0
         self._probing = False
+        self._refusal = ""  # why `_fail_soft` last answered None; read with no await between
+        self._busy_answers = 0
+        self._busy_logged = 0
+        self._next_busy_log = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -240,10 +259,12 @@ class RateLimiter(AsyncService):
     async def _fail_soft(
         self, rule: RateLimitRule, key: str, op: Op, weight: int
     ) -> RateLimitResult | None:
-        """The store's answer, or None when it failed or is down and not due for a probe."""
+        """The store's answer, or None (why in ``_refusal``) when it failed, found no free
+        connection in time, or is down and not due for a probe."""
         probe = False
         if self._down:
             if self._probing or self._clock() < self._next_probe:
+                self._refusal = f"store unavailable ({self._last_error})"
                 return None
             self._probing = probe = True  # this call is the one probe in flight
         try:
@@ -255,6 +276,9 @@ class RateLimiter(AsyncService):
                     result = await store.apply(rule, key, op, weight)
             else:
                 result = await store.apply(rule, key, op, weight)
+        except PoolExhaustedError as exc:
+            self._busy(exc)
+            return None
         except Exception as exc:
             self._failed(exc)
             return None
@@ -265,10 +289,28 @@ class RateLimiter(AsyncService):
             self._recovered()
         return result
 
+    def _busy(self, exc: PoolExhaustedError) -> None:
+        """No connection came free within the wait: back-pressure, not an outage. This call
+        gets the failure-mode answer; the store stays up, so the next call goes to it."""
+        self._busy_answers += 1
+        self._refusal = f"store busy ({exc})"
+        now = self._clock()
+        if now >= self._next_busy_log:
+            self._next_busy_log = now + BUSY_LOG_SECONDS
+            logger.warning(
+                "rate-limit store busy: %s; failure_mode %s answered %d call(s) since the "
+                "last such warning, the store is not treated as down",
+                exc,
+                self.config.failure_mode.value,
+                self._busy_answers - self._busy_logged,
+            )
+            self._busy_logged = self._busy_answers
+
     def _failed(self, exc: BaseException) -> None:
         self._failures += 1
         reason = _reason(exc, self.config.timeout_seconds)
         self._last_error = reason
+        self._refusal = f"store unavailable ({reason})"
         self._next_probe = self._clock() + self.config.probe_interval_seconds
         if not self._down:
             self._down = True
@@ -286,7 +328,7 @@ class RateLimiter(AsyncService):
 
     def _failure_answer(self, rule: RateLimitRule) -> RateLimitResult:
         limit = rule.capacity
-        reason = f"store unavailable ({self._last_error})"
+        reason = self._refusal
         if self.config.failure_mode is FailureMode.OPEN:
             return RateLimitResult(True, limit, limit, None, 0.0, f"{reason}: admitted (open)")
         retry = self.config.probe_interval_seconds
@@ -418,10 +460,12 @@ class RateLimiter(AsyncService):
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """``{"status", "store", "target", "failure_mode", "latency_ms", "decisions",
-        "store_failures", "reason"?}``.
+        "store_failures", "pool_wait_seconds", "pool_waits_expired", "reason"?}``.
 
         Pings the store (within ``budget``): degraded, with the reason, while it fails,
         since ``failure_mode`` is answering for it. A successful ping ends an outage.
+        ``pool_waits_expired`` counts the calls ``failure_mode`` answered because no
+        connection came free within ``pool_wait_seconds``.
         """
         timeout = min(self.config.timeout_seconds, budget or self.config.timeout_seconds)
         report: dict[str, Any] = {
@@ -433,6 +477,8 @@ class RateLimiter(AsyncService):
             "rules": len(self.config.rules),
             "decisions": self.decisions(),
             "store_failures": self._failures,
+            "pool_wait_seconds": self.config.pool_wait_seconds,
+            "pool_waits_expired": self._busy_answers,
         }
         if self.log is not None:
             report["event_log"] = self.log.stats()
@@ -443,10 +489,10 @@ class RateLimiter(AsyncService):
                 report["target"] = self.store.describe()
                 await self.store.ping()
         except Exception as exc:
-            reason = _reason(exc, timeout)
+            state = "busy" if isinstance(exc, PoolExhaustedError) else "failing"
             report["status"] = "degraded"
             report["reason"] = (
-                f"the {self.config.store.value} store is failing ({reason}); "
+                f"the {self.config.store.value} store is {state} ({_reason(exc, timeout)}); "
                 f"failure_mode {self.config.failure_mode.value} answers for it"
             )
             return report

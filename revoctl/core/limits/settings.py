@@ -10,6 +10,8 @@ from pydantic import Field, field_validator
 from revoctl.core._settings import Section
 
 RULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+POOL_WAIT_SHARE = 0.5
+"""The part of ``timeout_seconds`` a decision may spend waiting for a free connection."""
 
 
 class RateLimitAlgorithm(StrEnum):
@@ -77,6 +79,15 @@ class LimitsConfig(Section):
     key_prefix: str = Field("revoctl:rl:", max_length=64)
     """Prefix of every Redis key the limiter writes."""
     rules: tuple[RateLimitRule, ...] = ()
+
+    @property
+    def pool_wait_seconds(self) -> float:
+        """The longest a decision waits for a free store connection (all of
+        ``redis.max_connections``, or of the database pool, busy): half of
+        ``timeout_seconds``, so that a wait that runs out (back-pressure: ``failure_mode``
+        answers that call) ends before the store would count as not answering (an outage).
+        """
+        return self.timeout_seconds * POOL_WAIT_SHARE
 
     @field_validator("rules")
     @classmethod

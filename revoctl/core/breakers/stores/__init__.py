@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from revoctl.core.breakers.base import STORE_POOL_WAIT
 from revoctl.core.breakers.settings import BreakersConfig, BreakerStoreKind
 from revoctl.core.references import SecretReader
 
@@ -23,6 +24,7 @@ async def open_breaker_store(
 ) -> BreakerStateStore:
     """The store ``[breakers] store`` names: memory, Redis (through `open_redis`, so TLS,
     ``${secret:...}`` URLs and clusters work as everywhere) or the database behind ``db()``.
+    A call waits at most `STORE_POOL_WAIT` for a free pooled connection.
 
     :raises ConfigError: the Redis URL is invalid or its secret cannot be resolved.
     """
@@ -34,7 +36,7 @@ async def open_breaker_store(
         from revoctl.core.breakers.stores.redis import RedisBreakerStateStore
         from revoctl.core.redis import open_redis
 
-        client = await open_redis(redis, read_secret)
+        client = await open_redis(redis, read_secret, pool_wait=STORE_POOL_WAIT)
         return RedisBreakerStateStore(
             client, redis, prefix=config.key_prefix, history_limit=config.history_limit
         )

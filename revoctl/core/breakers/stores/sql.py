@@ -7,7 +7,8 @@ it expires. A compare-and-set is one transaction: an ``UPDATE ... WHERE version 
 it changed a row, the transition's ``INSERT``. Concurrent writers to one row queue on
 its lock (PostgreSQL) or the file's write lock (SQLite); the loser changes nothing and
 reads the winner's row. Times come from the database's clock. Processes poll: SQL has
-no push.
+no push. The pool is the process's, shared with everything else: a call waits at most
+`STORE_POOL_WAIT` for a free connection, not ``pool_timeout``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from revoctl.core.breakers.base import ProcessReport, SharedState, Snapshot, Transition, Written
+from revoctl.core.breakers.base import (
+    STORE_POOL_WAIT,
+    ProcessReport,
+    SharedState,
+    Snapshot,
+    Transition,
+    Written,
+)
 from revoctl.core.db._errors import is_missing_table
 from revoctl.core.errors import UsageError
 
@@ -163,7 +171,7 @@ class SqlBreakerStateStore:
         db = self._db()
         query = text(_HISTORY).columns(ts=UTCDateTime())
         try:
-            async with db.connection() as conn:
+            async with db.connection(pool_wait=STORE_POOL_WAIT) as conn:
                 rows = (await conn.execute(query, {"name": name, "limit": limit})).mappings().all()
         except Exception as exc:
             if not _nothing_written(db, exc):
@@ -222,18 +230,20 @@ class SqlBreakerStateStore:
         db = self._db()
         now = _NOW[db.backend]
         try:
-            clock, rows = await db.read(f"SELECT {now} AS now", query.format(now=now))
+            clock, rows = await db.read(
+                f"SELECT {now} AS now", query.format(now=now), pool_wait=STORE_POOL_WAIT
+            )
         except Exception as exc:
             if not _nothing_written(db, exc):
                 raise
-            [clock], rows = await db.read(f"SELECT {now} AS now"), []
+            [clock], rows = await db.read(f"SELECT {now} AS now", pool_wait=STORE_POOL_WAIT), []
         return float(clock[0]["now"]), rows
 
     async def _transaction(self, attempt: Callable[[AsyncSession], Awaitable[T]]) -> T:
         db = self._db()
         await db.ensure_schema()  # SQLite is migrated before its first write
         with _not_migrated_is_usage():
-            return await db.run_transaction(attempt)
+            return await db.run_transaction(attempt, pool_wait=STORE_POOL_WAIT)
 
     async def _now(self, session: AsyncSession) -> float:
         from sqlalchemy import text

@@ -1,17 +1,26 @@
 -- Sliding window: one atomic decision on one key (revoctl.core.limits._algorithms.SlidingWindow).
--- KEYS[1]  the window, a hash {slot index -> units}; at most ARGV[5] + 1 fields
+-- KEYS[1]  the window, a hash {slot index -> units}; at most ARGV[6] + 1 fields
+-- KEYS[2]  optional, in KEYS[1]'s slot: this call's receipt. A call that changed the state
+--          leaves its reply there for ARGV[3] ms, and a copy of it sent again (a client's
+--          retry after the reply was lost) gets that reply instead of deciding twice
 -- ARGV[1]  op: "check" (consume when allowed) | "peek" (never writes) | "refund"
 -- ARGV[2]  weight, whole units
--- ARGV[3]  limit: units allowed in any window
--- ARGV[4]  slot length, seconds (window / slots)
--- ARGV[5]  slots per window
+-- ARGV[3]  how long a receipt is kept, ms
+-- ARGV[4]  limit: units allowed in any window
+-- ARGV[5]  slot length, seconds (window / slots)
+-- ARGV[6]  slots per window
 -- Returns  "allowed remaining retry_after reset_after too_heavy": one bulk string, the
 --          cheapest reply to parse; allowed and too_heavy are 0|1, retry_after "-" for none
 -- A check counts every slot that overlaps the last window, so no window ever holds more
 -- than the limit. Time is the server's (TIME); the key expires when every slot has left.
 local key, op = KEYS[1], ARGV[1]
-local weight, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-local slot, slots = tonumber(ARGV[4]), tonumber(ARGV[5])
+local weight, limit = tonumber(ARGV[2]), tonumber(ARGV[4])
+local slot, slots = tonumber(ARGV[5]), tonumber(ARGV[6])
+local receipt = KEYS[2]
+if receipt then
+  local answered = redis.call('GET', receipt)
+  if answered then return answered end
+end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local current = math.floor(now / slot)
@@ -96,4 +105,6 @@ elseif write then
 elseif #stale > 0 and op ~= 'peek' then
   redis.call('HDEL', key, unpack(stale))
 end
-return string.format('%d %d %s %.17g %d', allowed, limit - used, retry, reset, heavy)
+local reply = string.format('%d %d %s %.17g %d', allowed, limit - used, retry, reset, heavy)
+if write and receipt then redis.call('SET', receipt, reply, 'PX', ARGV[3]) end
+return reply

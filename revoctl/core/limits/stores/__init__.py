@@ -24,6 +24,8 @@ async def open_limit_store(
     """The store ``[limits] store`` names: memory, Redis (through `open_redis`, so TLS,
     ``${secret:...}`` URLs and clusters work as everywhere) or the database behind ``db()``.
 
+    A remote store's calls wait at most ``config.pool_wait_seconds`` for a free connection.
+
     :raises ConfigError: the Redis URL is invalid or its secret cannot be resolved.
     """
     if config.store is LimitStoreKind.MEMORY:
@@ -34,8 +36,10 @@ async def open_limit_store(
         from revoctl.core.limits.stores.redis import RedisLimitStore
         from revoctl.core.redis import open_redis
 
-        client = await open_redis(redis, read_secret)
-        return RedisLimitStore(client, redis, prefix=config.key_prefix)
+        client = await open_redis(redis, read_secret, pool_wait=config.pool_wait_seconds)
+        return RedisLimitStore(
+            client, redis, prefix=config.key_prefix, call_timeout=config.timeout_seconds
+        )
     from revoctl.core.limits.stores.sql import SqlLimitStore
 
-    return SqlLimitStore(db())
+    return SqlLimitStore(db(), pool_wait=config.pool_wait_seconds)

@@ -8,14 +8,33 @@ number of processes share one limit exactly and no client clock is trusted.
 
 A key is ``<prefix>{<rule>:<key>}:<algorithm>``: one key per decision, its hash tag
 naming the rule and the caller, so a decision never spans two cluster slots.
+
+On a cluster a decision must survive being sent twice: redis-py's cluster client sends a
+command again after a ``ConnectionError`` or ``TimeoutError`` (which may come after the
+script ran, its reply lost), and its per-node pool can close a connection under a call
+(``ClusterNode.disconnect_free_connections`` after any error on that node, while
+another task has just taken one of those connections; the call then fails with the
+transport's ``AttributeError``/``TypeError`` rather than a ``ConnectionError``,
+redis/redis-py#4287), or with a ``ConnectionError`` that escaped its retries (the
+topology refresh it runs after an error is outside them). So each check and refund
+there carries a receipt key ``<decision key>:<caller><n>`` in the same slot: the script
+that changes the state leaves its reply there for twice the limiter's timeout, and a
+copy of the call sent again returns that reply instead of deciding again; with that,
+the store itself tries a call whose connection broke under it again (`CALL_ATTEMPTS`).
+A receipt costs a GET, and a SET when the state changed, inside the same EVALSHA: no
+round trip. A single node's client never sends a command twice, so it gets none.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
 import re
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from revoctl.core.errors import BackendUnavailableError, PoolExhaustedError
 from revoctl.core.limits._algorithms import SLOTS, too_heavy
 from revoctl.core.limits.base import Op, RateLimitResult
 from revoctl.core.limits.settings import RateLimitAlgorithm, RateLimitRule
@@ -23,6 +42,7 @@ from revoctl.core.redis import RedisConfig, translate_redis_errors
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
+    from redis.typing import EncodableT
 
     from revoctl.core.redis import RedisClient
 
@@ -33,6 +53,12 @@ _SUFFIX = {
 }
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 RESET_BATCH = 500
+RECEIPT_TIMEOUTS = 2
+"""A receipt is kept this many times the owner's timeout for one call: every copy of a
+call is sent within that timeout."""
+CALL_ATTEMPTS = 3
+"""Tries of a cluster decision whose connection broke under it (see the module docstring)."""
+LEAKED_TRANSPORT_ERRORS = (AttributeError, TypeError)
 
 
 def lua_source(algorithm: RateLimitAlgorithm) -> str:
@@ -41,8 +67,8 @@ def lua_source(algorithm: RateLimitAlgorithm) -> str:
 
 
 def _arguments(rule: RateLimitRule) -> tuple[bytes, ...]:
-    """The script's rule arguments after op and weight (see each script's header), encoded
-    once: redis-py sends bytes as they are."""
+    """The script's rule arguments after op, weight and the receipt's lifetime (see each
+    script's header), encoded once: redis-py sends bytes as they are."""
     if rule.algorithm is RateLimitAlgorithm.TOKEN_BUCKET:
         values: tuple[object, ...] = (rule.capacity, repr(rule.requests / rule.window_seconds))
     elif rule.algorithm is RateLimitAlgorithm.SLIDING_WINDOW:
@@ -69,15 +95,29 @@ def parse_reply(reply: bytes | str, limit: int, weight: int) -> RateLimitResult:
 
 
 class RedisLimitStore:
-    """Counters in Redis; ``client`` comes from `revoctl.core.redis.open_redis`."""
+    """Counters in Redis; ``client`` comes from `revoctl.core.redis.open_redis`.
+
+    ``call_timeout`` is the longest the owner waits for one call (the limiter's
+    ``timeout_seconds``); on a cluster, receipts are kept `RECEIPT_TIMEOUTS` times that.
+    """
 
     kind = "redis"
     remote = True
 
-    def __init__(self, client: RedisClient, config: RedisConfig, *, prefix: str) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        config: RedisConfig,
+        *,
+        prefix: str,
+        call_timeout: float = 2.0,
+    ) -> None:
         self.client = client
         self.config = config
         self.prefix = prefix
+        self._receipt_ms = str(math.ceil(call_timeout * RECEIPT_TIMEOUTS * 1000)).encode()
+        self._caller = f":{os.urandom(6).hex()}:"
+        self._calls = itertools.count()
         self._scripts: dict[RateLimitAlgorithm, AsyncScript] = {
             algorithm: client.register_script(lua_source(algorithm)) for algorithm in _SUFFIX
         }
@@ -96,13 +136,35 @@ class RedisLimitStore:
         if plan is None or plan[0] is not rule:
             head = f"{self.prefix}{{{rule.name}:"
             tail = f"}}:{_SUFFIX[rule.algorithm]}"
-            plan = (rule, self._scripts[rule.algorithm], head, tail, _arguments(rule))
+            arguments = (self._receipt_ms, *_arguments(rule))
+            plan = (rule, self._scripts[rule.algorithm], head, tail, arguments)
             self._plans[rule.name] = plan
         _, script, head, tail, arguments = plan
-        with translate_redis_errors(self.config):
-            # EVALSHA; on NOSCRIPT, redis-py's script object loads the source and retries.
-            reply = await script(keys=[head + key + tail], args=[_OPS[op], weight, *arguments])
+        name = head + key + tail
+        args: list[EncodableT] = [_OPS[op], weight, *arguments]
+        if self.config.cluster and op != "peek":
+            reply = await self._decide_once(script, name, args)
+        else:
+            with translate_redis_errors(self.config):
+                # EVALSHA; on NOSCRIPT, redis-py's script object loads the source and retries.
+                reply = await script(keys=[name], args=args)
         return parse_reply(reply, rule.capacity, weight)
+
+    async def _decide_once(self, script: AsyncScript, name: str, args: list[EncodableT]) -> Any:
+        """The script's reply for one call under a receipt of its own, however often the
+        call is sent (see the module docstring)."""
+        keys = [name, f"{name}{self._caller}{next(self._calls):x}"]
+        attempt = 1
+        while True:
+            try:
+                with translate_redis_errors(self.config):
+                    return await script(keys=keys, args=args)
+            except PoolExhaustedError:
+                raise  # the client's wait for a connection, already spent
+            except (BackendUnavailableError, *LEAKED_TRANSPORT_ERRORS):
+                if attempt == CALL_ATTEMPTS:
+                    raise
+                attempt += 1
 
     def _pattern(self, rule: RateLimitRule) -> str:
         head = _GLOB_SPECIAL.sub(r"\\\1", f"{self.prefix}{{{rule.name}:")

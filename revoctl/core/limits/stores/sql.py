@@ -13,6 +13,11 @@ one machine) and on PostgreSQL:
 
 Concurrent decisions on one key queue on the lock; serialization failures and a
 locked SQLite file are retried whole by `DatabaseManager.run_transaction`.
+
+The pool is the process's own, shared with everything else, and waits ``pool_timeout``
+(30 s) for a free connection; a decision waits at most ``pool_wait`` (the limiter's
+``pool_wait_seconds``) and then raises `PoolExhaustedError`, for ``failure_mode`` to
+answer that call.
 """
 
 from __future__ import annotations
@@ -52,13 +57,15 @@ def _not_migrated() -> UsageError:
 
 
 class SqlLimitStore:
-    """Counters in the database behind ``db`` (SQLite or PostgreSQL)."""
+    """Counters in the database behind ``db`` (SQLite or PostgreSQL); a call waits at
+    most ``pool_wait`` seconds for a free pooled connection (None: ``pool_timeout``)."""
 
     kind = "sql"
     remote = True
 
-    def __init__(self, db: DatabaseManager) -> None:
+    def __init__(self, db: DatabaseManager, *, pool_wait: float | None = None) -> None:
         self.db = db
+        self.pool_wait = pool_wait
         now = _NOW[db.backend]
         self._lock = (
             f"INSERT INTO {TABLE} (rule, key, algorithm, state, expires_at) "
@@ -135,7 +142,7 @@ class SqlLimitStore:
 
         try:
             await self.db.ensure_schema()  # the embedded SQLite database: created on first use
-            return await self.db.run_transaction(fn)
+            return await self.db.run_transaction(fn, pool_wait=self.pool_wait)
         except SQLAlchemyError as exc:
             if is_missing_table(exc):
                 raise _not_migrated() from None
