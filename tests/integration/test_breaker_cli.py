@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from revoctl.core.breakers import PREDEFINED_BREAKERS
+from revoctl.core.db import REVISIONS
 from tests.support.breakers import ALL_BREAKER_STORES, Target, store_target
 from tests.unit.test_cli import _loaded_backends
 
@@ -138,7 +139,7 @@ def test_the_embedded_database_is_migrated_on_the_first_trip(cli: Any, revoctl_h
     assert before.exit_code == 0 and before.stderr == ""
     assert {item["control_plane"]["status"] for item in json.loads(before.stdout)} == {"ok"}
     assert as_json(cli("breakers", "history", "redis", "-o", "json")) == []
-    assert json.loads(cli("db", "current", "-o", "json").stdout)["pending"] == 5
+    assert json.loads(cli("db", "current", "-o", "json").stdout)["pending"] == len(REVISIONS)
 
     tripped = cli("breakers", "trip", "redis", "--reason", "first use", "-o", "json")
     assert as_json(tripped)["state"] == "forced_open" and tripped.stderr == ""
