@@ -10,11 +10,10 @@ decision back to the store.
 
 A busy store is not a down one. A decision waits for a free connection (all of
 ``redis.max_connections``, or of the database pool, in use) up to
-``pool_wait_seconds``, half of ``timeout_seconds``; when that wait runs out
-(`PoolExhaustedError`), ``failure_mode`` answers that call alone, it is counted and
-logged (at most once per `BUSY_LOG_SECONDS`), and the next call goes to the store
-as usual. Only a store that does not answer (unreachable, past ``timeout_seconds``)
-is treated as down.
+``pool_wait_seconds``, half of ``timeout_seconds``; when that wait runs out,
+``failure_mode`` answers that call alone and the next call goes to the store as usual.
+Only a store that does not answer (unreachable, past ``timeout_seconds``) is treated
+as down. `revoctl.core.limits._condition` keeps that account.
 
 The operator's calls (`peek`, `inspect`, `reset`, `run_checks`) are strict: they
 raise, because an operator must see the store as it is, not the policy's stand-in.
@@ -37,10 +36,10 @@ from revoctl.core.errors import (
     PoolExhaustedError,
     UsageError,
 )
+from revoctl.core.limits._condition import StoreCondition, describe_failure
 from revoctl.core.limits._log import EventKind, RateLimitEvent, RateLimitLogWriter
 from revoctl.core.limits.base import LimitStore, Op, RateLimitResult
 from revoctl.core.limits.settings import (
-    FailureMode,
     LimitsConfig,
     RateLimitRule,
     RateLimitScope,
@@ -59,8 +58,6 @@ MAX_KEY_LENGTH = 255
 MAX_WEIGHT = 1_000_000_000
 CLOSE_FLUSH_SECONDS = 5.0
 """How long closing waits for the event log's last batch."""
-BUSY_LOG_SECONDS = 10.0
-"""At most one warning in this interval about calls that found the store's pool busy."""
 
 OUTCOMES = ("allowed", "denied", "failed_open", "failed_closed")
 """Decision outcomes as counted per rule (``revoctl_rate_limit_decisions_total``)."""
@@ -118,15 +115,7 @@ class RateLimiter(AsyncService):
         self._tallies: dict[str, list[int]] = {}
         self._plans = {rule.name: self._plan(rule) for rule in config.rules}
         self._local: LocalApply | None = None
-        self._failures = 0
-        self._down = False
-        self._last_error: str | None = None
-        self._next_probe = 0.0
-        self._probing = False
-        self._refusal = ""  # why `_fail_soft` last answered None; read with no await between
-        self._busy_answers = 0
-        self._busy_logged = 0
-        self._next_busy_log = 0.0
+        self._condition = StoreCondition(config, clock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -220,8 +209,8 @@ class RateLimiter(AsyncService):
             result = local(found, key, "check", weight)
         else:
             answer = await self._fail_soft(found, key, "check", weight)
-            if answer is None:
-                result = self._failure_answer(found)
+            if isinstance(answer, str):  # the store could not decide: failure_mode answers
+                result = self._condition.answer(found, answer)
                 tally[2 if result.allowed else 3] += 1
                 self._event(found, key, weight, result, "store_failure")
                 return result
@@ -254,19 +243,19 @@ class RateLimiter(AsyncService):
         key = self.key_for(found, identifier)
         if self._weight(weight, minimum=0) == 0 or not found.enabled:
             return None
-        return await self._fail_soft(found, key, "refund", weight)
+        answer = await self._fail_soft(found, key, "refund", weight)
+        return None if isinstance(answer, str) else answer
 
     async def _fail_soft(
         self, rule: RateLimitRule, key: str, op: Op, weight: int
-    ) -> RateLimitResult | None:
-        """The store's answer, or None (why in ``_refusal``) when it failed, found no free
-        connection in time, or is down and not due for a probe."""
-        probe = False
-        if self._down:
-            if self._probing or self._clock() < self._next_probe:
-                self._refusal = f"store unavailable ({self._last_error})"
-                return None
-            self._probing = probe = True  # this call is the one probe in flight
+    ) -> RateLimitResult | str:
+        """The store's answer, or why it gave none: it failed, found no free connection in
+        time, or is down and this call is not its probe."""
+        condition = self._condition
+        refusal = condition.refusal()
+        if refusal is not None:
+            return refusal
+        probe = condition.down
         try:
             if self._state is not ServiceState.OPEN:
                 await self.initialize()
@@ -277,62 +266,15 @@ class RateLimiter(AsyncService):
             else:
                 result = await store.apply(rule, key, op, weight)
         except PoolExhaustedError as exc:
-            self._busy(exc)
-            return None
+            return condition.busy(exc)
         except Exception as exc:
-            self._failed(exc)
-            return None
+            return condition.failed(exc)
         finally:
             if probe:
-                self._probing = False
-        if self._down:
-            self._recovered()
+                condition.end_probe()
+        if condition.down:
+            condition.recovered()
         return result
-
-    def _busy(self, exc: PoolExhaustedError) -> None:
-        """No connection came free within the wait: back-pressure, not an outage. This call
-        gets the failure-mode answer; the store stays up, so the next call goes to it."""
-        self._busy_answers += 1
-        self._refusal = f"store busy ({exc})"
-        now = self._clock()
-        if now >= self._next_busy_log:
-            self._next_busy_log = now + BUSY_LOG_SECONDS
-            logger.warning(
-                "rate-limit store busy: %s; failure_mode %s answered %d call(s) since the "
-                "last such warning, the store is not treated as down",
-                exc,
-                self.config.failure_mode.value,
-                self._busy_answers - self._busy_logged,
-            )
-            self._busy_logged = self._busy_answers
-
-    def _failed(self, exc: BaseException) -> None:
-        self._failures += 1
-        reason = _reason(exc, self.config.timeout_seconds)
-        self._last_error = reason
-        self._refusal = f"store unavailable ({reason})"
-        self._next_probe = self._clock() + self.config.probe_interval_seconds
-        if not self._down:
-            self._down = True
-            logger.warning(
-                "rate-limit store failing (%s); failure_mode %s answers until it is back",
-                reason,
-                self.config.failure_mode.value,
-            )
-        else:
-            logger.info("rate-limit store still failing: %s", reason)
-
-    def _recovered(self) -> None:
-        self._down = False
-        logger.warning("rate-limit store is back after %d failed operations", self._failures)
-
-    def _failure_answer(self, rule: RateLimitRule) -> RateLimitResult:
-        limit = rule.capacity
-        reason = self._refusal
-        if self.config.failure_mode is FailureMode.OPEN:
-            return RateLimitResult(True, limit, limit, None, 0.0, f"{reason}: admitted (open)")
-        retry = self.config.probe_interval_seconds
-        return RateLimitResult(False, 0, limit, retry, 0.0, f"{reason}: denied (closed)")
 
     def _event(
         self, rule: RateLimitRule, key: str, weight: int, result: RateLimitResult, kind: EventKind
@@ -476,9 +418,9 @@ class RateLimiter(AsyncService):
             "latency_ms": None,
             "rules": len(self.config.rules),
             "decisions": self.decisions(),
-            "store_failures": self._failures,
+            "store_failures": self._condition.failures,
             "pool_wait_seconds": self.config.pool_wait_seconds,
-            "pool_waits_expired": self._busy_answers,
+            "pool_waits_expired": self._condition.busy_answers,
         }
         if self.log is not None:
             report["event_log"] = self.log.stats()
@@ -492,18 +434,11 @@ class RateLimiter(AsyncService):
             state = "busy" if isinstance(exc, PoolExhaustedError) else "failing"
             report["status"] = "degraded"
             report["reason"] = (
-                f"the {self.config.store.value} store is {state} ({_reason(exc, timeout)}); "
+                f"the {self.config.store.value} store is {state} "
+                f"({describe_failure(exc, timeout)}); "
                 f"failure_mode {self.config.failure_mode.value} answers for it"
             )
             return report
         report["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        if self._down:
-            self._recovered()
+        self._condition.recovered()
         return report
-
-
-def _reason(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g}s"
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
