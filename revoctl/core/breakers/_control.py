@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from revoctl.core._lifecycle import stop_tasks
 from revoctl.core.breakers import _shared
 from revoctl.core.breakers._states import HalfOpen, Open, TransitionEvent
 from revoctl.core.breakers.base import BreakerStateStore, ProcessReport, SharedState, Transition
@@ -79,7 +80,8 @@ class ControlPlane:
         self._writes: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._read_once: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._sync_task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._next_report = -math.inf
 
     # ------------------------------------------------------------------ life cycle
@@ -100,15 +102,15 @@ class ControlPlane:
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks)
+        return self._sync_task is not None
 
     def start(self) -> None:
         """Start the background task on the running loop (once)."""
-        if self._tasks:
+        if self._sync_task is not None:
             return
         self._wake = asyncio.Event()
         self._read_once = asyncio.Event()
-        self._tasks = [asyncio.get_running_loop().create_task(self._run(), name="breakers-sync")]
+        self._sync_task = asyncio.get_running_loop().create_task(self._run(), name="breakers-sync")
 
     async def first_read(self) -> None:
         """Wait (at most `FIRST_READ_TIMEOUT`) until the store has been read once, or has
@@ -121,15 +123,19 @@ class ControlPlane:
                 await self._read_once.wait()
 
     async def close(self) -> None:
-        """Stop the background tasks; writes under way are given a moment to land."""
+        """Stop the background tasks; writes under way are given a moment to land.
+
+        The loop stops first: it is what starts the change feed's task, so once it has
+        ended no new one can appear behind this close.
+        """
         if self._writes:
             await asyncio.wait(self._writes, timeout=PERMIT_TIMEOUT)
-        tasks, self._tasks = self._tasks + list(self._writes), []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._sync_task is not None:
+            await stop_tasks([self._sync_task])
+        if self._listener is not None:
+            await stop_tasks([self._listener])
+        await stop_tasks(self._writes)
+        self._sync_task = self._listener = None
 
     # ------------------------------------------------------------------ clocks
 
@@ -148,14 +154,11 @@ class ControlPlane:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        listener: asyncio.Task[None] | None = None
         while True:
             try:
                 await self.sync()
-                if listener is None or listener.done():
-                    listener = await self._listen()
-                    if listener is not None:
-                        self._tasks = [t for t in self._tasks if not t.done()] + [listener]
+                if self._listener is None or self._listener.done():
+                    self._listener = await self._listen()
             except Exception as exc:  # whatever fails, the loop goes on: it is the backstop
                 self._offline(exc)
             finally:
