@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl import __version__
 from revoctl.core._batch import BatchWriter
+from revoctl.core._lifecycle import stop_tasks
 from revoctl.runtime.keys import KeyRing, KeyStore
 from revoctl.runtime.metrics import (
     BREAKER_OUTCOMES,
@@ -253,9 +254,7 @@ class Gateway:
     async def stop(self) -> None:
         """Stop the background work, flush the usage rows, close the providers."""
         self._ready = False
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         if self.keys is not None:
             await self.keys.stop()
         await self.usage.close(USAGE_FLUSH_SECONDS)
