@@ -5,6 +5,12 @@ the config file and profile travel in ``REVOCTL_CONFIG`` / ``REVOCTL_PROFILE``, 
 ``--set`` flags become ``REVOCTL_<TABLE>__<KEY>`` variables (set last, so they win as
 flags do). With several workers, metrics are merged through a fresh
 ``PROMETHEUS_MULTIPROC_DIR``, removed when the server stops.
+
+On SIGTERM (or SIGINT) uvicorn stops accepting, lets the requests in flight end and then
+runs the app's shutdown; the server exits as soon as the last request has ended. One
+bound, ``[gateway] drain_seconds``, covers it all: uvicorn gives the requests
+`GatewayConfig.request_drain_seconds` (then cuts them), the app's shutdown keeps to the
+rest (`revoctl.runtime.app`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ logger = logging.getLogger("revoctl.serve")
 
 APP_FACTORY = "revoctl.runtime.app:create_app"
 HTTP_PROTOCOL = "revoctl.runtime.server:NoDelayHTTPProtocol"
-GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 class NoDelayHTTPProtocol(_HTTPProtocol):
@@ -81,9 +86,11 @@ def run(
     port: int,
     workers: int,
     environment: Mapping[str, str],
+    request_drain_seconds: float,
     log_level: str = "warning",
 ) -> None:
-    """Serve until interrupted; in-flight requests get ``GRACEFUL_SHUTDOWN_SECONDS`` to end."""
+    """Serve until SIGTERM or SIGINT; requests in flight then get ``request_drain_seconds``
+    to end (`GatewayConfig.request_drain_seconds`), and the server exits when they have."""
     import uvicorn
 
     os.environ.update(environment)
@@ -102,7 +109,8 @@ def run(
             access_log=False,  # the gateway writes its own JSON access log, redacted
             log_config=None,  # revoctl's logging, installed by the CLI, stays in charge
             log_level=log_level,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            # Annotated int, used as asyncio.timeout()'s delay: a float is what it takes.
+            timeout_graceful_shutdown=request_drain_seconds,  # type: ignore[arg-type]
             server_header=False,
         )
     finally:

@@ -1,0 +1,163 @@
+"""SIGTERM on ``revoctl serve --workers 2`` (limits and breakers on Redis, usage in
+PostgreSQL, the LLM stand-in upstream), as an orchestrator stops a pod: the drain.
+
+* Every request accepted before the signal is answered completely (its stream ends with
+  ``[DONE]``) and has its ``request_logs`` row once the server is gone.
+* The whole shutdown keeps to ``[gateway] drain_seconds``: streams that would outlast it
+  are cut, and the server is gone within it (plus a margin taken from it).
+
+The upstream streams one word every `CHUNK_DELAY` seconds, so how long a stream lasts is
+set by its ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, Fleet, build_fleet
+from tests.support.llm_standin import LLMStandIn
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+CHUNK_DELAY = 0.2
+"""Seconds between the chunks of an upstream stream."""
+SHORT_TOKENS = 8
+SHORT_STREAM_SECONDS = (SHORT_TOKENS + 4) * CHUNK_DELAY
+"""How long a stream of `SHORT_TOKENS` words lasts upstream: one chunk per word, plus the
+role, finish and usage chunks and ``[DONE]``."""
+LONG_TOKENS = 100
+"""A stream of 100 words lasts about 20 s: longer than the drain bound under test."""
+DRAIN_SECONDS = 5.0
+EXIT_MARGIN = DRAIN_SECONDS / 2
+"""Beyond the drain bound, for the processes to exit (the interpreter's own teardown, the
+supervisor's half-second loop) on a busy 2-core machine."""
+
+
+@dataclass
+class Outcome:
+    request_id: str
+    done: bool
+    """The stream ended with ``data: [DONE]``."""
+    ended: float
+    """When the client had read the whole answer, or saw it break (monotonic)."""
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[LLMStandIn, LLMStandIn]]:
+    with (
+        LLMStandIn(api_key=OPENAI_KEY, reply_tokens=LONG_TOKENS) as openai,
+        LLMStandIn(api_key=ANTHROPIC_KEY) as claude,
+    ):
+        openai.chunk_delay = CHUNK_DELAY
+        yield openai, claude
+
+
+@pytest.fixture
+def start_fleet(
+    tmp_path: Path,
+    postgres_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    upstreams: tuple[LLMStandIn, LLMStandIn],
+) -> Iterator[Callable[[float], Fleet]]:
+    """Starts the fleet with ``[gateway] drain_seconds``; stops it if a test did not."""
+    openai, claude = upstreams
+    started: list[Fleet] = []
+
+    def start(drain_seconds: float) -> Fleet:
+        fleet = build_fleet(
+            tmp_path,
+            postgres_url=postgres_url,
+            redis_url=redis_url,
+            prefix=redis_prefix,
+            openai=openai,
+            anthropic=claude,
+            drain_seconds=drain_seconds,
+        )
+        started.append(fleet)
+        fleet.start()
+        return fleet
+
+    yield start
+    for fleet in started:
+        if fleet.process is not None and fleet.process.poll() is None:
+            fleet.stop()
+
+
+def stream(fleet: Fleet, key: str, max_tokens: int) -> Outcome:
+    request_id = f"drain-{uuid.uuid4().hex[:12]}"
+    body = {
+        "model": "gpt",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "max_tokens": max_tokens,
+    }
+    headers = {"x-request-id": request_id}
+    try:
+        with (
+            fleet.client(key) as client,
+            client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as answer,
+        ):
+            text = answer.read().decode()
+        done = answer.status_code == 200 and text.rstrip().endswith("data: [DONE]")
+    except httpx.HTTPError:  # cut: the connection broke mid-answer
+        done = False
+    return Outcome(request_id, done, time.monotonic())
+
+
+def terminate(fleet: Fleet, timeout: float) -> tuple[float, str]:
+    """SIGTERM to the server's process group; (seconds until it had exited, its stderr)."""
+    assert fleet.process is not None
+    signalled = time.monotonic()
+    os.killpg(fleet.process.pid, signal.SIGTERM)
+    try:
+        _, stderr = fleet.process.communicate(timeout=timeout)
+    except Exception:
+        fleet.stop()  # SIGKILL after another wait: nothing outlives the test
+        raise
+    return time.monotonic() - signalled, stderr
+
+
+def logged_request_ids(postgres_url: str) -> set[str]:
+    async def fetch() -> set[str]:
+        conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            return {row[0] for row in await conn.fetch("SELECT request_id FROM request_logs")}
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def test_sigterm_answers_what_it_accepted_and_exits_within_drain_seconds(
+    start_fleet: Callable[[float], Fleet],
+    upstreams: tuple[LLMStandIn, LLMStandIn],
+    postgres_url: str,
+) -> None:
+    openai, _ = upstreams
+    fleet = start_fleet(DRAIN_SECONDS)
+    key = fleet.new_key("drain-test")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        short = [pool.submit(stream, fleet, key, SHORT_TOKENS) for _ in range(5)]
+        long = [pool.submit(stream, fleet, key, LONG_TOKENS) for _ in range(2)]
+        openai.wait_for_requests(7, timeout=30)  # every request accepted, its stream begun
+        exited, _ = terminate(fleet, timeout=DRAIN_SECONDS + EXIT_MARGIN + 60)
+        answered = [f.result(timeout=60) for f in short]
+        cut = [f.result(timeout=60) for f in long]
+    print(f"\nexited {exited:.2f} s after SIGTERM (drain_seconds = {DRAIN_SECONDS:g})")
+    assert exited <= DRAIN_SECONDS + EXIT_MARGIN
+    assert all(outcome.done for outcome in answered)
+    assert not any(outcome.done for outcome in cut)  # past the bound, and visibly broken
+    assert {outcome.request_id for outcome in answered} <= logged_request_ids(postgres_url)
