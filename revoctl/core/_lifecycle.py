@@ -4,21 +4,14 @@
 runtime arrive together): one of them opens the service under a lock, the others
 wait and re-check the state, so a service never builds two engines or two clients.
 Subclasses implement `_open()` and `_close()`; ``async with`` does both ends.
-
-`stop_tasks()` is how a service (or the runtime) stops its background tasks when it
-closes: cancelled until they have ended, not cancelled once, see its docstring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Self
-
-RECANCEL_SECONDS = 0.1
-"""How long `stop_tasks` gives a cancelled task to end before it cancels it again."""
+from typing import Self
 
 
 class ServiceState(enum.Enum):
@@ -77,27 +70,3 @@ class AsyncService:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until every one has ended, cancelling again each one that
-    is still running after `RECANCEL_SECONDS`; what they raise is dropped (they are stopped).
-
-    One `Task.cancel()` is not always enough on Python 3.11: `asyncio.wait_for` returns its
-    inner result and drops the cancellation when the cancellation arrives as that result
-    does (CPython gh-86296, fixed in 3.12 only). redis-py sends every command through it,
-    so a task cancelled while it sends one (a pub/sub ``SUBSCRIBE``, a script call) runs on
-    into its next wait, and a pub/sub read waits with no end: the task, and whoever awaits
-    it, never finishes. Cancelling again until the task is done (the way anyio and trio
-    deliver a cancellation at every wait, not once) ends it at that next wait. A task's
-    own clean-up should take less than `RECANCEL_SECONDS`, or it is cancelled in turn.
-    """
-    tasks = list(tasks)
-    running = {task for task in tasks if not task.done()}
-    while running:
-        for task in running:
-            task.cancel()
-        _, running = await asyncio.wait(running, timeout=RECANCEL_SECONDS)
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved: asyncio does not log it as never retrieved

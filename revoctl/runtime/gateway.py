@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl import __version__
 from revoctl.core._batch import BatchWriter
-from revoctl.core._lifecycle import stop_tasks
 from revoctl.runtime.keys import KeyRing, KeyStore
 from revoctl.runtime.metrics import (
     BREAKER_OUTCOMES,
@@ -254,7 +253,9 @@ class Gateway:
         """Stop the background work, flush the usage rows (for at most ``flush_seconds``),
         close the providers."""
         self._ready = False
-        await stop_tasks(self._tasks)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.keys is not None:
             await self.keys.stop()
         await self.usage.close(flush_seconds)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from revoctl.core._lifecycle import stop_tasks
 from revoctl.core.errors import NotFoundError, UsageError
 from revoctl.core.redaction import register_secret
 
@@ -191,7 +190,8 @@ class KeyRing:
 
     async def stop(self) -> None:
         if self._task is not None:
-            await stop_tasks([self._task])
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def refresh(self) -> None:
         """Re-read every key. A failure keeps the last view (a database outage must not

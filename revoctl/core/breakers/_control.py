@@ -10,6 +10,13 @@ operators' trips that ran out, and reports this process's statistics every
 When the store cannot be reached the breakers go on with their own state and
 decisions (half-open trials included); `status` says so, and the next successful
 read brings every breaker back in line with the fleet's record.
+
+Closing does not trust one cancellation. On Python 3.11 `asyncio.wait_for` drops a
+cancellation that arrives just as what it waits for completes (CPython gh-86296, fixed
+in 3.12), and redis-py sends every command through it: a task cancelled while it sends
+one runs on. The loop then stops at its next turn (`close` has set ``_closing``); the
+change feed's task, which would go on to wait on its pub/sub connection for good, is
+cancelled again until it has ended.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from revoctl.core._lifecycle import stop_tasks
 from revoctl.core.breakers import _shared
 from revoctl.core.breakers._states import HalfOpen, Open, TransitionEvent
 from revoctl.core.breakers.base import BreakerStateStore, ProcessReport, SharedState, Transition
@@ -40,6 +46,9 @@ PERMIT_TIMEOUT = 1.0
 FIRST_READ_TIMEOUT = 2.0
 """The longest a new process's first calls wait for its first look at the fleet's state."""
 """Longest a call waits for a trial permit before it is refused."""
+RECANCEL_SECONDS = 0.1
+"""How long `ControlPlane.close` gives the change feed's task to end before it cancels
+it again (its only clean-up is closing its pub/sub connection)."""
 
 Status = Literal["starting", "ok", "unreachable"]
 
@@ -82,6 +91,7 @@ class ControlPlane:
         self._read_once: asyncio.Event | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self._next_report = -math.inf
 
     # ------------------------------------------------------------------ life cycle
@@ -126,15 +136,25 @@ class ControlPlane:
         """Stop the background tasks; writes under way are given a moment to land.
 
         The loop stops first: it is what starts the change feed's task, so once it has
-        ended no new one can appear behind this close.
+        ended no new one can appear behind this close. See the module docstring for why
+        a cancellation alone is not enough.
         """
         if self._writes:
             await asyncio.wait(self._writes, timeout=PERMIT_TIMEOUT)
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
         if self._sync_task is not None:
-            await stop_tasks([self._sync_task])
-        if self._listener is not None:
-            await stop_tasks([self._listener])
-        await stop_tasks(self._writes)
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        listener = self._listener
+        while listener is not None and not listener.done():
+            listener.cancel()
+            await asyncio.wait([listener], timeout=RECANCEL_SECONDS)
+        writes = list(self._writes)
+        for task in writes:
+            task.cancel()
+        await asyncio.gather(*writes, return_exceptions=True)
         self._sync_task = self._listener = None
 
     # ------------------------------------------------------------------ clocks
@@ -154,10 +174,10 @@ class ControlPlane:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._closing:
             try:
                 await self.sync()
-                if self._listener is None or self._listener.done():
+                if not self._closing and (self._listener is None or self._listener.done()):
                     self._listener = await self._listen()
             except Exception as exc:  # whatever fails, the loop goes on: it is the backstop
                 self._offline(exc)
