@@ -46,5 +46,5 @@ def serve(
         port=port,
         workers=workers,
         environment=environment,
-        request_drain_seconds=settings.gateway.request_drain_seconds(),
+        gateway=settings.gateway,
     )
