@@ -9,10 +9,11 @@ flags do). With several workers, metrics are merged through a fresh
 On SIGTERM (or SIGINT) uvicorn stops accepting, lets the requests in flight end and then
 runs the app's shutdown; the server exits as soon as the last request has ended. One
 bound, ``[gateway] drain_seconds``, covers it all: uvicorn gives the requests
-`GatewayConfig.request_drain_seconds` (then cuts them), the app's shutdown keeps to the
-rest (`revoctl.runtime.app`). With ``--workers``, `Supervisor` stops listening as the
-signal arrives, so a new connection is refused at once rather than queued for no one,
-and kills a worker still running `EXIT_GRACE_SECONDS` past the bound.
+`GatewayConfig.request_drain_seconds` (then cuts them), the app's shutdown has the rest
+(`revoctl.runtime.app`). With ``--workers``, `Supervisor` stops listening as the signal
+arrives, so a new connection is refused at once rather than queued for no one, and
+kills a worker still running `EXIT_GRACE_SECONDS` past the bound; a single worker has
+no supervisor, and keeps to the bound as far as its services' own timeouts go.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def run(
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then get
     `GatewayConfig.request_drain_seconds` to end, and the server exits when they have
-    (within ``gateway.drain_seconds`` in all)."""
+    and its shutdown is done (see the module docstring for the bound on it)."""
     os.environ.update(environment)
     metrics_dir = None
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
