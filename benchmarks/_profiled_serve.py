@@ -14,8 +14,8 @@ import signal
 
 import uvicorn
 
+from revoctl.config import load_config
 from revoctl.runtime.app import create_app
-from revoctl.runtime.server import GRACEFUL_SHUTDOWN_SECONDS
 
 
 def main() -> None:
@@ -23,15 +23,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--stats", required=True)
     args = parser.parse_args()
+    loaded = load_config()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(),
+            create_app(loaded),
             host="127.0.0.1",
             port=args.port,
             access_log=False,
             log_config=None,
             log_level="warning",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_graceful_shutdown=loaded.settings.gateway.request_drain_seconds(),
             server_header=False,
         )
     )

@@ -41,4 +41,10 @@ def serve(
         )
     environment = server.worker_environment(state.config_file, state.profile, state.overrides)
     state.console.info(f"revoctl gateway on http://{host}:{port} ({workers} worker(s))")
-    server.run(host=host, port=port, workers=workers, environment=environment)
+    server.run(
+        host=host,
+        port=port,
+        workers=workers,
+        environment=environment,
+        gateway=settings.gateway,
+    )

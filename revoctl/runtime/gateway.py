@@ -77,7 +77,6 @@ METRICS_SYNC_SECONDS = 1.0
 SECRET_WATCH_SECONDS = 1.0
 INSTANCE_REPORT_SECONDS = 5.0
 SYSTEM_SAMPLE_SECONDS = 60.0
-USAGE_FLUSH_SECONDS = 10.0
 MAX_BODY_TOKENS = 1_000_000
 ANONYMOUS = "anonymous"
 
@@ -251,15 +250,16 @@ class Gateway:
         ]
         self._ready = True
 
-    async def stop(self) -> None:
-        """Stop the background work, flush the usage rows, close the providers."""
+    async def stop(self, flush_seconds: float) -> None:
+        """Stop the background work, flush the usage rows (for at most ``flush_seconds``),
+        close the providers."""
         self._ready = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.keys is not None:
             await self.keys.stop()
-        await self.usage.close(USAGE_FLUSH_SECONDS)
+        await self.usage.close(flush_seconds)
         self._usage_metrics()  # what shutdown dropped is counted too
         async with contextlib.AsyncExitStack() as stack:
             for provider in self.providers.values():

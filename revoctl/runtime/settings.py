@@ -11,6 +11,9 @@ from revoctl.core._settings import Section
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"
 
+CLOSE_SECONDS_MAX = 5.0
+"""The most of ``gateway.drain_seconds`` kept for the close after the requests in flight."""
+
 
 class GatewayConfig(Section):
     """``[gateway]``: who may call, and what each request is charged."""
@@ -23,6 +26,17 @@ class GatewayConfig(Section):
     """How often each instance re-reads revoked keys: a revocation takes effect within it."""
     usage_buffer: int = Field(10_000, ge=1, le=1_000_000)
     """Usage rows held while the database is away; what overflows is counted and dropped."""
+    drain_seconds: float = Field(30.0, gt=0, le=3600)
+    """On SIGTERM, the most time the whole shutdown takes: the requests in flight get it
+    less `close_seconds`, the usage flush and the services' close get the rest."""
+
+    def close_seconds(self) -> float:
+        """The part of ``drain_seconds`` kept for the close: a quarter, at most 5 s."""
+        return min(CLOSE_SECONDS_MAX, self.drain_seconds / 4)
+
+    def request_drain_seconds(self) -> float:
+        """How long requests in flight may still run after SIGTERM before they are cut."""
+        return self.drain_seconds - self.close_seconds()
 
 
 class ProviderKind(StrEnum):

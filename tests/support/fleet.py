@@ -63,6 +63,7 @@ request_rule = "rpm"
 token_rule = "tpm"
 default_max_tokens = 64
 keys_refresh_seconds = 0.25
+{drain}
 
 [providers.llm]
 kind = "openai"
@@ -224,8 +225,10 @@ def build_fleet(
     workers: int = 2,
     rpm: int = 1000,
     tpm: int = 1_000_000,
+    drain_seconds: float | None = None,
 ) -> Fleet:
-    """Configuration, secrets, migrations and a fleet ready to start."""
+    """Configuration, secrets, migrations and a fleet ready to start (``drain_seconds``:
+    ``[gateway] drain_seconds``, else its default)."""
     config = tmp_path / "revoctl.toml"
     config.write_text(
         CONFIG.format(
@@ -236,6 +239,7 @@ def build_fleet(
             anthropic=anthropic.url,
             rpm=rpm,
             tpm=tpm,
+            drain="" if drain_seconds is None else f"drain_seconds = {drain_seconds}",
         )
     )
     fleet = Fleet(

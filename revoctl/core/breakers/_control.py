@@ -10,6 +10,13 @@ operators' trips that ran out, and reports this process's statistics every
 When the store cannot be reached the breakers go on with their own state and
 decisions (half-open trials included); `status` says so, and the next successful
 read brings every breaker back in line with the fleet's record.
+
+Closing does not trust one cancellation. On Python 3.11 `asyncio.wait_for` drops a
+cancellation that arrives just as what it waits for completes (CPython gh-86296, fixed
+in 3.12), and redis-py sends every command through it: a task cancelled while it sends
+one runs on. The loop then stops at its next turn (`close` has set ``_closing``); the
+change feed's task, which would go on to wait on its pub/sub connection for good, is
+cancelled again until it has ended.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ PERMIT_TIMEOUT = 1.0
 FIRST_READ_TIMEOUT = 2.0
 """The longest a new process's first calls wait for its first look at the fleet's state."""
 """Longest a call waits for a trial permit before it is refused."""
+RECANCEL_SECONDS = 0.1
+"""How long `ControlPlane.close` gives the change feed's task to end before it cancels
+it again (its only clean-up is closing its pub/sub connection)."""
 
 Status = Literal["starting", "ok", "unreachable"]
 
@@ -85,7 +95,9 @@ class ControlPlane:
         self._writes: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._read_once: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._sync_task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self._next_report = -math.inf
         self._records_listeners: list[Callable[[], None]] = []
 
@@ -122,15 +134,15 @@ class ControlPlane:
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks)
+        return self._sync_task is not None
 
     def start(self) -> None:
         """Start the background task on the running loop (once)."""
-        if self._tasks:
+        if self._sync_task is not None:
             return
         self._wake = asyncio.Event()
         self._read_once = asyncio.Event()
-        self._tasks = [asyncio.get_running_loop().create_task(self._run(), name="breakers-sync")]
+        self._sync_task = asyncio.get_running_loop().create_task(self._run(), name="breakers-sync")
 
     async def first_read(self) -> None:
         """Wait (at most `FIRST_READ_TIMEOUT`) until the store has been read once, or has
@@ -143,15 +155,29 @@ class ControlPlane:
                 await self._read_once.wait()
 
     async def close(self) -> None:
-        """Stop the background tasks; writes under way are given a moment to land."""
+        """Stop the background tasks; writes under way are given a moment to land.
+
+        The loop stops first: it is what starts the change feed's task, so once it has
+        ended no new one can appear behind this close. See the module docstring for why
+        a cancellation alone is not enough.
+        """
         if self._writes:
             await asyncio.wait(self._writes, timeout=PERMIT_TIMEOUT)
-        tasks, self._tasks = self._tasks + list(self._writes), []
-        for task in tasks:
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        listener = self._listener
+        while listener is not None and not listener.done():
+            listener.cancel()
+            await asyncio.wait([listener], timeout=RECANCEL_SECONDS)
+        writes = list(self._writes)
+        for task in writes:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*writes, return_exceptions=True)
+        self._sync_task = self._listener = None
 
     # ------------------------------------------------------------------ clocks
 
@@ -170,14 +196,11 @@ class ControlPlane:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        listener: asyncio.Task[None] | None = None
-        while True:
+        while not self._closing:
             try:
                 await self.sync()
-                if listener is None or listener.done():
-                    listener = await self._listen()
-                    if listener is not None:
-                        self._tasks = [t for t in self._tasks if not t.done()] + [listener]
+                if not self._closing and (self._listener is None or self._listener.done()):
+                    self._listener = await self._listen()
             except Exception as exc:  # whatever fails, the loop goes on: it is the backstop
                 self._offline(exc)
             finally:
