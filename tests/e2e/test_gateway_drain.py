@@ -99,7 +99,7 @@ def start_fleet(
     openai, claude = upstreams
     started: list[Fleet] = []
 
-    def start(drain_seconds: float, database_url: str | None = None) -> Fleet:
+    def start(drain_seconds: float, database_url: str | None = None, workers: int = 2) -> Fleet:
         fleet = build_fleet(
             tmp_path,
             postgres_url=database_url or postgres_url,
@@ -108,6 +108,7 @@ def start_fleet(
             openai=openai,
             anthropic=claude,
             drain_seconds=drain_seconds,
+            workers=workers,
         )
         started.append(fleet)
         fleet.start()
@@ -141,18 +142,18 @@ def stream(fleet: Fleet, key: str, max_tokens: int) -> Outcome:
 
 
 def terminate(fleet: Fleet, timeout: float) -> tuple[float, str]:
-    """SIGTERM to the server's process group; (seconds until it had exited, its stderr).
+    """SIGTERM to the server's process group; (seconds until it had exited, its output).
     Still running after ``timeout``, it is killed and the test fails."""
     assert fleet.process is not None
     signalled = time.monotonic()
     os.killpg(fleet.process.pid, signal.SIGTERM)
     try:
-        _, stderr = fleet.process.communicate(timeout=timeout)
+        fleet.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(fleet.process.pid, signal.SIGKILL)
-        fleet.process.communicate()
+        fleet.process.wait()
         pytest.fail(f"the server was still running {timeout:g}s after SIGTERM")
-    return time.monotonic() - signalled, stderr
+    return time.monotonic() - signalled, fleet.output()
 
 
 def logged_request_ids(postgres_url: str) -> set[str]:
@@ -254,16 +255,20 @@ def test_the_server_exits_when_its_last_request_ends_and_refuses_new_connections
     assert all(p.found != "200" for p in probes if p.started > first_refusal), outcomes
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_database_that_stops_answering_does_not_hold_the_exit_past_the_bound(
-    start_fleet: Callable[..., Fleet], postgres_url: str
+    start_fleet: Callable[..., Fleet], postgres_url: str, workers: int
 ) -> None:
     """Usage rows to flush and PostgreSQL no longer answering (behind a proxy that stops
     forwarding): a worker's close waited on its pooled connections for good. The server is
-    still gone within the bound."""
+    still gone within the bound: with several workers by the supervisor's backstop, with
+    one (no supervisor) by the bounds of the flush and the close themselves."""
     url = make_url(postgres_url)
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port)
-        fleet = start_fleet(DRAIN_SECONDS, proxied.render_as_string(hide_password=False))
+        fleet = start_fleet(
+            DRAIN_SECONDS, proxied.render_as_string(hide_password=False), workers=workers
+        )
         with fleet.client(fleet.new_key("drain-test")) as client:
             assert {chat(client).status_code for _ in range(4)} == {200}
         proxy.hang()
