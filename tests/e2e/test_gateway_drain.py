@@ -265,10 +265,7 @@ def test_a_database_that_stops_answering_does_not_hold_the_exit_past_the_bound(
     one (no supervisor) by the bounds of the flush and the close themselves."""
     url = make_url(postgres_url)
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        proxied = url.set(host="127.0.0.1", port=proxy.port)
-        fleet = start_fleet(
-            DRAIN_SECONDS, proxied.render_as_string(hide_password=False), workers=workers
-        )
+        fleet = start_fleet(DRAIN_SECONDS, proxy.url_for(postgres_url), workers=workers)
         with fleet.client(fleet.new_key("drain-test")) as client:
             assert {chat(client).status_code for _ in range(4)} == {200}
         proxy.hang()

@@ -4,7 +4,6 @@ process, retries through a flaky proxy, real serialization failures, slow querie
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from revoctl.core.db import (
 from revoctl.core.db._errors import is_missing_table
 from revoctl.core.errors import BackendUnavailableError
 from tests.conftest import run_revoctl
+from tests.support.tcp_proxy import TcpProxy
 from tests.unit.test_db_migrations import INITIAL_TABLES, model_drift, tables
 
 pytestmark = pytest.mark.postgres
@@ -200,60 +200,6 @@ def test_db_pool_from_another_process_sees_the_runtime_pool(postgres_url: str) -
     assert all(row["oldest_backend_start"] for row in runtime)
 
 
-class FlakyProxy:
-    """A TCP proxy to PostgreSQL that accepts and at once drops its first ``drop`` connections."""
-
-    def __init__(self, upstream_host: str, upstream_port: int, drop: int) -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.drop = drop
-        self.accepted = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> FlakyProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.accepted <= self.drop:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            with contextlib.suppress(ConnectionError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-        finally:  # cancelled at exit too: every socket is closed, none left to the GC
-            sink.close()
-
-
-def _through(postgres_url: str, proxy: FlakyProxy) -> str:
-    return (
-        make_url(postgres_url)
-        .set(host="127.0.0.1", port=proxy.port)
-        .render_as_string(hide_password=False)
-    )
-
-
 async def test_reads_on_the_raw_driver_match_the_pool(postgres_url: str) -> None:
     """`DatabaseManager.read` before the pool is built (asyncpg, no SQLAlchemy) and after
     (the pool) return the same rows; a missing table is the driver's error, not an outage."""
@@ -288,8 +234,8 @@ async def test_dropped_connections_are_retried_until_the_session_succeeds(
     postgres_url: str,
 ) -> None:
     url = make_url(postgres_url)
-    async with FlakyProxy(url.host or "127.0.0.1", url.port or 5432, drop=2) as proxy:
-        config = DatabaseConfig(url=_through(postgres_url, proxy), retry_attempts=3)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432, drop_first=2) as proxy:
+        config = DatabaseConfig(url=proxy.url_for(postgres_url), retry_attempts=3)
         async with DatabaseManager(config) as db:
             db.retry_policy = FAST_RETRIES
             async with db.get_async_session() as session:
@@ -299,8 +245,8 @@ async def test_dropped_connections_are_retried_until_the_session_succeeds(
 
 async def test_more_drops_than_retries_is_backend_unavailable(postgres_url: str) -> None:
     url = make_url(postgres_url)
-    async with FlakyProxy(url.host or "127.0.0.1", url.port or 5432, drop=99) as proxy:
-        config = DatabaseConfig(url=_through(postgres_url, proxy), retry_attempts=2)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432, drop_first=99) as proxy:
+        config = DatabaseConfig(url=proxy.url_for(postgres_url), retry_attempts=2)
         async with DatabaseManager(config) as db:
             db.retry_policy = RetryPolicy(retries=2, base_delay=0.02, max_delay=0.1)
             with pytest.raises(BackendUnavailableError, match="after 3 attempts"):
@@ -326,8 +272,8 @@ async def test_a_connection_lost_mid_session_is_backend_unavailable(
 
 async def test_a_refused_login_is_not_retried(postgres_url: str) -> None:
     url = make_url(postgres_url)
-    async with FlakyProxy(url.host or "127.0.0.1", url.port or 5432, drop=0) as proxy:
-        wrong = make_url(_through(postgres_url, proxy)).set(username="nobody", password="SECRETPW")
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        wrong = make_url(proxy.url_for(postgres_url)).set(username="nobody", password="SECRETPW")
         config = DatabaseConfig(url=wrong.render_as_string(hide_password=False))
         async with DatabaseManager(config) as db:
             db.retry_policy = FAST_RETRIES

@@ -25,7 +25,7 @@ from revoctl.core.limits import RateLimitEvent, RateLimitLogWriter, SqlRateLimit
 from revoctl.runtime.app import create_app
 from revoctl.runtime.usage import MAX_USER_LENGTH, ModelCall, RequestRecord, UsageSink
 from tests.support.llm_standin import LLMStandIn
-from tests.support.pg_proxy import LostCommitProxy
+from tests.support.tcp_proxy import TcpProxy
 
 TOO_LONG = "u" * 100_000
 
@@ -137,9 +137,8 @@ async def test_a_batch_whose_commit_answer_was_lost_is_written_once(
     """The server committed, the writer saw its connection drop: it retries the batch, which
     must add nothing the second time."""
     url = make_url(postgres_url)
-    async with LostCommitProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
-        async with DatabaseManager(DatabaseConfig(url=through)) as db:
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        async with DatabaseManager(DatabaseConfig(url=proxy.url_for(postgres_url))) as db:
             writer = usage_writer(db)
             for i in range(5):
                 writer.add(record(f"req-{i}"))
