@@ -121,10 +121,19 @@ class DatabaseManager(AsyncService):
         self.stats.attach(self._engine.sync_engine, self.config.slow_query_ms)
 
     async def _close(self) -> None:
-        """Close every pooled connection."""
-        if self._engine is not None:
-            await self._engine.dispose()
-        self._engine = None
+        """Close every pooled connection, waiting at most ``connect_timeout`` for a server
+        that no longer answers (a shutdown must not hang on it): what is left is dropped."""
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                await engine.dispose()
+        except TimeoutError:
+            logger.warning(
+                "database connections not closed within %gs (the server does not answer): dropped",
+                self.config.connect_timeout,
+            )
 
     @contextlib.asynccontextmanager
     async def connection(self, *, pool_wait: float | None = None) -> AsyncIterator[AsyncConnection]:
