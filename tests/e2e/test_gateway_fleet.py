@@ -26,19 +26,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from revoctl.runtime.gateway import METRICS_SYNC_SECONDS
-from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, Fleet, build_fleet, chat
+from tests.support.fleet import OPENAI_KEY, Fleet, build_fleet, chat
 from tests.support.llm_standin import LLMStandIn
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 CONTRACT_BOUND = 1.0
 """Seconds within which a trip, a reset or a revocation reaches every instance."""
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[LLMStandIn, LLMStandIn]]:
-    with LLMStandIn(api_key=OPENAI_KEY) as openai, LLMStandIn(api_key=ANTHROPIC_KEY) as claude:
-        yield openai, claude
 
 
 def make_fleet(

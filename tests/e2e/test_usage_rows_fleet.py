@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,11 @@ import httpx
 import pytest
 
 from revoctl.runtime.usage import STALE_BUFFER_SECONDS
-from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, Fleet, build_fleet
+from tests.support.fleet import Fleet, build_fleet
 from tests.support.llm_standin import LLMStandIn
 from tests.support.request_logs import WRITE_SECONDS, ask, sql, wait_for_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[LLMStandIn, LLMStandIn]]:
-    with LLMStandIn(api_key=OPENAI_KEY) as openai, LLMStandIn(api_key=ANTHROPIC_KEY) as claude:
-        yield openai, claude
 
 
 def start_fleet(
