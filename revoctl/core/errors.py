@@ -86,3 +86,10 @@ class CircuitOpenError(CheckFailedError):
         self.reason = reason
         detail = f": {reason}" if reason else ""
         super().__init__(f"circuit breaker {breaker!r} is {state}{detail}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none: what a
+    one-line log entry or health report says of a failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

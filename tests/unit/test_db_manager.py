@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from revoctl.core import RetryPolicy
+from revoctl.core._process import APPLICATION_NAME_MAX_BYTES, application_name
 from revoctl.core.db import DatabaseConfig, DatabaseManager, heads, upgrade
-from revoctl.core.db._url import APPLICATION_NAME_MAX_BYTES, application_name
 from revoctl.core.db.models import ModelUsage, RateLimitLog, RequestLog, SystemMetrics
 from revoctl.core.errors import BackendUnavailableError, ConfigError
 

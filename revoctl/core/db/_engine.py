@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from revoctl.core._paths import create_private_file, ensure_writable_dir
-from revoctl.core.db._url import DatabaseUrl, application_name
+from revoctl.core._process import application_name
+from revoctl.core.db._url import DatabaseUrl
 from revoctl.core.db.settings import DatabaseConfig
 
 CHECKOUT_WAIT: ContextVar[float | None] = ContextVar("revoctl_checkout_wait", default=None)

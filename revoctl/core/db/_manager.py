@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl.core._lifecycle import AsyncService
+from revoctl.core._process import application_name
 from revoctl.core._retry import RetryPolicy
 from revoctl.core.db._errors import (
     is_connection_error,
@@ -25,7 +26,7 @@ from revoctl.core.db._errors import (
 )
 from revoctl.core.db._probe import Probe, migration_status, pool_view, probe, read_rows
 from revoctl.core.db._stats import PoolStats
-from revoctl.core.db._url import DatabaseUrl, application_name, backend_of, parse_database_url
+from revoctl.core.db._url import DatabaseUrl, backend_of, parse_database_url
 from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import ConfigError, RevoctlError
 from revoctl.core.redaction import redact, redact_url, register_secret

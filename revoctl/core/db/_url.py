@@ -9,8 +9,6 @@ URL's text: it may hold a password.
 
 from __future__ import annotations
 
-import os
-import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,18 +43,9 @@ _POSTGRES_OPTIONS = frozenset(
         "prepared_statement_name_func",
     }
 )
-APPLICATION_NAME_MAX_BYTES = 63
-"""PostgreSQL truncates ``application_name`` to NAMEDATALEN - 1 bytes."""
-
 _IGNORED = frozenset({"application_name", "connect_timeout"})
 """revoctl sets both itself: the name starts with ``revoctl`` (the CONTRACT), the timeout
 is ``database.connect_timeout``."""
-
-
-def application_name(role: str) -> str:
-    """``revoctl:<host>:<pid>:<role>``, cut to the 63 bytes PostgreSQL keeps."""
-    name = f"revoctl:{socket.gethostname()}:{os.getpid()}:{role}"
-    return name.encode()[:APPLICATION_NAME_MAX_BYTES].decode(errors="ignore")
 
 
 def backend_of(url: str) -> str:
