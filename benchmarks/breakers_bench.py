@@ -50,6 +50,7 @@ import pybreaker
 import redis
 
 from revoctl.core import BreakersConfig, CircuitBreaker, CircuitBreakerConfig
+from revoctl.core._stores import StoreContext
 from revoctl.core.breakers import CircuitBreakerManager, open_breaker_store
 from revoctl.core.db import DatabaseConfig, DatabaseManager, upgrade
 from revoctl.core.redis import RedisConfig
@@ -215,7 +216,7 @@ async def _with_redis_store(prefix: str, timeout: float, seconds: float) -> floa
     redis_config = RedisConfig(url=REDIS_URL)
 
     async def open_store() -> Any:
-        return await open_breaker_store(config, redis=redis_config, db=_no_db)
+        return await open_breaker_store(config, StoreContext(redis_config, db=_no_db))
 
     async with CircuitBreakerManager(config, open_store=open_store) as manager:
         breaker = manager.get(BREAKER)

@@ -23,6 +23,7 @@ from revoctl.core._settings import Section
 from revoctl.core.breakers.settings import BreakersConfig
 from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import ConfigError
+from revoctl.core.gateway.settings import GatewayConfig, ModelConfig, ProviderConfig
 from revoctl.core.health import HealthConfig
 from revoctl.core.limits.settings import LimitsConfig
 from revoctl.core.logs import LoggingConfig
@@ -30,7 +31,6 @@ from revoctl.core.redaction import MASK, SECRET_KEY, redact_url
 from revoctl.core.redis import RedisConfig
 from revoctl.core.references import references_secrets
 from revoctl.core.secrets.settings import SecretConfig
-from revoctl.runtime.settings import GatewayConfig, ModelConfig, ProviderConfig
 
 ENV_PREFIX = "REVOCTL_"
 ENV_CONFIG = "REVOCTL_CONFIG"

@@ -200,12 +200,13 @@ def call(ctx: typer.Context, op: Callable[[Services], Awaitable[T]]) -> T:
 
     Components are built on first use, so a command builds only what ``op`` touches.
     """
+    from revoctl.core._process import Role
     from revoctl.core.services import open_services
 
     loaded = AppState.of(ctx).loaded
 
     async def against_services() -> T:
-        async with open_services(loaded, role="cli") as services:
+        async with open_services(loaded, role=Role.CLI) as services:
             return await op(services)
 
     return run(against_services())

@@ -213,9 +213,9 @@ def _show_fleet_and_plane(console: Console, items: Sequence[dict[str, Any]]) -> 
 
 
 def _warn_if_memory(state: AppState) -> None:
-    from revoctl.core.breakers.settings import BreakerStoreKind
+    from revoctl.core.breakers import StoreKind
 
-    if state.settings.breakers.store is BreakerStoreKind.MEMORY:
+    if state.settings.breakers.store is StoreKind.MEMORY:
         state.console.warn(
             "[breakers] store is memory: this reached only this command's own process; "
             "use store sql or redis to reach the fleet"

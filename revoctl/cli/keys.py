@@ -11,7 +11,7 @@ from revoctl.cli._app import AppState, call
 from revoctl.cli._console import OutputFormat, OutputOption
 
 if TYPE_CHECKING:
-    from revoctl.runtime.keys import KeyRecord
+    from revoctl.core.keys import KeyRecord
 
 app = typer.Typer(
     help="Create, list and revoke the keys callers present to the gateway.", no_args_is_help=True
@@ -36,12 +36,10 @@ def create(
       $ revoctl keys create team-search --expires-in 2592000 -o json
     """
     from revoctl.core.actors import default_actor
-    from revoctl.runtime.keys import KeyStore
 
     state = AppState.of(ctx)
     issued = call(
-        ctx,
-        lambda svc: KeyStore(svc.db).create(name, expires_in=expires_in, actor=default_actor()),
+        ctx, lambda svc: svc.keys.create(name, expires_in=expires_in, actor=default_actor())
     )
     document = {"name": issued.name, "key": issued.key, "expires_at": _time(issued.expires_at)}
     if output is OutputFormat.table:
@@ -54,9 +52,7 @@ def create(
 @app.command("list")
 def list_(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     """List the keys: names and dates, never a key."""
-    from revoctl.runtime.keys import KeyStore
-
-    records = call(ctx, lambda svc: KeyStore(svc.db).list_keys())
+    records = call(ctx, lambda svc: svc.keys.list_keys())
     AppState.of(ctx).console.emit(
         [_listed(record) for record in records],
         output,
@@ -69,9 +65,7 @@ def revoke(
     ctx: typer.Context, name: NameArgument, output: OutputOption = OutputFormat.table
 ) -> None:
     """Revoke a key: every gateway instance refuses it within a second."""
-    from revoctl.runtime.keys import KeyStore
-
-    record = call(ctx, lambda svc: KeyStore(svc.db).revoke(name))
+    record = call(ctx, lambda svc: svc.keys.revoke(name))
     AppState.of(ctx).console.emit(
         {"name": record.name, "revoked": True, "revoked_at": _time(record.revoked_at)}, output
     )

@@ -14,8 +14,10 @@ from typing import Any
 
 def lazy_exports(
     package: str, exports: Mapping[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package``; ``exports`` maps name -> module.
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """``__getattr__``, ``__dir__`` and ``__all__`` for ``package``; ``exports`` maps each
+    public name -> the module that defines it, so a name is listed once (mypy reads the
+    package's ``TYPE_CHECKING`` imports, written ``import X as X``).
 
     A resolved name is stored in the package's namespace, so each is imported once.
     """
@@ -30,4 +32,4 @@ def lazy_exports(
     def __dir__() -> list[str]:
         return sorted(exports)
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(exports)

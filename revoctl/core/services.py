@@ -18,11 +18,14 @@ circuit breakers keep the fleet's shared state in the configured store.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from revoctl.core._process import Role
+from revoctl.core._stores import StoreContext, StoreKind
 from revoctl.core.errors import UsageError
 from revoctl.core.health import gather_health
 from revoctl.core.redaction import install_log_redaction
@@ -31,27 +34,40 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.config import LoadedConfig, Settings
-    from revoctl.core.breakers import BreakerStateStore, CircuitBreakerManager
+    from revoctl.core.breakers import CircuitBreakerManager
     from revoctl.core.db import DatabaseManager
-    from revoctl.core.limits import LimitStore, RateLimiter
+    from revoctl.core.keys import KeyStore
+    from revoctl.core.limits import RateLimiter
     from revoctl.core.secrets import AuditEvent, SecretManager
 
 
 class Component(Protocol):
-    """What the composition needs of every service."""
+    """What the composition needs of every component: a close."""
 
     async def close(self) -> None: ...
+
+
+class CheckedComponent(Component, Protocol):
+    """A component with an entry in the health document."""
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]: ...
 
 
+def _nothing(services: Services) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
-    """One entry of the registry: the `Services` attribute, its health key, its builder."""
+    """One entry of the registry: the `Services` attribute, its health key (None: the
+    component is not a service of the health document), its builder, and the components
+    it uses (``depends``, read from the configuration: e.g. the database only when the
+    store is SQL). Those are built first, so they are closed after it."""
 
     attribute: str
-    health_key: str
+    health_key: str | None
     build: Callable[[Services], Component]
+    depends: Callable[[Services], tuple[str, ...]] = _nothing
 
 
 class Services:
@@ -60,9 +76,9 @@ class Services:
     Attributes build their component on first use: ``svc.secrets``, ``svc.db``.
     """
 
-    def __init__(self, config: LoadedConfig, *, role: str = "runtime") -> None:
+    def __init__(self, config: LoadedConfig, *, role: Role = Role.RUNTIME) -> None:
         self.config = config
-        self.role = role
+        self.role = Role(role)
         self._built: dict[str, Component] = {}
         self._stack = contextlib.AsyncExitStack()
 
@@ -75,9 +91,12 @@ class Services:
         return self.config.home
 
     def component(self, attribute: str) -> Component:
-        """The component behind ``attribute``, built and registered for closing on first use."""
+        """The component behind ``attribute``, built and registered for closing on first use,
+        after the components it depends on (so it is closed before them)."""
         if attribute not in self._built:
             spec = REGISTRY[attribute]
+            for dependency in spec.depends(self):
+                self.component(dependency)
             built = spec.build(self)
             self._built[attribute] = built
             self._stack.push_async_callback(built.close)
@@ -86,6 +105,11 @@ class Services:
     def built(self) -> Mapping[str, Component]:
         """The components built so far, by attribute (for metrics: nothing is built to read it)."""
         return dict(self._built)
+
+    def store_context(self) -> StoreContext:
+        """What a service's store takes from this process: Redis settings, the database
+        (built when the store first asks for it), the secret reader."""
+        return StoreContext(self.settings.redis, lambda: self.db, self.read_secret)
 
     @property
     def secrets(self) -> SecretManager:
@@ -108,11 +132,19 @@ class Services:
     def breakers(self) -> CircuitBreakerManager:
         return cast("CircuitBreakerManager", self.component("breakers"))
 
+    @property
+    def keys(self) -> KeyStore:
+        return cast("KeyStore", self.component("keys"))
+
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service, each
         check cut at ``[health] timeout_seconds``."""
         timeout = self.settings.health.timeout_seconds
-        checks = {spec.health_key: _bound_check(self, spec.attribute) for spec in COMPONENTS}
+        checks = {
+            spec.health_key: _bound_check(self, spec.attribute)
+            for spec in COMPONENTS
+            if spec.health_key is not None
+        }
         return await gather_health(checks, timeout)
 
     async def aclose(self) -> None:
@@ -123,7 +155,8 @@ class Services:
 
 def _bound_check(services: Services, attribute: str) -> Callable[[float], Any]:
     async def check(budget: float) -> dict[str, Any]:
-        return await services.component(attribute).health_check(budget)
+        component = cast("CheckedComponent", services.component(attribute))
+        return await component.health_check(budget)
 
     return check
 
@@ -221,13 +254,8 @@ def _build_database(services: Services) -> Component:
 
 def _build_limiter(services: Services) -> Component:
     """The limiter on the configured store. Outside the CLI, denials and store failures
-    go to ``rate_limit_logs`` (an operator's ``limits test`` is not traffic).
-
-    The database is built before the limiter whenever the limiter uses it, so that it
-    is closed after the limiter has written its last events.
-    """
+    go to ``rate_limit_logs`` (an operator's ``limits test`` is not traffic)."""
     from revoctl.core.limits import (
-        LimitStoreKind,
         RateLimiter,
         RateLimitLogWriter,
         SqlRateLimitLogSink,
@@ -237,56 +265,55 @@ def _build_limiter(services: Services) -> Component:
     config = services.settings.limits
     log = (
         None
-        if services.role == "cli"
+        if services.role is Role.CLI
         else RateLimitLogWriter(SqlRateLimitLogSink(lambda: services.db))
     )
-    if log is not None or config.store is LimitStoreKind.SQL:
-        _ = services.db
-
-    async def open_store() -> LimitStore:
-        return await open_limit_store(
-            config,
-            redis=services.settings.redis,
-            db=lambda: services.db,
-            read_secret=services.read_secret,
-        )
-
+    open_store = functools.partial(open_limit_store, config, services.store_context())
     return RateLimiter(config, open_store=open_store, log=log)
 
 
+def _limiter_depends(services: Services) -> tuple[str, ...]:
+    """The database, when the limiter's events or its counters go there."""
+    uses_db = services.role is not Role.CLI or services.settings.limits.store is StoreKind.SQL
+    return ("db",) if uses_db else ()
+
+
 def _build_breakers(services: Services) -> Component:
-    """The breakers on the configured store. With store ``sql`` the database is built
-    first, so that it is closed after the breakers' last write."""
-    from revoctl.core.breakers import BreakerStoreKind, CircuitBreakerManager, open_breaker_store
+    """The breakers on the configured store."""
+    from revoctl.core.breakers import CircuitBreakerManager, open_breaker_store
 
     config = services.settings.breakers
-    if config.store is BreakerStoreKind.SQL:
-        _ = services.db
-
-    async def open_store() -> BreakerStateStore:
-        return await open_breaker_store(
-            config,
-            redis=services.settings.redis,
-            db=lambda: services.db,
-            read_secret=services.read_secret,
-        )
-
+    open_store = functools.partial(open_breaker_store, config, services.store_context())
     return CircuitBreakerManager(config, open_store=open_store, role=services.role)
+
+
+def _breakers_depends(services: Services) -> tuple[str, ...]:
+    """The database, when the breakers' shared state lives there."""
+    return ("db",) if services.settings.breakers.store is StoreKind.SQL else ()
+
+
+def _build_keys(services: Services) -> Component:
+    from revoctl.core.keys import KeyStore
+
+    return KeyStore(services.db)
 
 
 COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec("secrets", "secrets", _build_secrets),
     ComponentSpec("db", "database", _build_database),
-    ComponentSpec("limiter", "rate_limiter", _build_limiter),
-    ComponentSpec("breakers", "circuit_breakers", _build_breakers),
+    ComponentSpec("limiter", "rate_limiter", _build_limiter, _limiter_depends),
+    ComponentSpec("breakers", "circuit_breakers", _build_breakers, _breakers_depends),
+    ComponentSpec("keys", None, _build_keys, lambda _: ("db",)),
 )
-"""Every service, in the order the health document lists them."""
+"""Every component; those with a health key in the order the health document lists them."""
 
 REGISTRY = {spec.attribute: spec for spec in COMPONENTS}
 
 
 @contextlib.asynccontextmanager
-async def open_services(config: LoadedConfig, *, role: str = "runtime") -> AsyncIterator[Services]:
+async def open_services(
+    config: LoadedConfig, *, role: Role = Role.RUNTIME
+) -> AsyncIterator[Services]:
     """`Services` for an already loaded configuration, closed on exit."""
     install_log_redaction()
     services = Services(config, role=role)
@@ -301,7 +328,7 @@ async def load_services(
     config: str | Path | LoadedConfig | None = None,
     profile: str | None = None,
     *,
-    role: str = "runtime",
+    role: Role = Role.RUNTIME,
 ) -> AsyncIterator[Services]:
     """Every service, configured as the CLI resolves the configuration.
 

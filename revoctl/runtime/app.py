@@ -27,6 +27,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from revoctl.config import LoadedConfig, load_config
+from revoctl.core._process import Role
 from revoctl.core.logs import configure_logging
 from revoctl.core.services import open_services
 from revoctl.runtime.gateway import Gateway
@@ -54,7 +55,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_services(loaded, role="runtime") as services:
+        async with open_services(loaded, role=Role.RUNTIME) as services:
             gateway = Gateway(services, GatewayMetrics())
             await gateway.start()
             # What start-up built lives as long as the process: keep it out of the

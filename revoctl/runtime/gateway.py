@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl import __version__
 from revoctl.core._batch import BatchWriter
-from revoctl.runtime.keys import KeyRing, KeyStore
+from revoctl.runtime.keys import KeyRing
 from revoctl.runtime.metrics import (
     BREAKER_OUTCOMES,
     BREAKER_STATE_VALUES,
@@ -235,7 +235,7 @@ class Gateway:
         await self.services.breakers.initialize()
         if self.config.auth == "keys":
             self.keys = KeyRing(
-                KeyStore(self.services.db), refresh_seconds=self.config.keys_refresh_seconds
+                self.services.keys, refresh_seconds=self.config.keys_refresh_seconds
             )
             await self.keys.start()
         watcher = SecretChangeWatcher(self.services.db, self.services.secrets)

@@ -1,171 +1,47 @@
-"""Gateway keys: issued once, stored as a hash, checked in constant time, revoked fleet-wide.
+"""The gateway's view of its keys: in memory, refreshed in the background, checked in
+constant time.
 
-A key is ``rvk_<key_id>_<secret>``: 8 random bytes of id (not secret: it finds the
-row) and 32 of secret. The database keeps the id and a SHA-256 of the whole key; the
-key itself is printed once by ``revoctl keys create`` and never stored, logged or
-shown again. Each gateway instance keeps every key's id, hash, expiry and revocation
-in memory and re-reads them every ``gateway.keys_refresh_seconds`` (0.5 s), so a
-request costs no database round trip and a revocation reaches every instance within
-that interval. A key id the instance has not seen yet triggers one refresh at once,
-so a key works on every instance as soon as it is created.
+Each gateway instance keeps every key's id, hash, expiry and revocation in memory
+(read through ``svc.keys``, the core `KeyStore`) and re-reads them every
+``gateway.keys_refresh_seconds`` (0.5 s), so a request costs no database round trip
+and a revocation reaches every instance within that interval. A key id the instance
+has not seen yet triggers one refresh at once, so a key works on every instance as
+soon as it is created.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
-import re
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from revoctl.core.errors import NotFoundError, UsageError
-from revoctl.core.redaction import register_secret
+from revoctl.core._periodic import every
+from revoctl.core.errors import first_line
+from revoctl.core.keys import KEY_PATTERN, hash_key
 
 if TYPE_CHECKING:
-    from revoctl.core.db import DatabaseManager
+    from revoctl.core.keys import KeyRecord, KeyStore
 
 logger = logging.getLogger("revoctl.keys")
 
-PREFIX = "rvk_"
-KEY_PATTERN = re.compile(r"^rvk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-MAX_EXPIRES_IN = 10 * 366 * 86400
 UNKNOWN_REFRESH_SECONDS = 0.1
 """An unseen key id refreshes the keys at once, but not more often than this."""
 
 
-@dataclass(frozen=True)
-class IssuedKey:
-    """A key just created: the only time ``key`` exists outside the caller's hands."""
-
-    name: str
-    key: str
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """A key as stored: everything but the key."""
-
-    name: str
-    key_id: str
-    key_hash: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-    def usable(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def validate_name(name: str) -> str:
-    """:raises UsageError: not 1-64 letters, digits, ``_ . @ -``."""
-    if not NAME_PATTERN.fullmatch(name):
-        shown = name if len(name) <= 40 else name[:40] + "..."
-        raise UsageError(
-            f"invalid key name {shown!r}: use 1-64 letters, digits, '_', '.', '@', '-'"
-        )
-    return name
-
-
-class KeyStore:
-    """The ``gateway_keys`` table: create, list, revoke (the CLI), and read all (the runtime)."""
-
-    def __init__(self, db: DatabaseManager) -> None:
-        self._db = db
-
-    async def create(self, name: str, *, expires_in: float | None = None, actor: str) -> IssuedKey:
-        """A new key for ``name``.
-
-        :raises UsageError: the name is invalid or taken, or ``expires_in`` is not positive.
-        """
-        from sqlalchemy.exc import IntegrityError
-
-        from revoctl.core.db.models import GatewayKey
-
-        validate_name(name)
-        if expires_in is not None and not 0 < expires_in <= MAX_EXPIRES_IN:
-            raise UsageError(f"--expires-in must be 1 to {MAX_EXPIRES_IN} seconds")
-        key_id = secrets.token_hex(8)
-        key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        register_secret(key)
-        now = datetime.now(UTC)
-        expires_at = now + timedelta(seconds=expires_in) if expires_in else None
-        await self._db.ensure_schema()
-        try:
-            async with self._db.get_async_session() as session:
-                session.add(
-                    GatewayKey(
-                        name=name,
-                        key_id=key_id,
-                        key_hash=hash_key(key),
-                        created_at=now,
-                        created_by=actor,
-                        expires_at=expires_at,
-                    )
-                )
-        except IntegrityError:
-            raise UsageError(
-                f"a key named {name!r} exists; revoke it or choose another name"
-            ) from None
-        return IssuedKey(name, key, expires_at)
-
-    async def list_keys(self) -> list[KeyRecord]:
-        """Every key, oldest first; never a key, only its record."""
-        from sqlalchemy import select
-
-        from revoctl.core.db.models import GatewayKey
-
-        await self._db.ensure_schema()
-        async with self._db.get_async_session() as session:
-            rows = (await session.execute(select(GatewayKey).order_by(GatewayKey.id))).scalars()
-            return [_record(row) for row in rows]
-
-    async def revoke(self, name: str) -> KeyRecord:
-        """Revoke ``name`` (again is harmless: the first revocation time stays).
-
-        :raises NotFoundError: no key has that name.
-        """
-        from sqlalchemy import select
-
-        from revoctl.core.db.models import GatewayKey
-
-        validate_name(name)
-        await self._db.ensure_schema()
-        async with self._db.get_async_session() as session:
-            row = (
-                await session.execute(select(GatewayKey).where(GatewayKey.name == name))
-            ).scalar_one_or_none()
-            if row is None:
-                raise NotFoundError(f"no gateway key named {name!r}")
-            if row.revoked_at is None:
-                row.revoked_at = datetime.now(UTC)
-            return _record(row)
-
-
-def _record(row: Any) -> KeyRecord:
-    return KeyRecord(
-        name=row.name,
-        key_id=row.key_id,
-        key_hash=row.key_hash,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-    )
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class KeyRing:
-    """The runtime's view of the keys: in memory, refreshed in the background."""
+    """The runtime's view of the keys: in memory, refreshed in the background.
+
+    ``clock`` times the refreshes; ``now`` is the wall clock a key's expiry is read
+    against.
+    """
 
     def __init__(
         self,
@@ -173,10 +49,12 @@ class KeyRing:
         *,
         refresh_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._store = store
         self._refresh_seconds = refresh_seconds
         self._clock = clock
+        self._now = now
         self._by_id: dict[str, KeyRecord] = {}
         self._refreshing: asyncio.Lock | None = None
         self._last_refresh = float("-inf")
@@ -191,7 +69,10 @@ class KeyRing:
     async def start(self) -> None:
         """Load the keys, then keep them fresh until `stop()`."""
         await self.refresh()
-        self._task = asyncio.create_task(self._keep_fresh(), name="revoctl-keys")
+        self._task = asyncio.create_task(
+            every(self._refresh_seconds, self.refresh, what="gateway keys refresh", now=False),
+            name="revoctl-keys",
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -210,7 +91,7 @@ class KeyRing:
                 if self.last_error is None:  # once per outage, not at every refresh
                     logger.warning(
                         "gateway keys not refreshed (%s: %s); the keys read last are served",
-                        type(exc).__name__, exc,
+                        type(exc).__name__, first_line(exc),
                     )  # fmt: skip
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 return
@@ -219,11 +100,6 @@ class KeyRing:
             self._by_id = {record.key_id: record for record in records}
             self._last_refresh = self._clock()
             self.last_error = None
-
-    async def _keep_fresh(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_seconds)
-            await self.refresh()
 
     async def verify(self, presented: str) -> str | None:
         """The name of the key ``presented`` when it is valid, unexpired and unrevoked."""
@@ -236,7 +112,7 @@ class KeyRing:
             record = self._by_id.get(match.group(1))
         expected = record.key_hash if record is not None else "0" * 64
         matches = hmac.compare_digest(hash_key(presented), expected)
-        if record is None or not matches or not record.usable(datetime.now(UTC)):
+        if record is None or not matches or not record.usable(self._now()):
             return None
         return record.name
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from revoctl.core._stores import StoreContext
 from revoctl.core.limits import LimitsConfig, RateLimiter, RateLimitResult, RateLimitRule
 from revoctl.core.limits.stores import open_limit_store
 from revoctl.core.redis import RedisConfig
@@ -35,7 +36,7 @@ async def open_limiter(server: RedisServer, mode: str) -> RateLimiter:
     redis = RedisConfig(url=server.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
 
     async def open_store():  # type: ignore[no-untyped-def]
-        return await open_limit_store(config, redis=redis, db=lambda: None)  # type: ignore[arg-type,return-value]
+        return await open_limit_store(config, StoreContext(redis, db=lambda: None))  # type: ignore[arg-type,return-value]
 
     return RateLimiter(config, open_store=open_store)
 

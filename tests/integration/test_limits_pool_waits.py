@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import redis as redis_sync
 
+from revoctl.core._stores import StoreContext
 from revoctl.core.breakers import BreakersConfig, SqlBreakerStateStore, open_breaker_store
 from revoctl.core.breakers.base import STORE_POOL_WAIT, SharedState
 from revoctl.core.db import DatabaseConfig, DatabaseManager, upgrade
@@ -50,7 +51,7 @@ def limits_config(**extra: Any) -> LimitsConfig:
 
 async def open_limiter(config: LimitsConfig, redis: RedisConfig, db: Any = None) -> RateLimiter:
     async def open_store():  # type: ignore[no-untyped-def]
-        return await open_limit_store(config, redis=redis, db=lambda: db)
+        return await open_limit_store(config, StoreContext(redis, db=lambda: db))
 
     limiter = RateLimiter(config, open_store=open_store)
     await limiter.initialize()
@@ -130,7 +131,9 @@ async def test_a_busy_redis_pool_answers_that_call_and_an_outage_still_marks_the
 @pytest.mark.redis
 async def test_the_breakers_redis_store_waits_briefly_for_a_busy_pool(server: RedisServer) -> None:
     redis = RedisConfig(url=server.url, max_connections=1)
-    store: Any = await open_breaker_store(BreakersConfig(store="redis"), redis=redis, db=Any)
+    store: Any = await open_breaker_store(
+        BreakersConfig(store="redis"), StoreContext(redis, db=Any)
+    )
     admin = server.client()
     try:
         async with holding(store.client, admin, [server]):

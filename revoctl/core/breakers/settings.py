@@ -9,12 +9,12 @@ trips to the process that saw them), then ``[breakers.services.NAME]``.
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from revoctl.core._settings import Section
+from revoctl.core._stores import StoreKind
 
 PREDEFINED_BREAKERS = ("openai_api", "anthropic_api", "deepseek_api", "database", "redis")
 """Present with no configuration (CONTRACT)."""
@@ -40,14 +40,6 @@ PREDEFINED_OVERRIDES: dict[str, dict[str, Any]] = {
 ``[breakers.services.NAME]`` table; the model providers' breakers take the defaults."""
 
 BREAKER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-
-
-class BreakerStoreKind(StrEnum):
-    """``[breakers] store``: where shared state and operator overrides live."""
-
-    MEMORY = "memory"
-    SQL = "sql"
-    REDIS = "redis"
 
 
 class CircuitBreakerConfig(Section):
@@ -91,7 +83,7 @@ class BreakersConfig(Section):
     """``[breakers]``: the store, the defaults, per-breaker overrides, and how often each
     process reads the shared state and reports its statistics."""
 
-    store: BreakerStoreKind = BreakerStoreKind.SQL
+    store: StoreKind = StoreKind.SQL
     defaults: CircuitBreakerConfig = CircuitBreakerConfig()
     services: dict[str, CircuitBreakerConfig] = {}
     poll_interval: float = Field(0.5, gt=0, le=60)

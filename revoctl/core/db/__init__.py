@@ -11,17 +11,21 @@ from typing import TYPE_CHECKING
 from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from revoctl.core.db._manager import DatabaseManager
-    from revoctl.core.db._migrations import current, downgrade, heads, history, upgrade
-    from revoctl.core.db._probe import REVISIONS
-    from revoctl.core.db._stats import PoolStats
-    from revoctl.core.db.settings import DatabaseConfig
+    from revoctl.core.db._manager import DatabaseManager as DatabaseManager
+    from revoctl.core.db._migrations import current as current
+    from revoctl.core.db._migrations import downgrade as downgrade
+    from revoctl.core.db._migrations import heads as heads
+    from revoctl.core.db._migrations import history as history
+    from revoctl.core.db._migrations import upgrade as upgrade
+    from revoctl.core.db._probe import REVISIONS as REVISIONS
+    from revoctl.core.db._stats import PoolStats as PoolStats
+    from revoctl.core.db.settings import DatabaseConfig as DatabaseConfig
 
 _EXPORTS: dict[str, str] = {
-    "REVISIONS": "revoctl.core.db._probe",
     "DatabaseConfig": "revoctl.core.db.settings",
     "DatabaseManager": "revoctl.core.db._manager",
     "PoolStats": "revoctl.core.db._stats",
+    "REVISIONS": "revoctl.core.db._probe",
     "current": "revoctl.core.db._migrations",
     "downgrade": "revoctl.core.db._migrations",
     "heads": "revoctl.core.db._migrations",
@@ -29,17 +33,4 @@ _EXPORTS: dict[str, str] = {
     "upgrade": "revoctl.core.db._migrations",
 }
 
-__all__ = [
-    "REVISIONS",
-    "DatabaseConfig",
-    "DatabaseManager",
-    "PoolStats",
-    "current",
-    "downgrade",
-    "heads",
-    "history",
-    "upgrade",
-]
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import Field, field_validator
 
 from revoctl.core._settings import Section
+from revoctl.core._stores import StoreKind
 
 RULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 POOL_WAIT_SHARE = 0.5
@@ -29,14 +30,6 @@ class RateLimitScope(StrEnum):
     PER_IP = "per_ip"
     PER_API_KEY = "per_api_key"
     GLOBAL = "global"
-
-
-class LimitStoreKind(StrEnum):
-    """``[limits] store``: where the counters live."""
-
-    MEMORY = "memory"
-    SQL = "sql"
-    REDIS = "redis"
 
 
 class FailureMode(StrEnum):
@@ -69,7 +62,7 @@ class RateLimitRule(Section):
 class LimitsConfig(Section):
     """``[limits]``: the store, what happens when it is unreachable, and the rules."""
 
-    store: LimitStoreKind = LimitStoreKind.SQL
+    store: StoreKind = StoreKind.SQL
     failure_mode: FailureMode = FailureMode.OPEN
     timeout_seconds: float = Field(2.0, gt=0, le=60)
     """Bound on one store operation; past it the operation counts as a store failure."""
