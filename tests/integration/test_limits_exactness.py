@@ -171,6 +171,7 @@ def test_exact_on_redis(tmp_path: Path, redis_url: str, redis_prefix: str, rule:
     assert_exact(hammer(config, rule, "one-key"))
 
 
+@pytest.mark.redis
 @pytest.mark.slow
 def test_exact_on_a_redis_cluster(tmp_path: Path, cluster: RedisClusterServers) -> None:
     config = write_config(
@@ -218,6 +219,7 @@ CLUSTER_LIMIT = 120
 """A 120-token bucket, as the issue measured it: 4 x 64 concurrent checks."""
 
 
+@pytest.mark.redis
 @pytest.mark.slow
 def test_exact_on_a_redis_cluster_with_64_checks_in_flight_per_process(
     tmp_path: Path, cluster: RedisClusterServers
@@ -277,6 +279,7 @@ class ConnectionDropper:
         return self.dropped
 
 
+@pytest.mark.redis
 @pytest.mark.slow
 def test_a_redis_cluster_stays_exact_while_its_connections_drop(
     tmp_path: Path, cluster: RedisClusterServers

@@ -160,6 +160,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSe
         yield servers
 
 
+@pytest.mark.redis
 @pytest.mark.slow
 async def test_a_busy_cluster_client_answers_that_call_and_the_next_goes_to_the_store(
     cluster: RedisClusterServers,

@@ -10,6 +10,7 @@ from the lock, so a dependency the tour needs and ``make demo`` does not install
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -88,9 +89,10 @@ def test_the_readme_tour_runs_as_written_in_the_demo_venv(tmp_path: Path) -> Non
     try:
         out, err = tour.communicate(timeout=300)
     finally:
-        if tour.poll() is None:
+        # The tour's own process group, by its id: bash, and whatever it left running (the
+        # gateway, its workers, the stand-in); nothing else on the machine.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(tour.pid, signal.SIGKILL)
-        subprocess.run(["pkill", "-f", "--", "--port 1871[12]"], check=False)  # anything left
     assert tour.returncode == 0, out[-2000:] + err[-3000:]
     assert "database.url" in out and "${secret:tour-db-file}" in out
     assert '"allowed": 20' in out and '"denied": 5' in out

@@ -190,7 +190,7 @@ def test_every_file_in_the_state_directory_is_owner_only(revoctl_home: Path):
 
 _DIES_AFTER_THE_WRITE = textwrap.dedent(
     """
-    import sys
+    import time
     import typer
     from revoctl.cli import app
     from revoctl.core.secrets.stores.file import FileSecretStore
@@ -225,7 +225,8 @@ def test_a_rotation_killed_after_the_write_leaves_its_intent_in_the_audit_log(
     )
     assert victim.stdout is not None and victim.stdout.readline().strip() == "written"
     victim.send_signal(signal.SIGKILL)
-    victim.communicate(timeout=30)
+    _, stderr = victim.communicate(timeout=30)
+    assert victim.returncode == -signal.SIGKILL, stderr  # killed mid-rotation, not exited
     versions = json.loads(run_revoctl(["secrets", "versions", "k", "-o", "json"]).stdout)
     assert len(versions) == 2  # the new version landed
     with sqlite3.connect(revoctl_home / "revoctl.db") as db:
