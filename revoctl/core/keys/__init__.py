@@ -11,18 +11,6 @@ from typing import TYPE_CHECKING
 from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from revoctl.core.keys._store import KEY_PATTERN as KEY_PATTERN
-    from revoctl.core.keys._store import IssuedKey as IssuedKey
-    from revoctl.core.keys._store import KeyRecord as KeyRecord
-    from revoctl.core.keys._store import KeyStore as KeyStore
-    from revoctl.core.keys._store import hash_key as hash_key
+    from revoctl.core.keys._store import KEY_PATTERN, IssuedKey, KeyRecord, KeyStore, hash_key
 
-_EXPORTS: dict[str, str] = {
-    "KEY_PATTERN": "revoctl.core.keys._store",
-    "IssuedKey": "revoctl.core.keys._store",
-    "KeyRecord": "revoctl.core.keys._store",
-    "KeyStore": "revoctl.core.keys._store",
-    "hash_key": "revoctl.core.keys._store",
-}
-
-__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__)

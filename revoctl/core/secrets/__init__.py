@@ -21,32 +21,15 @@ from typing import TYPE_CHECKING
 from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from revoctl.core.secrets._audit import AuditEvent as AuditEvent
-    from revoctl.core.secrets._audit import AuditSink as AuditSink
-    from revoctl.core.secrets._manager import Rotation as Rotation
-    from revoctl.core.secrets._manager import SecretManager as SecretManager
-    from revoctl.core.secrets.base import Secret as Secret
-    from revoctl.core.secrets.base import SecretDisabledError as SecretDisabledError
-    from revoctl.core.secrets.base import SecretProperties as SecretProperties
-    from revoctl.core.secrets.base import SecretStore as SecretStore
-    from revoctl.core.secrets.base import validate_name as validate_name
-    from revoctl.core.secrets.settings import AzureKeyVaultConfig as AzureKeyVaultConfig
-    from revoctl.core.secrets.settings import SecretConfig as SecretConfig
-    from revoctl.core.secrets.settings import SecretProvider as SecretProvider
+    from revoctl.core.secrets._audit import AuditEvent, AuditSink
+    from revoctl.core.secrets._manager import Rotation, SecretManager
+    from revoctl.core.secrets.base import (
+        Secret,
+        SecretDisabledError,
+        SecretProperties,
+        SecretStore,
+        validate_name,
+    )
+    from revoctl.core.secrets.settings import AzureKeyVaultConfig, SecretConfig, SecretProvider
 
-_EXPORTS: dict[str, str] = {
-    "AuditEvent": "revoctl.core.secrets._audit",
-    "AuditSink": "revoctl.core.secrets._audit",
-    "AzureKeyVaultConfig": "revoctl.core.secrets.settings",
-    "Rotation": "revoctl.core.secrets._manager",
-    "Secret": "revoctl.core.secrets.base",
-    "SecretConfig": "revoctl.core.secrets.settings",
-    "SecretDisabledError": "revoctl.core.secrets.base",
-    "SecretManager": "revoctl.core.secrets._manager",
-    "SecretProperties": "revoctl.core.secrets.base",
-    "SecretProvider": "revoctl.core.secrets.settings",
-    "SecretStore": "revoctl.core.secrets.base",
-    "validate_name": "revoctl.core.secrets.base",
-}
-
-__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__)
