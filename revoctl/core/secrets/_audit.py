@@ -2,14 +2,28 @@
 
 A change is recorded in two steps: its intent before the store is written, and its
 completion (the new version) after. A process killed between the two leaves an intent
-marked incomplete, so no acknowledged change ever lacks its record.
+marked incomplete, so no acknowledged change ever lacks its record. A log that fails or
+does not answer within the manager's ``timeout_seconds`` never fails the change: it is
+a warning, and the change reports that it was not audited.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from revoctl.core.actors import default_actor
+
+if TYPE_CHECKING:
+    from revoctl.core.secrets.settings import SecretProvider
+
+T = TypeVar("T")
+
+logger = logging.getLogger("revoctl.secrets")
 
 AuditAction = Literal["set", "rotate"]
 
@@ -40,3 +54,65 @@ class AuditSink(Protocol):
     async def complete(self, intent: Any, event: AuditEvent) -> None:
         """Mark the intent done with ``event``'s version."""
         ...
+
+
+_NOT_RECORDED = object()
+
+Intent = tuple[AuditEvent, Any] | None
+"""A recorded intent and the sink's handle on it; None when none was recorded."""
+
+
+class AuditTrail:
+    """The manager's two audit steps on ``sink`` (None: nothing is recorded), each bounded
+    by ``timeout`` seconds."""
+
+    def __init__(self, sink: AuditSink | None, timeout: float) -> None:
+        self._sink = sink
+        self._timeout = timeout
+
+    async def begin(
+        self, action: AuditAction, name: str, provider: SecretProvider, actor: str | None
+    ) -> Intent:
+        """Record the intent of a change before making it; None when it cannot be recorded
+        (the change is still made, and says it was not audited)."""
+        if self._sink is None:
+            return None
+        event = AuditEvent(
+            secret_name=name,
+            action=action,
+            version=None,
+            previous_version=None,
+            provider=provider.value,
+            actor=actor or default_actor(),
+            occurred_at=datetime.now(UTC),
+        )
+        token = await self._bounded(event, self._sink.begin(event))
+        return None if token is _NOT_RECORDED else (event, token)
+
+    async def complete(self, intent: Intent, version: str, previous: str | None) -> bool:
+        """Complete a recorded intent with the version written; whether the change is audited."""
+        if intent is None or self._sink is None:
+            return False
+        event, token = intent
+        done = event.written(version, previous)
+        return await self._bounded(done, self._sink.complete(token, done)) is not _NOT_RECORDED
+
+    async def _bounded(self, event: AuditEvent, step: Awaitable[T]) -> T | object:
+        """``step`` within the timeout; any failure is a warning, never an error."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await step
+        except Exception as exc:  # any failure of the log must leave the change standing
+            reason = (
+                f"the audit log did not answer within {self._timeout:g}s"
+                if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            logger.warning(
+                "%s of secret %r (version %s) was not recorded in the audit log: %s",
+                event.action,
+                event.secret_name,
+                event.version or "not yet written",
+                reason,
+            )
+            return _NOT_RECORDED

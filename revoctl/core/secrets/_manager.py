@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl.core._lifecycle import AsyncService
 from revoctl.core._paths import state_dir
-from revoctl.core.actors import default_actor
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
 from revoctl.core.redaction import redact, register_secret
-from revoctl.core.secrets._audit import AuditAction, AuditEvent, AuditSink
+from revoctl.core.secrets._audit import AuditSink, AuditTrail
+from revoctl.core.secrets._cache import Key, SecretCache
 from revoctl.core.secrets.base import (
     Secret,
     SecretProperties,
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from revoctl.core.secrets.settings import SecretConfig
 
 T = TypeVar("T")
-_Key = tuple[str, str | None]
 
 logger = logging.getLogger("revoctl.secrets")
 
@@ -68,15 +67,6 @@ class Rotation:
     audited: bool
 
 
-@dataclass
-class _Entry:
-    secret: Secret
-    expires_at: float
-    """End of the TTL; the stale bound counts from here."""
-    serve_until: float
-    """Until when reads are answered from the entry: the TTL, or a retry pause while stale."""
-
-
 class SecretManager(AsyncService):
     """Secrets from the configured provider, cached, with stale-if-error and a fallback.
 
@@ -96,12 +86,11 @@ class SecretManager(AsyncService):
     ) -> None:
         self.config = config
         self.home = home if home is not None else state_dir()
-        self.audit = audit
-        self._clock = clock
+        self._audit = AuditTrail(audit, config.timeout_seconds)
         self._injected = (store, fallback_store)
-        self._cache: dict[_Key, _Entry] = {}
-        self._inflight: dict[_Key, asyncio.Future[Secret]] = {}
-        self._hits = self._misses = self._stale_served = self._fallback_served = 0
+        self._cache = SecretCache(clock)
+        self._inflight: dict[Key, asyncio.Future[Secret]] = {}
+        self._stale_served = self._fallback_served = 0
         self._last_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -146,24 +135,16 @@ class SecretManager(AsyncService):
         :raises BackendUnavailableError: the provider failed and neither a cached value
             nor the fallback could stand in.
         """
-        secret = self._fresh((name, version)) or await self._miss((name, version))
+        secret = self._cache.fresh((name, version)) or await self._miss((name, version))
         return secret.value
 
     async def read_secret(self, name: str, version: str | None = None) -> Secret:
         """Like `get_secret`, with the version, dates and the provider that answered."""
-        return self._fresh((name, version)) or await self._miss((name, version))
+        return self._cache.fresh((name, version)) or await self._miss((name, version))
 
-    def _fresh(self, key: _Key) -> Secret | None:
-        """The cached secret while its TTL lasts: the hot path, kept free of awaits."""
-        entry = self._cache.get(key)
-        if entry is not None and self._clock() < entry.serve_until:
-            self._hits += 1
-            return entry.secret
-        return None
-
-    async def _miss(self, key: _Key) -> Secret:
+    async def _miss(self, key: Key) -> Secret:
         validate_name(key[0])
-        self._misses += 1
+        self._cache.misses += 1
         flight = self._inflight.get(key)
         if flight is None:
             flight = asyncio.ensure_future(self._load(key))
@@ -172,36 +153,29 @@ class SecretManager(AsyncService):
         # Shielded: a caller that gives up does not cancel the read for the others.
         return await asyncio.shield(flight)
 
-    def _landed(self, key: _Key, flight: asyncio.Future[Secret]) -> None:
+    def _landed(self, key: Key, flight: asyncio.Future[Secret]) -> None:
         self._inflight.pop(key, None)
         if not flight.cancelled():
             flight.exception()  # retrieved here, so no "never retrieved" noise if nobody waits
 
-    async def _load(self, key: _Key) -> Secret:
+    async def _load(self, key: Key) -> Secret:
         name, version = key
         try:
             secret = await self._call(self.store, lambda store: store.get(name, version))
         except BackendUnavailableError as exc:
             self._last_error = redact(str(exc))
-            stale, now = self._cache.get(key), self._clock()
-            if stale is not None and now - stale.expires_at <= self.config.max_stale_seconds:
+            stale = self._cache.stale(key, self.config.max_stale_seconds, RETRY_SECONDS)
+            if stale is not None:
                 self._stale_served += 1
-                stale_bound = stale.expires_at + self.config.max_stale_seconds
-                stale.serve_until = min(now + RETRY_SECONDS, stale_bound)
                 logger.warning("serving the cached value of secret %r: %s", name, exc)
-                return stale.secret
+                return stale
             secret = await self._from_fallback(exc, lambda store: store.get(name, version))
             self._fallback_served += 1
-            self._remember(key, secret, min(self.config.cache_ttl_seconds, RETRY_SECONDS))
+            self._cache.remember(key, secret, min(self.config.cache_ttl_seconds, RETRY_SECONDS))
             return secret
         self._last_error = None
-        self._remember(key, secret, self.config.cache_ttl_seconds)
+        self._cache.remember(key, secret, self.config.cache_ttl_seconds)
         return secret
-
-    def _remember(self, key: _Key, secret: Secret, ttl: float) -> None:
-        register_secret(secret.value)
-        expires_at = self._clock() + ttl
-        self._cache[key] = _Entry(secret, expires_at, expires_at)
 
     async def list_secrets(self, *, older_than: timedelta | None = None) -> list[SecretProperties]:
         """The latest version of every secret, without values; with ``older_than``, only those
@@ -238,10 +212,10 @@ class SecretManager(AsyncService):
         """
         validate_name(name)
         register_secret(validate_value(value))
-        intent = await self._audit_begin("set", name, actor)
+        intent = await self._audit.begin("set", name, self.store.provider, actor)
         written = await self._call(self.store, lambda store: store.set(name, value))
         self.invalidate(name)
-        await self._audit_complete(intent, written, None)
+        await self._audit.complete(intent, written.version, None)
         return written.properties
 
     async def rotate(
@@ -272,77 +246,24 @@ class SecretManager(AsyncService):
                 f"{exc}; rotate writes a new version of an existing secret: "
                 f"create it first with 'revoctl secrets set {name}'"
             ) from None
-        intent = await self._audit_begin("rotate", name, actor)
+        intent = await self._audit.begin("rotate", name, self.store.provider, actor)
         written = await self._call(self.store, lambda store: store.set(name, value))
         self.invalidate(name)
         after = await self._call(self.store, lambda store: store.versions(name))
         previous = _version_before(written.version, after) or before[0].version
-        audited = await self._audit_complete(intent, written, previous)
+        audited = await self._audit.complete(intent, written.version, previous)
         return Rotation(name, written.version, previous, written.updated_on, value, audited)
 
     def invalidate(self, name: str) -> None:
         """Forget every cached version of ``name``: the next read asks the provider (a
         process that learns of a rotation made elsewhere calls this)."""
-        for key in [key for key in self._cache if key[0] == name]:
-            del self._cache[key]
-
-    async def _audit_begin(
-        self, action: AuditAction, name: str, actor: str | None
-    ) -> tuple[AuditEvent, Any] | None:
-        """Record the intent of a change before making it; None when it cannot be recorded
-        (the change is still made, and says it was not audited)."""
-        if self.audit is None:
-            return None
-        event = AuditEvent(
-            secret_name=name,
-            action=action,
-            version=None,
-            previous_version=None,
-            provider=self.store.provider.value,
-            actor=actor or default_actor(),
-            occurred_at=datetime.now(UTC),
-        )
-        token = await self._bounded_audit(event, self.audit.begin(event))
-        return None if token is _NOT_RECORDED else (event, token)
-
-    async def _audit_complete(
-        self, intent: tuple[AuditEvent, Any] | None, written: Secret, previous: str | None
-    ) -> bool:
-        """Complete a recorded intent with the version written; whether the change is audited."""
-        if intent is None or self.audit is None:
-            return False
-        event, token = intent
-        done = event.written(written.version, previous)
-        return (
-            await self._bounded_audit(done, self.audit.complete(token, done)) is not _NOT_RECORDED
-        )
-
-    async def _bounded_audit(self, event: AuditEvent, step: Awaitable[T]) -> T | object:
-        """``step`` within ``timeout_seconds``; any failure is a warning, never an error."""
-        timeout = self.config.timeout_seconds
-        try:
-            async with asyncio.timeout(timeout):
-                return await step
-        except Exception as exc:  # any failure of the log must leave the change standing
-            reason = (
-                f"the audit log did not answer within {timeout:g}s"
-                if isinstance(exc, TimeoutError)
-                else f"{type(exc).__name__}: {exc}"
-            )
-            logger.warning(
-                "%s of secret %r (version %s) was not recorded in the audit log: %s",
-                event.action,
-                event.secret_name,
-                event.version or "not yet written",
-                reason,
-            )
-            return _NOT_RECORDED
+        self._cache.invalidate(name)
 
     # ------------------------------------------------------------------ health
 
     def cache_stats(self) -> dict[str, int]:
         """Cache lookups so far, for metrics: answered from the cache, or not."""
-        return {"hits": self._hits, "misses": self._misses}
+        return {"hits": self._cache.hits, "misses": self._cache.misses}
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """Provider reachability and latency, cache figures, staleness and fallback use.
@@ -367,9 +288,7 @@ class SecretManager(AsyncService):
             self._probe(fallback, timeout) if fallback is not None else _nothing(),
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        now = self._clock()
-        stale_bound = self.config.max_stale_seconds
-        servable = sum(now - entry.expires_at <= stale_bound for entry in self._cache.values())
+        servable = self._cache.servable(self.config.max_stale_seconds)
         fallback_ok = fallback is not None and fallback_error is None
         reason = None
         if error is None:
@@ -384,7 +303,6 @@ class SecretManager(AsyncService):
             )
         else:
             status = "unhealthy"
-        lookups = self._hits + self._misses
         report: dict[str, Any] = {
             "status": status,
             "provider": self.store.provider.value,
@@ -393,13 +311,7 @@ class SecretManager(AsyncService):
             "error": error,
             "fallback": self.fallback_store.provider.value if self.fallback_store else "none",
             "fallback_in_use": error is not None and fallback_ok,
-            "cache": {
-                "size": len(self._cache),
-                "expired": sum(now >= entry.expires_at for entry in self._cache.values()),
-                "hits": self._hits,
-                "misses": self._misses,
-                "hit_rate": round(self._hits / lookups, 4) if lookups else None,
-            },
+            "cache": self._cache.figures(),
             "stale_served": self._stale_served,
             "fallback_served": self._fallback_served,
             "last_error": self._last_error,
@@ -464,9 +376,6 @@ class SecretManager(AsyncService):
             failure,
         )
         return result
-
-
-_NOT_RECORDED = object()
 
 
 async def _nothing() -> None:
