@@ -1,28 +1,13 @@
 -- Sliding window: one atomic decision on one key (revoctl.core.limits._algorithms.SlidingWindow).
 -- KEYS[1]  the window, a hash {slot index -> units}; at most ARGV[6] + 1 fields
--- KEYS[2]  optional, in KEYS[1]'s slot: this call's receipt. A call that changed the state
---          leaves its reply there for ARGV[3] ms, and a copy of it sent again (a client's
---          retry after the reply was lost) gets that reply instead of deciding twice
--- ARGV[1]  op: "check" (consume when allowed) | "peek" (never writes) | "refund"
--- ARGV[2]  weight, whole units
--- ARGV[3]  how long a receipt is kept, ms
+-- KEYS[2], ARGV[1..3], the reply and `now`: see _decision.lua, which this follows
 -- ARGV[4]  limit: units allowed in any window
 -- ARGV[5]  slot length, seconds (window / slots)
 -- ARGV[6]  slots per window
--- Returns  "allowed remaining retry_after reset_after too_heavy": one bulk string, the
---          cheapest reply to parse; allowed and too_heavy are 0|1, retry_after "-" for none
 -- A check counts every slot that overlaps the last window, so no window ever holds more
 -- than the limit. Time is the server's (TIME); the key expires when every slot has left.
-local key, op = KEYS[1], ARGV[1]
-local weight, limit = tonumber(ARGV[2]), tonumber(ARGV[4])
+local limit = tonumber(ARGV[4])
 local slot, slots = tonumber(ARGV[5]), tonumber(ARGV[6])
-local receipt = KEYS[2]
-if receipt then
-  local answered = redis.call('GET', receipt)
-  if answered then return answered end
-end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local current = math.floor(now / slot)
 
 local fields = redis.call('HGETALL', key)
@@ -88,7 +73,7 @@ end
 if write and op == 'check' and #stale == 0 then
   -- The common case: one slot grows; nothing else changes.
   redis.call('HINCRBY', key, string.format('%.0f', current), weight)
-  redis.call('PEXPIRE', key, math.ceil(reset * 1000) + 1000)
+  redis.call('PEXPIRE', key, expiry_ms(reset))
 elseif write then
   redis.call('DEL', key)
   if reset > 0 then
@@ -100,11 +85,9 @@ elseif write then
       end
     end
     redis.call('HSET', key, unpack(flat))
-    redis.call('PEXPIRE', key, math.ceil(reset * 1000) + 1000)
+    redis.call('PEXPIRE', key, expiry_ms(reset))
   end
 elseif #stale > 0 and op ~= 'peek' then
   redis.call('HDEL', key, unpack(stale))
 end
-local reply = string.format('%d %d %s %.17g %d', allowed, limit - used, retry, reset, heavy)
-if write and receipt then redis.call('SET', receipt, reply, 'PX', ARGV[3]) end
-return reply
+return answer(write, allowed, limit - used, retry, reset, heavy)

@@ -1,8 +1,9 @@
 """`RedisLimitStore`: one EVALSHA per decision, on a single node or a Redis Cluster.
 
-Each algorithm is one Lua script (``revoctl/core/limits/lua/<algorithm>.lua``),
-registered once per store and called by SHA; redis-py loads it again when the server
-answers NOSCRIPT (a restart, a failover, ``SCRIPT FLUSH``). The script reads the
+Each algorithm is one Lua script (``revoctl/core/limits/lua/<algorithm>.lua`` after
+the start every decision shares, ``_decision.lua``), registered once per store and
+called by SHA; redis-py loads it again when the server answers NOSCRIPT (a restart, a
+failover, ``SCRIPT FLUSH``). The script reads the
 server's clock, decides, writes and sets the key's expiry in one atomic step, so any
 number of processes share one limit exactly and no client clock is trusted.
 
@@ -62,8 +63,12 @@ LEAKED_TRANSPORT_ERRORS = (AttributeError, TypeError)
 
 
 def lua_source(algorithm: RateLimitAlgorithm) -> str:
-    """The Lua script of ``algorithm``, as shipped in the package."""
-    return (files("revoctl.core.limits") / "lua" / f"{algorithm.value}.lua").read_text("utf-8")
+    """The script of ``algorithm``, as shipped in the package: the start every decision
+    shares (``_decision.lua``: the receipt, the server's clock, the reply), then its own."""
+    lua = files("revoctl.core.limits") / "lua"
+    return "".join(
+        (lua / name).read_text("utf-8") for name in ("_decision.lua", f"{algorithm.value}.lua")
+    )
 
 
 def _arguments(rule: RateLimitRule) -> tuple[bytes, ...]:
