@@ -1,4 +1,5 @@
-"""TAB completion of the names the configuration defines: breakers and rate-limit rules.
+"""TAB completion of the names the configuration defines: breakers and rate-limit rules,
+and the command arguments that complete them.
 
 Completion runs on every TAB, so it reads only the configuration (the file, profile
 and ``--set`` flags typed before the command, as the command itself would) and never
@@ -9,7 +10,7 @@ breakers) rather than printing an error into the user's prompt.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -38,6 +39,14 @@ def rule_names(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
         for rule in rules
         if rule.name.startswith(incomplete)
     ]
+
+
+BreakerArgument = Annotated[
+    str, typer.Argument(help="Breaker name, e.g. openai_api.", autocompletion=breaker_names)
+]
+RuleArgument = Annotated[
+    str, typer.Argument(help="A rule name from [[limits.rules]].", autocompletion=rule_names)
+]
 
 
 def _settings(ctx: typer.Context) -> Settings | None:

@@ -64,9 +64,19 @@ class Console:
         self.no_color = no_color or bool(os.environ.get("NO_COLOR"))
         self.verbose = verbose
 
-    def emit(self, data: Any, output: OutputFormat, columns: Columns | None = None) -> None:
-        """Print JSON-able ``data``; ``columns`` picks and orders the table columns."""
-        if output is OutputFormat.json:
+    def emit(
+        self,
+        data: Any,
+        output: OutputFormat,
+        columns: Columns | None = None,
+        *,
+        empty: str | None = None,
+    ) -> None:
+        """Print JSON-able ``data``; ``columns`` picks and orders the table columns. An empty
+        list shown as a table is the message ``empty`` on stderr instead, when given."""
+        if empty is not None and not data and output is OutputFormat.table:
+            self.info(empty)
+        elif output is OutputFormat.json:
             self._write_stdout(json.dumps(_plain(data), indent=2))
         elif output is OutputFormat.yaml:
             import yaml

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from revoctl.cli._app import AppState, call
-from revoctl.cli._complete import breaker_names
+from revoctl.cli._complete import BreakerArgument, breaker_names
 from revoctl.cli._console import Console, OutputFormat, OutputOption, Table
 from revoctl.core.errors import UsageError
 
@@ -25,10 +25,6 @@ app = typer.Typer(
     help="Show the circuit breakers across the fleet; trip, reset, and their history.",
     no_args_is_help=True,
 )
-
-NameArgument = Annotated[
-    str, typer.Argument(help="Breaker name, e.g. openai_api.", autocompletion=breaker_names)
-]
 
 STATUS_COLUMNS = [
     "name",
@@ -100,7 +96,7 @@ def status(
 @app.command()
 def trip(
     ctx: typer.Context,
-    name: NameArgument,
+    name: BreakerArgument,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why: shown by status and history.")
     ] = None,
@@ -145,7 +141,7 @@ def reset(
 @app.command()
 def history(
     ctx: typer.Context,
-    name: NameArgument,
+    name: BreakerArgument,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10_000, help="At most this many.")
     ] = 50,
@@ -153,11 +149,9 @@ def history(
 ) -> None:
     """A breaker's state transitions, newest first, with their causes."""
     found = call(ctx, lambda svc: svc.breakers.history(name, limit=limit))
-    console = AppState.of(ctx).console
-    if not found and output is OutputFormat.table:
-        console.info(f"no transitions recorded for {name}")
-        return
-    console.emit(found, output, HISTORY_COLUMNS)
+    AppState.of(ctx).console.emit(
+        found, output, HISTORY_COLUMNS, empty=f"no transitions recorded for {name}"
+    )
 
 
 def _brief(item: dict[str, Any]) -> dict[str, Any]:

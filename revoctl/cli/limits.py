@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from revoctl.cli._app import AppState, call
-from revoctl.cli._complete import rule_names
+from revoctl.cli._complete import RuleArgument
 from revoctl.cli._console import OutputFormat, OutputOption
 from revoctl.core.errors import CheckFailedError, NotFoundError, UsageError
 
@@ -26,9 +26,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RuleArgument = Annotated[
-    str, typer.Argument(help="A rule name from [[limits.rules]].", autocompletion=rule_names)
-]
 KeyOption = Annotated[
     str | None,
     typer.Option("--key", "-k", help="The key (user, IP, API key name); '*' when not given."),
@@ -63,10 +60,12 @@ def rules(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None
         }
         for rule in state.settings.limits.rules
     ]
-    if not records and output is OutputFormat.table:
-        state.console.info("no rules configured: add [[limits.rules]] tables to the config")
-        return
-    state.console.emit(records, output, RULE_COLUMNS)
+    state.console.emit(
+        records,
+        output,
+        RULE_COLUMNS,
+        empty="no rules configured: add [[limits.rules]] tables to the config",
+    )
 
 
 @app.command("test")
@@ -117,10 +116,9 @@ def inspect(
     if key is not None:
         state.console.emit(records[0], output, columns)
         return
-    if not records and output is OutputFormat.table:
-        state.console.info(f"no key holds state under {rule}: every key is full")
-        return
-    state.console.emit(records, output, columns)
+    state.console.emit(
+        records, output, columns, empty=f"no key holds state under {rule}: every key is full"
+    )
 
 
 @app.command("reset")
