@@ -214,7 +214,7 @@ async def test_models_round_trip_with_utc_timestamps(db: DatabaseManager) -> Non
 
 
 @pytest.mark.parametrize("code", ["40001", "40P01"])
-async def test_run_transaction_reruns_the_whole_transaction_on_serialization_failure(
+async def test_transaction_reruns_the_whole_transaction_on_serialization_failure(
     db: DatabaseManager, code: str
 ) -> None:
     class SerializationFailure(Exception):
@@ -233,7 +233,7 @@ async def test_run_transaction_reruns_the_whole_transaction_on_serialization_fai
             raise SerializationFailure("could not serialize access")
         return "done"
 
-    assert await db.run_transaction(record) == "done"
+    assert await db.transaction(record) == "done"
     async with db.get_async_session() as session:
         keys = (await session.scalars(select(RateLimitLog.key))).all()
     assert calls == 3
@@ -241,7 +241,7 @@ async def test_run_transaction_reruns_the_whole_transaction_on_serialization_fai
     assert len(sleeps.delays) == 2
 
 
-async def test_run_transaction_does_not_rerun_other_errors(db: DatabaseManager) -> None:
+async def test_transaction_does_not_rerun_other_errors(db: DatabaseManager) -> None:
     calls = 0
 
     async def fail(session: Any) -> None:
@@ -250,7 +250,7 @@ async def test_run_transaction_does_not_rerun_other_errors(db: DatabaseManager) 
         raise LookupError("not a transient error")
 
     with pytest.raises(LookupError):
-        await db.run_transaction(fail)
+        await db.transaction(fail)
     assert calls == 1
 
 

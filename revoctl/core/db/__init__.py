@@ -10,15 +10,19 @@ from typing import TYPE_CHECKING
 
 from revoctl.core._lazy import lazy_exports
 
-if TYPE_CHECKING:
-    from revoctl.core.db._manager import DatabaseManager
-    from revoctl.core.db._migrations import current, downgrade, heads, history, upgrade
-    from revoctl.core.db._probe import REVISIONS
-    from revoctl.core.db._stats import PoolStats
-    from revoctl.core.db.settings import DatabaseConfig
+if TYPE_CHECKING:  # for the type checker: `X as X` re-exports without a third list
+    from revoctl.core.db._manager import DatabaseManager as DatabaseManager
+    from revoctl.core.db._migrations import current as current
+    from revoctl.core.db._migrations import downgrade as downgrade
+    from revoctl.core.db._migrations import heads as heads
+    from revoctl.core.db._migrations import history as history
+    from revoctl.core.db._migrations import upgrade as upgrade
+    from revoctl.core.db._revisions import SHIPPED_REVISIONS as SHIPPED_REVISIONS
+    from revoctl.core.db._stats import PoolStats as PoolStats
+    from revoctl.core.db.settings import DatabaseConfig as DatabaseConfig
 
 _EXPORTS: dict[str, str] = {
-    "REVISIONS": "revoctl.core.db._probe",
+    "SHIPPED_REVISIONS": "revoctl.core.db._revisions",
     "DatabaseConfig": "revoctl.core.db.settings",
     "DatabaseManager": "revoctl.core.db._manager",
     "PoolStats": "revoctl.core.db._stats",
@@ -29,17 +33,7 @@ _EXPORTS: dict[str, str] = {
     "upgrade": "revoctl.core.db._migrations",
 }
 
-__all__ = [
-    "REVISIONS",
-    "DatabaseConfig",
-    "DatabaseManager",
-    "PoolStats",
-    "current",
-    "downgrade",
-    "heads",
-    "history",
-    "upgrade",
-]
+__all__ = sorted(_EXPORTS)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
