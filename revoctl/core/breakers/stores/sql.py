@@ -14,7 +14,8 @@ Writes go through `DatabaseManager.transaction` (an embedded SQLite database mig
 first, retries, "not migrated" for a missing table) with statements built from the
 models' tables (SQLAlchemy Core), once per dialect. The two reads ``breakers status``
 and ``health`` make (`read`, `fleet`) run on the raw driver before a pool is built, so
-they are plain text naming no column twice: ``SELECT *`` fills `SharedState` by name.
+they stay text (building them would import SQLAlchemy): ``SELECT *`` fills `SharedState`
+by column name, and the fleet's read names the few columns it needs.
 """
 
 from __future__ import annotations
