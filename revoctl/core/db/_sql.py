@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Table
-    from sqlalchemy.dialects.postgresql import Insert
+    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.orm import DeclarativeBase
 
 SERVER_CLOCK = {
@@ -39,13 +39,13 @@ def server_clock(backend: str) -> ColumnElement[Any]:
     return literal_column(SERVER_CLOCK[backend], Double()).label("now")
 
 
-def upsert(backend: str, table: Table) -> Insert:
+def upsert(backend: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An ``INSERT`` on ``table`` that takes ``ON CONFLICT`` clauses (PostgreSQL and SQLite
     spell them alike; SQLAlchemy has one construct per dialect)."""
     if backend == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(table)  # type: ignore[return-value]
+        return sqlite_insert(table)
     from sqlalchemy.dialects.postgresql import insert
 
     return insert(table)
