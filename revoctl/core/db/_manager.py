@@ -39,7 +39,6 @@ from revoctl.core.db._reports import (
     reported_connections,
     unhealthy_report,
 )
-from revoctl.core.db._revisions import migration_status
 from revoctl.core.db._stats import PoolStats
 from revoctl.core.db._url import DatabaseUrl, backend_of, resolve_database_url
 from revoctl.core.db.settings import DatabaseConfig
@@ -287,13 +286,6 @@ class DatabaseManager(AsyncService):
         :raises BackendUnavailableError: the database cannot be reached.
         """
         return (await self._probe(self.config.connect_timeout)).revisions
-
-    async def migration_state(self) -> dict[str, Any]:
-        """``{"current", "head", "pending"}`` against the revisions this revoctl ships.
-
-        :raises BackendUnavailableError: the database cannot be reached.
-        """
-        return migration_status(await self.applied_revisions())
 
     def pool_stats(self) -> dict[str, Any] | None:
         """This process's pool, gauges and counters (see `PoolStats`); None before it is built."""
