@@ -85,12 +85,13 @@ def migrate(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Apply the migrations shipped with revoctl, up to --revision."""
-    from revoctl.core.db import upgrade
+    from revoctl.core.db import DatabaseManager, upgrade
 
     state = AppState.of(ctx)
     if sql:
-        # Offline: nothing connects, so no manager is opened.
-        result = run(upgrade(state.settings.database, revision, sql=True))
+        # Offline: nothing connects, so the manager is never opened.
+        offline = DatabaseManager(state.settings.database)
+        result = run(upgrade(offline, revision, sql=True))
         if output is OutputFormat.table:
             state.console.line(result["sql"].rstrip("\n"))
             return

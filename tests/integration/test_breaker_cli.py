@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from revoctl.core.breakers import PREDEFINED_BREAKERS
-from revoctl.core.db import REVISIONS
+from revoctl.core.db import SHIPPED_REVISIONS as REVISIONS
 from tests.support.breakers import ALL_BREAKER_STORES, Target, store_target
 from tests.unit.test_cli import _loaded_backends
 

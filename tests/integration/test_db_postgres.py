@@ -283,7 +283,7 @@ async def test_a_refused_login_is_not_retried(postgres_url: str) -> None:
     assert "SECRETPW" not in str(caught.value) and "nobody" in str(caught.value)
 
 
-async def test_run_transaction_survives_a_real_serialization_failure(
+async def test_transaction_survives_a_real_serialization_failure(
     db: DatabaseManager,
 ) -> None:
     db.retry_policy = FAST_RETRIES
@@ -305,7 +305,7 @@ async def test_run_transaction_survives_a_real_serialization_failure(
         await session.execute(text("UPDATE counters SET n = :n WHERE id = 1"), {"n": n + 1})
         return int(n)
 
-    seen = await asyncio.gather(db.run_transaction(increment), db.run_transaction(increment))
+    seen = await asyncio.gather(db.transaction(increment), db.transaction(increment))
     async with db.connection() as conn:
         final = (await conn.execute(text("SELECT n FROM counters WHERE id = 1"))).scalar_one()
     assert final == 2  # no lost update

@@ -214,7 +214,7 @@ async def test_models_round_trip_with_utc_timestamps(db: DatabaseManager) -> Non
 
 
 @pytest.mark.parametrize("code", ["40001", "40P01"])
-async def test_run_transaction_reruns_the_whole_transaction_on_serialization_failure(
+async def test_transaction_reruns_the_whole_transaction_on_serialization_failure(
     db: DatabaseManager, code: str
 ) -> None:
     class SerializationFailure(Exception):
@@ -233,7 +233,7 @@ async def test_run_transaction_reruns_the_whole_transaction_on_serialization_fai
             raise SerializationFailure("could not serialize access")
         return "done"
 
-    assert await db.run_transaction(record) == "done"
+    assert await db.transaction(record) == "done"
     async with db.get_async_session() as session:
         keys = (await session.scalars(select(RateLimitLog.key))).all()
     assert calls == 3
@@ -241,7 +241,7 @@ async def test_run_transaction_reruns_the_whole_transaction_on_serialization_fai
     assert len(sleeps.delays) == 2
 
 
-async def test_run_transaction_does_not_rerun_other_errors(db: DatabaseManager) -> None:
+async def test_transaction_does_not_rerun_other_errors(db: DatabaseManager) -> None:
     calls = 0
 
     async def fail(session: Any) -> None:
@@ -250,7 +250,7 @@ async def test_run_transaction_does_not_rerun_other_errors(db: DatabaseManager) 
         raise LookupError("not a transient error")
 
     with pytest.raises(LookupError):
-        await db.run_transaction(fail)
+        await db.transaction(fail)
     assert calls == 1
 
 
@@ -454,3 +454,44 @@ async def test_reads_before_the_pool_is_built_use_sqlite3_and_match_the_pool() -
         assert memory.pool_stats() is not None  # an in-memory database lives in its pool only
     finally:
         await memory.close()
+
+
+# --- one translation for the raw driver and SQLAlchemy ---------------------------------
+
+
+class _LoginRefused(Exception):
+    sqlstate = "28P01"  # invalid_password, as asyncpg raises it
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)"),
+        sqlite3.DatabaseError("file is not a database"),
+        _LoginRefused('password authentication failed for user "u"'),
+    ],
+    ids=["refused", "not-a-database", "login"],
+)
+def test_a_driver_error_reads_the_same_raw_and_wrapped_by_sqlalchemy(raw: Exception) -> None:
+    """The probes see the driver's own error, the pool SQLAlchemy's wrapping of it: one
+    table translates both, word for word."""
+    from sqlalchemy.exc import OperationalError
+
+    from revoctl.core.db._errors import translated
+
+    wrapped = OperationalError("SELECT 1", {}, raw)
+    seen = [translated(error, "db.example/app", attempts=2) for error in (raw, wrapped)]
+    assert all(isinstance(error, BackendUnavailableError) for error in seen)
+    assert str(seen[0]) == str(seen[1])
+    assert "db.example/app" in str(seen[0])
+
+
+def test_a_missing_table_is_left_to_the_caller_and_named_when_not_migrated() -> None:
+    from revoctl.core.db._errors import missing_table, not_migrated, translated
+
+    raw = sqlite3.OperationalError("no such table: rate_limit_state")
+    assert translated(raw, "db", attempts=1) is None
+    assert str(not_migrated(missing_table(raw))) == (
+        "the rate_limit_state table is missing: the database is not migrated "
+        "(run 'revoctl db migrate')"
+    )

@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, inspect
 
+from revoctl.core._process import Role
 from revoctl.core.db import (
     DatabaseConfig,
     DatabaseManager,
@@ -44,9 +45,9 @@ async def db() -> AsyncIterator[DatabaseManager]:
 
 
 def test_the_revisions_the_probes_know_are_the_shipped_ones() -> None:
-    """Probes read the migration state without Alembic, against `REVISIONS`: it must list
-    every shipped revision, oldest first."""
-    from revoctl.core.db import REVISIONS
+    """Probes read the migration state without Alembic, against the revision files read as
+    text: they must list every shipped revision, oldest first."""
+    from revoctl.core.db import SHIPPED_REVISIONS as REVISIONS
 
     shipped = [script.revision for script in script_directory().walk_revisions()]
     assert list(REVISIONS) == shipped[::-1]
@@ -92,10 +93,12 @@ async def test_step_by_step_and_history_marks(db: DatabaseManager) -> None:
     assert await downgrade(db, "-1") == {"from": "0001", "to": None, "reverted": ["0001"]}
 
 
-async def test_a_config_opens_its_own_manager(revoctl_home: Path) -> None:
-    result = await upgrade(DatabaseConfig(), "0001")
+async def test_a_manager_of_its_own_migrates(revoctl_home: Path) -> None:
+    async with DatabaseManager(DatabaseConfig(), role=Role.MIGRATE) as manager:
+        result = await upgrade(manager, "0001")
     assert result["applied"] == ["0001"]
-    assert (await current(DatabaseConfig()))["current"] == "0001"
+    async with DatabaseManager(DatabaseConfig(), role=Role.MIGRATE) as manager:
+        assert (await current(manager))["current"] == "0001"
 
 
 async def test_unknown_revision_is_not_found(db: DatabaseManager) -> None:
@@ -120,12 +123,12 @@ async def test_unknown_revision_in_the_database_reports_pending_none(db: Databas
 
 
 async def test_offline_sql_prints_and_touches_nothing(revoctl_home: Path) -> None:
-    result = await upgrade(DatabaseConfig(), "0001", sql=True)
+    result = await upgrade(DatabaseManager(DatabaseConfig()), "0001", sql=True)
     assert "CREATE TABLE request_logs" in result["sql"]
     assert "INSERT INTO alembic_version" in result["sql"]
     assert not (revoctl_home / "revoctl.db").exists()
     postgres = DatabaseConfig(url="postgresql+asyncpg://u:SECRETPW@db.invalid/app")
-    pg_sql = (await upgrade(postgres, "0001", sql=True))["sql"]
+    pg_sql = (await upgrade(DatabaseManager(postgres), "0001", sql=True))["sql"]
     assert "BIGSERIAL" in pg_sql and "TIMESTAMP WITH TIME ZONE" in pg_sql
     assert "SECRETPW" not in pg_sql
 

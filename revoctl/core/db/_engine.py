@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from revoctl.core._paths import create_private_file, ensure_writable_dir
-from revoctl.core._process import application_name
+from revoctl.core._process import Role, application_name
 from revoctl.core.db._url import DatabaseUrl
 from revoctl.core.db.settings import DatabaseConfig
 
@@ -45,7 +45,7 @@ class WaitBoundedPool(AsyncAdaptedQueuePool):
             CHECKOUT_WAIT.reset(token)
 
 
-def build_engine(url: DatabaseUrl, config: DatabaseConfig, role: str) -> AsyncEngine:
+def build_engine(url: DatabaseUrl, config: DatabaseConfig, role: Role | str) -> AsyncEngine:
     """An engine for ``url`` with the pool and connection options its dialect supports.
 
     A SQLite file is created owner-only (0600) before SQLite opens it; its ``-wal``

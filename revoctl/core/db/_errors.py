@@ -1,14 +1,28 @@
 """Which database errors are transient, which are the rows' own fault, and how they become
-revoctl errors."""
+revoctl errors.
+
+One translation (`translate_errors`) for both ways to the database: the raw drivers of
+the probes (asyncpg, sqlite3) and SQLAlchemy, which wraps the same driver errors. Each
+test below walks the chain of wrapped errors, so a raw error and its wrapping read the
+same, and nothing here imports SQLAlchemy for an error it has not raised.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 from revoctl.core._batch import RowsRejected
-from revoctl.core.errors import BackendUnavailableError, PoolExhaustedError
+from revoctl.core.errors import (
+    BackendUnavailableError,
+    PoolExhaustedError,
+    RevoctlError,
+    UsageError,
+    first_line,
+)
 
 TRANSIENT_CONNECT_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
 """too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now."""
@@ -47,11 +61,18 @@ def _sqlite_locked(exc: BaseException) -> bool:
     )
 
 
+def _sqlalchemy_error(name: str) -> type[BaseException] | None:
+    """SQLAlchemy's error class ``name``, if SQLAlchemy is loaded: an error it has not
+    raised cannot be one of its own, so a probe never imports it to ask."""
+    module = sys.modules.get("sqlalchemy.exc")
+    found = getattr(module, name, None)
+    return found if isinstance(found, type) else None
+
+
 def is_pool_timeout(exc: BaseException) -> bool:
     """The pool had no free connection within ``pool_timeout``."""
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    return isinstance(exc, PoolTimeout)
+    pool_timeout = _sqlalchemy_error("TimeoutError")
+    return pool_timeout is not None and isinstance(exc, pool_timeout)
 
 
 def is_transient_connect(exc: BaseException) -> bool:
@@ -60,7 +81,8 @@ def is_transient_connect(exc: BaseException) -> bool:
     code = sqlstate(exc)
     if code is not None:
         return code.startswith("08") or code in TRANSIENT_CONNECT_SQLSTATES
-    return _sqlite_locked(exc) or any(isinstance(link, OSError) for link in _chain(exc))
+    # EOFError: asyncpg's IncompleteReadError, a connection closed mid-handshake.
+    return _sqlite_locked(exc) or any(isinstance(link, OSError | EOFError) for link in _chain(exc))
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -68,11 +90,9 @@ def is_connection_error(exc: BaseException) -> bool:
 
     A pool timeout is not one of these: the caller has already waited ``pool_timeout``.
     """
-    from sqlalchemy.exc import DBAPIError
-
     if is_pool_timeout(exc):
         return False
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy's DBAPIError
         return True
     return is_transient_connect(exc)
 
@@ -84,11 +104,15 @@ def is_rejected(exc: BaseException) -> bool:
     return code is not None and code.startswith(REJECTED_SQLSTATE_CLASSES)
 
 
+UNUSABLE_SQLITE = ("unable to open", "not a database", "disk i/o error", "readonly database")
+"""What SQLite says of a file it cannot use (lower case): retrying will not help."""
+
+
 def unusable_sqlite_file(exc: BaseException) -> sqlite3.DatabaseError | None:
-    """The SQLite file cannot be opened or is not a database: retrying will not help."""
+    """The SQLite file cannot be opened, written or read as a database."""
     for link in _chain(exc):
-        if isinstance(link, sqlite3.DatabaseError) and (
-            "unable to open" in str(link) or "not a database" in str(link)
+        if isinstance(link, sqlite3.DatabaseError) and any(
+            words in str(link).lower() for words in UNUSABLE_SQLITE
         ):
             return link
     return None
@@ -105,6 +129,21 @@ def is_missing_table(exc: BaseException) -> bool:
         isinstance(link, sqlite3.OperationalError) and "no such table" in str(link)
         for link in _chain(exc)
     )
+
+
+_MISSING_TABLE = re.compile(r'relation "([^"]+)" does not exist|no such table: (\S+)')
+
+
+def missing_table(exc: BaseException) -> str | None:
+    """The table a statement found missing (`is_missing_table`), as the driver named it."""
+    found = _MISSING_TABLE.search(" ".join(str(link) for link in _chain(exc)))
+    return next((name for name in found.groups() if name), None) if found else None
+
+
+def not_migrated(table: str | None) -> UsageError:
+    """The error for a missing ``table`` (None: unnamed): the database is not migrated."""
+    missing = f"the {table} table is missing" if table else "a table is missing"
+    return UsageError(f"{missing}: the database is not migrated (run 'revoctl db migrate')")
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -133,49 +172,65 @@ def refused_rows() -> Iterator[None]:
 
 
 def _reason(exc: BaseException, password: str | None) -> str:
-    """The innermost error's text, with the password scrubbed in case a driver echoed it."""
+    """The innermost error's first line, with the password scrubbed in case a driver
+    echoed it."""
     root = list(_chain(exc))[-1]
-    text = str(root).strip() or type(root).__name__
-    text = f"{type(root).__name__}: {text}"
+    text = f"{type(root).__name__}: {first_line(root)}"
     return text.replace(password, "***") if password else text
+
+
+def translated(
+    exc: BaseException, target: str, *, attempts: int, password: str | None = None
+) -> RevoctlError | None:
+    """``exc`` as revoctl's error, naming ``target`` (the URL without its password), or
+    None when it is the caller's to handle: a SQL error (a constraint, the syntax, a
+    serialization failure) or a missing table (the caller says "not migrated").
+
+    A pool that stayed exhausted for the whole wait is `PoolExhaustedError`; an unusable
+    SQLite file, a refused login or an unreachable server `BackendUnavailableError`.
+    """
+    if is_missing_table(exc):
+        return None
+    if is_pool_timeout(exc):
+        return PoolExhaustedError(
+            f"no free database connection for {target}: the pool is exhausted "
+            f"({_reason(exc, password)})"
+        )
+    unusable = unusable_sqlite_file(exc)
+    if unusable is not None:
+        return BackendUnavailableError(f"cannot use the SQLite database at {target}: {unusable}")
+    if is_rejected(exc):
+        return BackendUnavailableError(
+            f"the database at {target} refused the connection: {_reason(exc, password)}"
+        )
+    if is_connection_error(exc):
+        tried = f" after {attempts} attempts" if attempts > 1 else ""
+        return BackendUnavailableError(
+            f"cannot reach the database at {target}{tried}: {_reason(exc, password)}"
+        )
+    return None
 
 
 @contextlib.contextmanager
 def translate_errors(
     target: str,
     *,
-    attempts: int,
+    attempts: int | Callable[[], int],
     password: str | None = None,
     only: type[Exception] = Exception,
 ) -> Iterator[None]:
-    """Turn connection failures into `BackendUnavailableError` (a pool that stayed
-    exhausted for the whole wait: `PoolExhaustedError`), naming ``target``.
+    """Raise the block's errors as `translated` words them, ``from`` the driver's error;
+    the caller's own errors propagate unchanged.
 
-    ``target`` is the URL rendered without its password; ``only`` limits which
-    errors are looked at (e.g. SQLAlchemy's, around a caller's own code). SQL
-    errors (constraint violations, syntax errors, serialization failures)
-    propagate unchanged: they are the caller's to handle.
+    ``attempts`` is how many connections were tried (or a function that tells, read
+    when the error is raised); ``only`` limits which errors are looked at (e.g.
+    SQLAlchemy's, around a caller's own code).
     """
     try:
         yield
     except only as exc:
-        if is_pool_timeout(exc):
-            raise PoolExhaustedError(
-                f"no free database connection for {target}: the pool is exhausted "
-                f"({_reason(exc, password)})"
-            ) from exc
-        unusable = unusable_sqlite_file(exc)
-        if unusable is not None:
-            raise BackendUnavailableError(
-                f"cannot use the SQLite database at {target}: {unusable}"
-            ) from exc
-        if is_rejected(exc):
-            raise BackendUnavailableError(
-                f"database at {target} refused the connection: {_reason(exc, password)}"
-            ) from exc
-        if is_connection_error(exc):
-            tried = f" after {attempts} attempts" if attempts > 1 else ""
-            raise BackendUnavailableError(
-                f"cannot reach the database at {target}{tried}: {_reason(exc, password)}"
-            ) from exc
-        raise
+        tried = attempts() if callable(attempts) else attempts
+        error = translated(exc, target, attempts=tried, password=password)
+        if error is None:
+            raise
+        raise error from exc

@@ -1,9 +1,13 @@
-"""`DatabaseManager`: one engine and pool per process, sessions with retries, probes, health.
+"""`DatabaseManager`: one engine and pool per process, sessions and transactions with
+retries, probes, health.
 
 SQLAlchemy is imported when the engine is built, not before: ``ping``, ``pool_report``,
 ``health_check`` and the reads of a process that has not built its pool (`read`) run on
 the raw driver (`revoctl.core.db._probe`), so a CLI probe, a health check or a status
-never pays for it.
+never pays for it. Both ways translate errors through one table
+(`revoctl.core.db._errors`); the reports are built in `revoctl.core.db._reports` and the
+migrations run in `revoctl.core.db._migrations`, which this module calls and which
+knows the manager only by what it uses.
 """
 
 from __future__ import annotations
@@ -16,21 +20,31 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl.core._lifecycle import AsyncService
-from revoctl.core._process import application_name
+from revoctl.core._process import Role, application_name, process_name
 from revoctl.core._retry import RetryPolicy
 from revoctl.core.db._errors import (
     is_connection_error,
+    is_missing_table,
     is_pool_timeout,
     is_retryable_transaction,
+    missing_table,
+    not_migrated,
     translate_errors,
 )
-from revoctl.core.db._probe import Probe, migration_status, pool_view, probe, read_rows
+from revoctl.core.db._probe import Probe, pool_view, probe, read_rows
+from revoctl.core.db._reports import (
+    configured_pool,
+    health_report,
+    local_connections,
+    reported_connections,
+    unhealthy_report,
+)
 from revoctl.core.db._stats import PoolStats
-from revoctl.core.db._url import DatabaseUrl, backend_of, parse_database_url
+from revoctl.core.db._url import DatabaseUrl, backend_of, resolve_database_url
 from revoctl.core.db.settings import DatabaseConfig
-from revoctl.core.errors import ConfigError, RevoctlError
-from revoctl.core.redaction import redact, redact_url, register_secret
-from revoctl.core.references import SecretReader, resolve_url
+from revoctl.core.errors import RevoctlError
+from revoctl.core.redaction import redact_url
+from revoctl.core.references import SecretReader
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -43,8 +57,9 @@ logger = logging.getLogger("revoctl.db")
 class DatabaseManager(AsyncService):
     """The process's database: one async engine and pool, built from `DatabaseConfig`.
 
-    ``role`` tags PostgreSQL connections (``application_name`` is
-    ``revoctl:<host>:<pid>:<role>``). ``resolve`` reads the secrets that
+    ``role`` tags PostgreSQL connections (``application_name`` is the process name,
+    ``revoctl:<host>:<pid>:<role>``, see `revoctl.core._process`); a `Role`, or any
+    other word a test or a tool tags itself with. ``resolve`` reads the secrets that
     ``${secret:NAME}`` references in ``config.url`` name.
 
     Use as ``async with DatabaseManager(config) as db:`` or call `initialize()`
@@ -59,7 +74,7 @@ class DatabaseManager(AsyncService):
         self,
         config: DatabaseConfig,
         *,
-        role: str = "runtime",
+        role: Role | str = Role.RUNTIME,
         resolve: SecretReader | None = None,
     ) -> None:
         self.config = config
@@ -96,22 +111,7 @@ class DatabaseManager(AsyncService):
         :raises RevoctlError: a referenced secret cannot be read.
         """
         if self._url is None:
-            if self._read_secret is None:
-
-                async def no_reader(name: str) -> str:
-                    raise ConfigError(
-                        "database.url: holds a ${secret:...} reference but no secret "
-                        "resolver is set"
-                    )
-
-                reader: SecretReader = no_reader
-            else:
-                reader = self._read_secret
-            text = await resolve_url(self.config.url, reader, setting="database.url")
-            url = parse_database_url(text)
-            if url.password:
-                register_secret(url.password)
-            self._url = url
+            self._url = await resolve_database_url(self.config.url, self._read_secret)
         return self._url
 
     async def _open(self) -> None:
@@ -166,7 +166,7 @@ class DatabaseManager(AsyncService):
         """A session that commits when the block succeeds and rolls back when it raises.
 
         Only acquiring the connection is retried: a block that has started may have
-        had effects, so it is never re-run here (see `run_transaction`). ``pool_wait``:
+        had effects, so it is never re-run here (see `transaction`). ``pool_wait``:
         as for `connection`.
 
         :raises PoolExhaustedError: no connection came free in time.
@@ -185,24 +185,32 @@ class DatabaseManager(AsyncService):
             finally:
                 await session.close()
 
-    async def run_transaction(
+    async def transaction(
         self, fn: Callable[[AsyncSession], Awaitable[T]], *, pool_wait: float | None = None
     ) -> T:
         """Run ``fn(session)`` in a transaction, re-running it whole on a serialization
         failure or deadlock (SQLSTATE 40001/40P01) or a locked SQLite file.
 
+        An embedded SQLite database is brought up to date first (`ensure_schema`).
         ``fn`` must be safe to run again: it may run up to ``retry_attempts + 1`` times.
         ``pool_wait``: as for `connection`.
 
+        :raises UsageError: a table ``fn`` uses is missing: the database is not migrated.
         :raises PoolExhaustedError: no connection came free in time.
         :raises BackendUnavailableError: the database cannot be reached.
         """
+        await self.ensure_schema()
 
         async def attempt() -> T:
             async with self.get_async_session(pool_wait=pool_wait) as session:
                 return await fn(session)
 
-        return await self.retry_policy.call(attempt, is_retryable_transaction, "transaction")
+        try:
+            return await self.retry_policy.call(attempt, is_retryable_transaction, "transaction")
+        except Exception as exc:
+            if is_missing_table(exc):
+                raise not_migrated(missing_table(exc)) from None
+            raise
 
     async def ping(self) -> dict[str, Any]:
         """Connect and run ``SELECT 1`` on a connection of its own:
@@ -257,29 +265,20 @@ class DatabaseManager(AsyncService):
             ]
 
     async def ensure_schema(self) -> None:
-        """Bring an embedded SQLite database up to date before its first use in this process.
-
-        A new user's first ``secrets set`` or rate-limit check finds the tables there.
-        Processes that first use a new database together take turns (a lock file beside
-        it, see `revoctl.core.db._migrations`): one migrates, the others find it done.
-        PostgreSQL is left alone: its migrations stay an explicit ``revoctl db migrate``
-        (run by one deploy step, with the advisory lock), and a missing table there is
-        reported as "not migrated".
+        """Bring an embedded SQLite database up to date before its first use in this
+        process (once; see `revoctl.core.db._migrations.ensure_schema`). PostgreSQL is
+        left alone: its migrations stay an explicit ``revoctl db migrate``.
 
         :raises BackendUnavailableError: the database cannot be reached.
         """
         if self._schema_ready or self.backend != "sqlite":
             return
         async with self._schema_lock:
-            if self._schema_ready:
-                return
-            state = await self.migration_state()
-            if state["pending"]:
-                from revoctl.core.db._migrations import upgrade
+            if not self._schema_ready:
+                from revoctl.core.db._migrations import ensure_schema
 
-                done = await upgrade(self, "head")
-                logger.info("migrated the SQLite database to %s (%s)", done["to"], done["applied"])
-            self._schema_ready = True
+                await ensure_schema(self)
+                self._schema_ready = True
 
     async def applied_revisions(self) -> tuple[str, ...]:
         """The revision(s) recorded in the database's ``alembic_version`` table.
@@ -288,27 +287,11 @@ class DatabaseManager(AsyncService):
         """
         return (await self._probe(self.config.connect_timeout)).revisions
 
-    async def migration_state(self) -> dict[str, Any]:
-        """``{"current", "head", "pending"}`` against the revisions this revoctl ships.
-
-        :raises BackendUnavailableError: the database cannot be reached.
-        """
-        return migration_status(await self.applied_revisions())
-
     def pool_stats(self) -> dict[str, Any] | None:
         """This process's pool, gauges and counters (see `PoolStats`); None before it is built."""
         if self._engine is None:
             return None
         return self.stats.snapshot(self._engine.sync_engine.pool)
-
-    def configured_pool(self) -> dict[str, Any]:
-        """The pool settings from the configuration, as ``db pool`` shows them."""
-        return {
-            "pool_size": self.config.pool_size,
-            "max_overflow": self.config.max_overflow,
-            "pool_timeout": self.config.pool_timeout,
-            "pool_recycle": self.config.pool_recycle,
-        }
 
     async def pool_report(self) -> dict[str, Any]:
         """The configured pool, this process's statistics, the live connections, and every
@@ -329,12 +312,13 @@ class DatabaseManager(AsyncService):
             target=self.describe_url(),
         )
         if server is None:
-            connections = [*_reported_connections(instances), *self._local_connections()]
+            mine = local_connections(process_name(self.role), self.pool_stats())
+            connections = [*reported_connections(instances), *mine]
         else:
             connections = server
         return {
             "backend": self.backend,
-            "configured": self.configured_pool(),
+            "configured": configured_pool(self.config),
             "pool": self.pool_stats(),
             "server_view": server is not None,
             "connections": connections,
@@ -355,39 +339,8 @@ class DatabaseManager(AsyncService):
         try:
             seen = await self._probe(timeout)
         except RevoctlError as exc:
-            return {
-                "status": "unhealthy",
-                "latency_ms": None,
-                "backend": self.backend,
-                "pool": self.pool_stats(),
-                "migrations": migration_status(()) | {"current": None, "pending": None},
-                "error": redact(str(exc)),
-            }
-        migrations = migration_status(seen.revisions)
-        pool = self.pool_stats()
-        reasons = []
-        if migrations["pending"]:
-            count = migrations["pending"]
-            reasons.append(
-                f"{count} migration{'s' if count > 1 else ''} pending: run 'revoctl db migrate'"
-            )
-        elif migrations["pending"] is None:
-            reasons.append(
-                f"the database is at revision {migrations['current']}, which this revoctl "
-                "does not ship: upgrade revoctl"
-            )
-        if pool is not None and pool["saturated"]:
-            reasons.append("pool saturated: every connection is checked out")
-        report: dict[str, Any] = {
-            "status": "degraded" if reasons else "healthy",
-            "latency_ms": seen.latency_ms,
-            "backend": seen.backend,
-            "pool": pool,
-            "migrations": migrations,
-        }
-        if reasons:
-            report["reason"] = "; ".join(reasons)
-        return report
+            return unhealthy_report(self.backend, self.pool_stats(), exc)
+        return health_report(self.backend, self.pool_stats(), seen)
 
     async def _probe(self, timeout: float, *, retry: RetryPolicy | None = None) -> Probe:
         return await probe(
@@ -433,35 +386,3 @@ class DatabaseManager(AsyncService):
             password=self._url.password if self._url else None,
             only=only,
         )
-
-    def _local_connections(self) -> list[dict[str, Any]]:
-        stats = self.pool_stats()
-        if stats is None:
-            return []
-        name = application_name(self.role)
-        counts = {"checked_out": stats["checked_out"], "idle": stats["checked_in"] or 0}
-        return [
-            {"application_name": name, "state": state, "count": count, "revoctl": True}
-            for state, count in counts.items()
-            if count
-        ]
-
-
-def _reported_connections(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Connections by instance and state, as each instance last reported its pool."""
-    rows = []
-    for report in instances:
-        pool = report["pool"] or {}
-        for state, count in (("checked_out", pool.get("checked_out")),
-                             ("idle", pool.get("checked_in"))):  # fmt: skip
-            if count:
-                rows.append(
-                    {
-                        "application_name": report["instance"],
-                        "state": state,
-                        "count": count,
-                        "revoctl": True,
-                        "stale": report["stale"],
-                    }
-                )
-    return rows

@@ -1,11 +1,13 @@
 """Alembic, driven from code: the migrations ship inside the package, no alembic.ini.
 
-Every function takes a `DatabaseManager` (its pool and retries are used) or a
-`DatabaseConfig` (a manager is opened for the call). Online runs hand Alembic a
-live connection through ``Config.attributes``, so they work inside a running
-event loop; see ``migrations/env.py``. Online runs take turns across processes: an
-advisory lock on PostgreSQL, a lock file beside a SQLite database; the later runs
-find the revisions applied and do nothing.
+Every function takes a database manager (`Migratable`: what of `DatabaseManager` they
+use; its pool and retries are used; it is the caller's to open and close). Online runs
+hand Alembic a live connection through ``Config.attributes``, so they work inside a
+running event loop; see ``migrations/env.py``. Online runs take turns across processes:
+an advisory lock on PostgreSQL, a lock file beside a SQLite database; the later runs
+find the revisions applied and do nothing. `ensure_schema` brings an embedded SQLite
+database up to date on its first use; it runs before a process's first transaction, so
+Alembic (0.15 s) is imported by the functions that run it, not with this module.
 """
 
 from __future__ import annotations
@@ -13,25 +15,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import filelock
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import RevisionError
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from revoctl.core._paths import ensure_writable_dir, holding
 from revoctl.core.db._errors import is_connection_error
-from revoctl.core.db._manager import DatabaseManager
-from revoctl.core.db._url import backend_of
+from revoctl.core.db._revisions import migration_status
+from revoctl.core.db._url import DatabaseUrl, backend_of
 from revoctl.core.db.settings import DatabaseConfig
-from revoctl.core.errors import NotFoundError, RevoctlError, UsageError
+from revoctl.core.errors import NotFoundError, RevoctlError, UsageError, first_line
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+logger = logging.getLogger("revoctl.db")
 
 SCRIPT_LOCATION = "revoctl.core.db:migrations"
 MIGRATION_LOCK_KEY = int.from_bytes(b"revoctl", "big")
@@ -44,11 +47,29 @@ so processes that first use a new database together take turns the same way."""
 SQLITE_LOCK_SECONDS = 120.0
 """How long a migration waits for another process's migration of the same SQLite file."""
 
-Target = DatabaseManager | DatabaseConfig
+
+class Migratable(Protocol):
+    """What the migrations use of a `DatabaseManager`."""
+
+    @property
+    def config(self) -> DatabaseConfig: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    async def url(self) -> DatabaseUrl: ...
+
+    async def applied_revisions(self) -> tuple[str, ...]: ...
+
+    def connection(
+        self, *, pool_wait: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
 
 
 def alembic_config(**attributes: Any) -> Config:
     """An Alembic `Config` for the packaged migrations; ``attributes`` reach ``env.py``."""
+    from alembic.config import Config
+
     output_buffer = attributes.pop("output_buffer", None)
     config = Config(output_buffer=output_buffer)
     config.set_main_option("script_location", SCRIPT_LOCATION)
@@ -59,6 +80,8 @@ def alembic_config(**attributes: Any) -> Config:
 @functools.cache
 def script_directory() -> ScriptDirectory:
     """The packaged revisions (read once per process)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -69,10 +92,30 @@ def heads() -> list[str]:
 
 def current_revisions(connection: Connection) -> tuple[str, ...]:
     """The revision(s) recorded in the database's ``alembic_version`` table."""
+    from alembic.runtime.migration import MigrationContext
+
     return tuple(MigrationContext.configure(connection).get_current_heads())
 
 
-async def upgrade(target: Target, revision: str = "head", *, sql: bool = False) -> dict[str, Any]:
+async def ensure_schema(db: Migratable) -> None:
+    """Bring an embedded SQLite database up to date.
+
+    A new user's first ``secrets set`` or rate-limit check finds the tables there.
+    Processes that first use a new database together take turns (the lock file beside
+    it): one migrates, the others find it done. PostgreSQL is left alone: its migrations
+    stay an explicit ``revoctl db migrate`` (run by one deploy step, with the advisory
+    lock), and a missing table there is reported as "not migrated".
+
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    if db.backend != "sqlite":
+        return
+    if migration_status(await db.applied_revisions())["pending"]:
+        done = await upgrade(db, "head")
+        logger.info("migrated the SQLite database to %s (%s)", done["to"], done["applied"])
+
+
+async def upgrade(db: Migratable, revision: str = "head", *, sql: bool = False) -> dict[str, Any]:
     """Apply revisions up to ``revision``; with ``sql``, return the SQL instead of running it.
 
     Returns ``{"from", "to", "applied"}`` or, with ``sql``, ``{"from", "to", "sql"}``.
@@ -82,12 +125,12 @@ async def upgrade(target: Target, revision: str = "head", *, sql: bool = False) 
     :raises BackendUnavailableError: the database cannot be reached.
     """
     if sql:
-        return _offline_upgrade(target, revision)
-    before, after, applied = await _run(target, command.upgrade, revision)
+        return _offline_upgrade(db.config, revision)
+    before, after, applied = await _run(db, "upgrade", revision)
     return {"from": _one(before), "to": _one(after), "applied": applied}
 
 
-async def downgrade(target: Target, revision: str) -> dict[str, Any]:
+async def downgrade(db: Migratable, revision: str) -> dict[str, Any]:
     """Revert revisions down to ``revision`` (``base`` reverts them all, ``-1`` one).
 
     Returns ``{"from", "to", "reverted"}``.
@@ -96,26 +139,24 @@ async def downgrade(target: Target, revision: str) -> dict[str, Any]:
     :raises UsageError: ``revision`` is not below the current one.
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    before, after, reverted = await _run(target, command.downgrade, revision)
+    before, after, reverted = await _run(db, "downgrade", revision)
     return {"from": _one(before), "to": _one(after), "reverted": reverted}
 
 
-async def current(target: Target) -> dict[str, Any]:
+async def current(db: Migratable) -> dict[str, Any]:
     """``{"current", "head", "pending"}``: the applied revision, the newest shipped one, the gap.
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    async with _managed(target) as manager:
-        return await manager.migration_state()
+    return migration_status(await db.applied_revisions())
 
 
-async def history(target: Target) -> list[dict[str, Any]]:
+async def history(db: Migratable) -> list[dict[str, Any]]:
     """Every shipped revision, newest first, marked applied or not.
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    async with _managed(target) as manager:
-        revisions = await manager.applied_revisions()
+    revisions = await db.applied_revisions()
     scripts = script_directory()
     with _alembic_errors(",".join(revisions)):
         applied = (
@@ -141,19 +182,16 @@ def _one(revisions: Sequence[str]) -> str | None:
     return ",".join(revisions) or None
 
 
-@contextlib.asynccontextmanager
-async def _managed(target: Target) -> AsyncIterator[DatabaseManager]:
-    if isinstance(target, DatabaseManager):
-        yield target
-        return
-    async with DatabaseManager(target, role="migrate") as manager:
-        yield manager
-
-
 async def _run(
-    target: Target, alembic_command: Callable[[Config, str], None], revision: str
+    db: Migratable, step: Literal["upgrade", "downgrade"], revision: str
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
-    """Run an Alembic command on one connection; returns (before, after, revisions stepped)."""
+    """Run Alembic's ``step`` command on one connection; returns (before, after, revisions
+    stepped)."""
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    alembic_command: Callable[[Config, str], None] = getattr(command, step)
     _require(revision)
     stepped: list[str] = []
 
@@ -172,13 +210,13 @@ async def _run(
             alembic_command(config, revision)
         return before, current_revisions(connection)
 
-    async with _managed(target) as manager, _sqlite_turn(manager), manager.connection() as conn:
+    async with _sqlite_turn(db), db.connection() as conn:
         try:
             before, after = await conn.run_sync(run)
         except SQLAlchemyError as exc:
             if is_connection_error(exc):
                 raise  # the connection's own translation says the database is unreachable
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = first_line(getattr(exc, "orig", None) or exc)
             raise RevoctlError(f"migration to {revision!r} failed: {reason}") from exc
         # Alembic leaves SQLite's DDL to autocommit, but SQLAlchemy autobegins: commit it.
         await conn.commit()
@@ -186,9 +224,9 @@ async def _run(
 
 
 @contextlib.asynccontextmanager
-async def _sqlite_turn(manager: DatabaseManager) -> AsyncIterator[None]:
+async def _sqlite_turn(db: Migratable) -> AsyncIterator[None]:
     """Hold the SQLite file's migration lock (a no-op for PostgreSQL and in-memory SQLite)."""
-    path = (await manager.url()).sqlite_path
+    path = (await db.url()).sqlite_path
     if path is None:
         yield
         return
@@ -199,10 +237,11 @@ async def _sqlite_turn(manager: DatabaseManager) -> AsyncIterator[None]:
         yield
 
 
-def _offline_upgrade(target: Target, revision: str) -> dict[str, Any]:
+def _offline_upgrade(config: DatabaseConfig, revision: str) -> dict[str, Any]:
     """``--sql``: the dialect comes from the URL's scheme, so nothing connects or resolves."""
+    from alembic import command
+
     _require(revision)
-    config = target.config if isinstance(target, DatabaseManager) else target
     buffer = io.StringIO()
     alembic = alembic_config(dialect_name=backend_of(config.url), output_buffer=buffer)
     with _alembic_errors(revision):
@@ -219,6 +258,9 @@ def _require(revision: str) -> None:
 @contextlib.contextmanager
 def _alembic_errors(revision: str) -> Iterator[None]:
     """Alembic's errors as revoctl's: an unknown revision is not found, the rest are usage."""
+    from alembic.script.revision import RevisionError
+    from alembic.util.exc import CommandError
+
     try:
         yield
     except (CommandError, RevisionError) as exc:

@@ -5,8 +5,9 @@ of a process whose pool is not built yet (`read_rows`) run here: each opens one 
 of its own outside any pool, under one deadline, so a saturated pool or a hung server
 cannot make a probe wait, and a short-lived CLI process does not pay for importing
 SQLAlchemy (0.3-0.7 s) to send ``SELECT 1``. The applied migration is read from
-``alembic_version`` and compared with the revisions this package ships (`REVISIONS`,
-checked against Alembic by a test).
+``alembic_version``, for the caller to compare with the shipped ones
+(`revoctl.core.db._revisions`). The drivers' errors are translated by the same table as
+the pool's (`revoctl.core.db._errors.translate_errors`), so both word a failure alike.
 """
 
 from __future__ import annotations
@@ -16,21 +17,18 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from revoctl.core._paths import create_private_file, ensure_writable_dir
 from revoctl.core._retry import RetryPolicy
-from revoctl.core.db._errors import is_missing_table, is_transient_connect
+from revoctl.core.db._errors import is_transient_connect, translate_errors
 from revoctl.core.db._url import DatabaseUrl
 from revoctl.core.errors import BackendUnavailableError
 
 T = TypeVar("T")
-
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
-"""Every shipped migration, oldest first (a test checks this against the scripts)."""
 
 INSTANCE_STALE_SECONDS = 15.0
 """A runtime instance that has not reported for this long (three of its 5 s reports) is
@@ -58,19 +56,6 @@ class Probe:
     latency_ms: float
     server_version: str | None
     revisions: tuple[str, ...]
-
-
-def migration_status(revisions: tuple[str, ...]) -> dict[str, Any]:
-    """``{"current", "head", "pending"}``; ``pending`` is None for a revision this version
-    does not ship (applied by a newer revoctl)."""
-    current = ",".join(revisions) or None
-    if not revisions:
-        pending: int | None = len(REVISIONS)
-    elif len(revisions) == 1 and revisions[0] in REVISIONS:
-        pending = len(REVISIONS) - 1 - REVISIONS.index(revisions[0])
-    else:
-        pending = None
-    return {"current": current, "head": REVISIONS[-1], "pending": pending}
 
 
 async def probe(
@@ -108,7 +93,7 @@ async def pool_view(
 
     :raises BackendUnavailableError: the database cannot be reached.
     """
-    with _translated(url, target, lambda: 1):
+    with translate_errors(target, attempts=1, password=url.password):
         async with _deadline(target, timeout):
             if url.backend == "sqlite":
                 rows = await asyncio.to_thread(_sqlite_instances, url, timeout)
@@ -168,7 +153,7 @@ async def _bounded(
         attempts += 1
         return await attempt()
 
-    with _translated(url, target, lambda: attempts):
+    with translate_errors(target, attempts=lambda: attempts, password=url.password):
         async with _deadline(target, timeout):
             if retry is None:
                 return await counted()
@@ -301,32 +286,6 @@ async def _deadline(target: str, timeout: float) -> AsyncIterator[None]:
         raise BackendUnavailableError(
             f"the database at {target} did not answer within {timeout:g}s"
         ) from None
-
-
-@contextlib.contextmanager
-def _translated(url: DatabaseUrl, target: str, attempts: Callable[[], int]) -> Iterator[None]:
-    """The driver's errors as revoctl's, naming the target, never the password. A missing
-    table is not an outage: it propagates for the caller to say "not migrated"."""
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        if is_missing_table(exc):
-            raise
-        raise BackendUnavailableError(
-            f"cannot use the SQLite database {url.sqlite_path}: {exc}"
-        ) from None
-    except (OSError, asyncio.IncompleteReadError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        tried = f" after {attempts()} attempts" if attempts() > 1 else ""
-        raise BackendUnavailableError(
-            f"cannot reach the database at {target}{tried}: {reason or type(exc).__name__}"
-        ) from exc
-    except Exception as exc:
-        if type(exc).__module__.startswith("asyncpg") and not is_missing_table(exc):
-            raise BackendUnavailableError(
-                f"the database at {target} refused the connection: {type(exc).__name__}: {exc}"
-            ) from None
-        raise
 
 
 def _activity_row(row: Any) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from revoctl.core.errors import ConfigError
+from revoctl.core.redaction import register_secret
+from revoctl.core.references import SecretReader, resolve_url
 
 if TYPE_CHECKING:
     from sqlalchemy import URL
@@ -244,3 +246,23 @@ def _check_option(key: str, value: str, setting: str) -> None:
             numeric[key](value)
         except ValueError:
             raise ConfigError(f"{setting}: {key} must be a number") from None
+
+
+async def resolve_database_url(template: str, read_secret: SecretReader | None) -> DatabaseUrl:
+    """``template`` (``database.url``) with its ``${secret:NAME}`` references read through
+    ``read_secret``, parsed; its password is registered for redaction.
+
+    :raises ConfigError: the URL holds a reference and there is no ``read_secret``.
+    :raises RevoctlError: a referenced secret cannot be read.
+    """
+
+    async def no_reader(name: str) -> str:
+        raise ConfigError(
+            "database.url: holds a ${secret:...} reference but no secret resolver is set"
+        )
+
+    text = await resolve_url(template, read_secret or no_reader, setting="database.url")
+    url = parse_database_url(text)
+    if url.password:
+        register_secret(url.password)
+    return url

@@ -69,6 +69,8 @@ def utcnow() -> datetime:
 
 Id = BigInteger().with_variant(Integer, "sqlite")
 """SQLite only auto-increments an ``INTEGER PRIMARY KEY``."""
+REASON_LENGTH = 500
+"""Characters kept of a breaker's reason or a transition's cause (the stores cut to it)."""
 
 
 class Base(DeclarativeBase):
@@ -224,7 +226,7 @@ class CircuitBreakerState(Base):
     generation: Mapped[int] = mapped_column(BigInteger)
     opened_at: Mapped[float | None] = mapped_column(Double)
     until: Mapped[float | None] = mapped_column(Double)
-    reason: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
     actor: Mapped[str | None] = mapped_column(String(255))
     episode: Mapped[int] = mapped_column(BigInteger)
     trials_granted: Mapped[int]
@@ -242,7 +244,7 @@ class CircuitBreakerEvent(_Event, Base):
     name: Mapped[str] = mapped_column(String(128))
     from_state: Mapped[str] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
-    cause: Mapped[str] = mapped_column(String(500))
+    cause: Mapped[str] = mapped_column(String(REASON_LENGTH))
     actor: Mapped[str | None] = mapped_column(String(255))
     process: Mapped[str] = mapped_column(String(255))
     scope: Mapped[str] = mapped_column(String(8))

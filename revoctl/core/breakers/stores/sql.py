@@ -9,12 +9,20 @@ its lock (PostgreSQL) or the file's write lock (SQLite); the loser changes nothi
 reads the winner's row. Times come from the database's clock. Processes poll: SQL has
 no push. The pool is the process's, shared with everything else: a call waits at most
 `STORE_POOL_WAIT` for a free connection, not ``pool_timeout``.
+
+Writes go through `DatabaseManager.transaction` (an embedded SQLite database migrated
+first, retries, "not migrated" for a missing table) with statements built from the
+models' tables (SQLAlchemy Core), once per dialect. The two reads ``breakers status``
+and ``health`` make (`read`, `fleet`) run on the raw driver before a pool is built, so
+they stay text (building them would import SQLAlchemy): ``SELECT *`` fills `SharedState`
+by column name, and the fleet's read names the few columns it needs.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,10 +34,11 @@ from revoctl.core.breakers.base import (
     Transition,
     Written,
 )
-from revoctl.core.db._errors import is_missing_table
-from revoctl.core.errors import UsageError
+from revoctl.core.db._errors import is_missing_table, missing_table, not_migrated
+from revoctl.core.db._sql import SERVER_CLOCK, server_clock, table, upsert
 
 if TYPE_CHECKING:
+    from sqlalchemy import Column, Executable
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.core.db import DatabaseManager
@@ -37,61 +46,80 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 STATE = "circuit_breaker_state"
-EVENTS = "circuit_breaker_events"
 PROCESSES = "circuit_breaker_processes"
-COLUMNS = (
-    "name",
-    "state",
-    "version",
-    "generation",
-    "opened_at",
-    "until",
-    "reason",
-    "actor",
-    "episode",
-    "trials_granted",
-    "trial_successes",
-    "lease_until",
-    "changed_at",
-)
-REASON_LENGTH = 500
-
-_NOW = {
-    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
-    "sqlite": "(julianday('now') - 2440587.5) * 86400.0",
-}
-"""The database server's clock in epoch seconds."""
-
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {STATE}"
-_INSERT = (
-    f"INSERT INTO {STATE} ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in COLUMNS)}) ON CONFLICT (name) DO NOTHING"
-)
-_UPDATE = (
-    f"UPDATE {STATE} SET {', '.join(f'{c} = :{c}' for c in COLUMNS if c != 'name')} "
-    "WHERE name = :name AND version = :expected"
-)
-_EVENT = (
-    f"INSERT INTO {EVENTS} (ts, name, from_state, to_state, cause, actor, process, scope) "
-    "VALUES (:ts, :name, :from_state, :to_state, :cause, :actor, :process, :scope)"
-)
-_TRIM = (
-    f"DELETE FROM {EVENTS} WHERE name = :name AND id <= "
-    f"(SELECT id FROM {EVENTS} WHERE name = :name ORDER BY id DESC LIMIT 1 OFFSET :keep)"
-)
-_HISTORY = (
-    f"SELECT ts, name, from_state, to_state, cause, actor, process, scope FROM {EVENTS} "
-    "WHERE name = :name ORDER BY id DESC LIMIT :limit"
-)
-_REPORT = (
-    f"INSERT INTO {PROCESSES} (process, role, report, reported_at, expires_at) "
-    "VALUES (:process, :role, :report, :now, :expires_at) ON CONFLICT (process) DO UPDATE SET "
-    "role = excluded.role, report = excluded.report, reported_at = excluded.reported_at, "
-    "expires_at = excluded.expires_at"
-)
-_SWEEP = f"DELETE FROM {PROCESSES} WHERE expires_at < :now"
+_READ_ALL = f"SELECT * FROM {STATE}"
 _FLEET = f"SELECT report, reported_at FROM {PROCESSES} WHERE expires_at >= {{now}} ORDER BY process"
-"""``{now}`` is the database's clock (`_NOW`): the read takes no parameters."""
+"""``{now}`` is the database's clock (`SERVER_CLOCK`): the read takes no parameters."""
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The store's pooled statements for one dialect; parameters are named after the
+    columns they fill."""
+
+    columns: tuple[Column[Any], ...]
+    """``circuit_breaker_state``'s columns: `SharedState`'s fields."""
+    reason: Column[Any]
+    cause: Column[Any]
+    now: Executable
+    read_one: Executable
+    insert: Executable
+    """A breaker's first record; changes nothing when another process wrote it first."""
+    update: Executable
+    """A later record, only over version ``expected`` of the row named ``key_name``."""
+    event: Executable
+    trim: Executable
+    """Keeps a breaker's newest ``keep`` events."""
+    history: Executable
+    report: Executable
+    sweep: Executable
+    """Forgets processes whose report expired before ``now``."""
+
+
+@functools.cache
+def _statements(backend: str) -> _Statements:
+    from sqlalchemy import bindparam, delete, select, update
+
+    from revoctl.core.db.models import (
+        CircuitBreakerEvent,
+        CircuitBreakerProcess,
+        CircuitBreakerState,
+    )
+
+    state, events, processes = (
+        table(CircuitBreakerState),
+        table(CircuitBreakerEvent),
+        table(CircuitBreakerProcess),
+    )
+    this_breaker = events.c.name == bindparam("name")
+    newest = select(events.c.id).where(this_breaker).order_by(events.c.id.desc()).limit(1)
+    report = upsert(backend, processes)
+    written = [c for c in processes.c if c.name != "process"]
+    return _Statements(
+        columns=tuple(state.c),
+        reason=state.c.reason,
+        cause=events.c.cause,
+        now=select(server_clock(backend)),
+        read_one=select(state).where(state.c.name == bindparam("name")),
+        insert=upsert(backend, state).on_conflict_do_nothing(index_elements=[state.c.name]),
+        update=update(state).where(
+            state.c.name == bindparam("key_name"), state.c.version == bindparam("expected")
+        ),
+        event=events.insert(),
+        trim=delete(events).where(
+            this_breaker,
+            events.c.id <= newest.offset(bindparam("keep")).scalar_subquery(),
+        ),
+        history=select(events)
+        .where(this_breaker)
+        .order_by(events.c.id.desc())
+        .limit(bindparam("limit")),
+        report=report.on_conflict_do_update(
+            index_elements=[processes.c.process],
+            set_={c.name: report.excluded[c.name] for c in written},
+        ),
+        sweep=delete(processes).where(processes.c.expires_at < bindparam("now")),
+    )
 
 
 class SqlBreakerStateStore:
@@ -108,27 +136,27 @@ class SqlBreakerStateStore:
         return f"sql {db.describe_url()}"
 
     async def read(self) -> Snapshot:
-        now, rows = await self._rows(_SELECT)
+        now, rows = await self._rows(_READ_ALL)
         return Snapshot(now, {row["name"]: _record(row) for row in rows})
 
     async def compare_and_set(self, record: SharedState, transition: Transition | None) -> Written:
-        from sqlalchemy import text
-
-        values = _columns(record)
+        sql = self._sql()
+        values = {c.name: getattr(record, c.name) for c in sql.columns}
+        values[sql.reason.name] = _fit(record.reason, sql.reason)
 
         async def attempt(session: AsyncSession) -> Written:
             now = await self._now(session)
             if record.version == 1:
-                result = await session.execute(text(_INSERT), values)
+                result = await session.execute(sql.insert, values)
             else:
+                changed = {k: v for k, v in values.items() if k != "name"}
                 result = await session.execute(
-                    text(_UPDATE), {**values, "expected": record.version - 1}
+                    sql.update,
+                    changed | {"key_name": record.name, "expected": record.version - 1},
                 )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 found = (
-                    (await session.execute(text(_SELECT + " WHERE name = :name"), values))
-                    .mappings()
-                    .first()
+                    (await session.execute(sql.read_one, {"name": record.name})).mappings().first()
                 )
                 return Written(False, _record(found) if found else SharedState(record.name), now)
             if transition is not None:
@@ -144,35 +172,28 @@ class SqlBreakerStateStore:
         await self._transaction(attempt)
 
     async def _append(self, session: AsyncSession, transition: Transition, now: float) -> None:
-        from sqlalchemy import bindparam, text
-
-        from revoctl.core.db.models import UTCDateTime
-
+        sql = self._sql()
         await session.execute(
-            text(_EVENT).bindparams(bindparam("ts", type_=UTCDateTime())),
+            sql.event,
             {
                 "ts": datetime.fromtimestamp(now, UTC),
                 "name": transition.name,
                 "from_state": transition.from_state,
                 "to_state": transition.to_state,
-                "cause": transition.cause[:REASON_LENGTH],
+                "cause": _fit(transition.cause, sql.cause),
                 "actor": transition.actor,
                 "process": transition.process,
                 "scope": transition.scope,
             },
         )
-        await session.execute(text(_TRIM), {"name": transition.name, "keep": self.history_limit})
+        await session.execute(sql.trim, {"name": transition.name, "keep": self.history_limit})
 
     async def history(self, name: str, limit: int) -> list[Transition]:
-        from sqlalchemy import text
-
-        from revoctl.core.db.models import UTCDateTime
-
         db = self._db()
-        query = text(_HISTORY).columns(ts=UTCDateTime())
         try:
             async with db.connection(pool_wait=STORE_POOL_WAIT) as conn:
-                rows = (await conn.execute(query, {"name": name, "limit": limit})).mappings().all()
+                result = await conn.execute(self._sql().history, {"name": name, "limit": limit})
+                rows = result.mappings().all()
         except Exception as exc:
             if not _nothing_written(db, exc):
                 raise
@@ -192,21 +213,21 @@ class SqlBreakerStateStore:
         ]
 
     async def report(self, report: ProcessReport, ttl: float) -> None:
-        from sqlalchemy import text
+        sql = self._sql()
 
         async def attempt(session: AsyncSession) -> None:
             now = await self._now(session)
             await session.execute(
-                text(_REPORT),
+                sql.report,
                 {
                     "process": report.process,
                     "role": report.role,
                     "report": report.to_json(),
-                    "now": now,
+                    "reported_at": now,
                     "expires_at": now + ttl,
                 },
             )
-            await session.execute(text(_SWEEP), {"now": now})
+            await session.execute(sql.sweep, {"now": now})
 
         await self._transaction(attempt)
 
@@ -228,7 +249,7 @@ class SqlBreakerStateStore:
         (`DatabaseManager.read`): ``breakers status`` and ``health`` stay fast.
         """
         db = self._db()
-        now = _NOW[db.backend]
+        now = SERVER_CLOCK[db.backend]
         try:
             clock, rows = await db.read(
                 f"SELECT {now} AS now", query.format(now=now), pool_wait=STORE_POOL_WAIT
@@ -240,16 +261,13 @@ class SqlBreakerStateStore:
         return float(clock[0]["now"]), rows
 
     async def _transaction(self, attempt: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        db = self._db()
-        await db.ensure_schema()  # SQLite is migrated before its first write
-        with _not_migrated_is_usage():
-            return await db.run_transaction(attempt, pool_wait=STORE_POOL_WAIT)
+        return await self._db().transaction(attempt, pool_wait=STORE_POOL_WAIT)
 
     async def _now(self, session: AsyncSession) -> float:
-        from sqlalchemy import text
+        return float((await session.execute(self._sql().now)).scalar_one())
 
-        value = (await session.execute(text("SELECT " + _NOW[self._db().backend]))).scalar_one()
-        return float(value)
+    def _sql(self) -> _Statements:
+        return _statements(self._db().backend)
 
 
 def _nothing_written(db: DatabaseManager, exc: Exception) -> bool:
@@ -262,33 +280,15 @@ def _nothing_written(db: DatabaseManager, exc: Exception) -> bool:
     if not is_missing_table(exc):
         return False
     if db.backend != "sqlite":
-        raise _not_migrated() from None
+        raise not_migrated(missing_table(exc)) from None
     return True
 
 
-def _not_migrated() -> UsageError:
-    return UsageError(
-        f"the {STATE} table is missing: the database is not migrated (run 'revoctl db migrate')"
-    )
-
-
-@contextlib.contextmanager
-def _not_migrated_is_usage() -> Iterator[None]:
-    """A missing table means ``revoctl db migrate`` has not run: say so, not the SQL."""
-    try:
-        yield
-    except Exception as exc:
-        if is_missing_table(exc):
-            raise _not_migrated() from None
-        raise
-
-
-def _columns(record: SharedState) -> dict[str, Any]:
-    values = {column: getattr(record, column) for column in COLUMNS}
-    if record.reason is not None:
-        values["reason"] = record.reason[:REASON_LENGTH]
-    return values
+def _fit(text: str | None, column: Column[Any]) -> str | None:
+    """``text`` cut to ``column``'s length."""
+    length = getattr(column.type, "length", None)
+    return text[:length] if text is not None and length else text
 
 
 def _record(row: Mapping[Any, Any]) -> SharedState:
-    return SharedState(**{column: row[column] for column in COLUMNS})
+    return SharedState(**{str(column): value for column, value in row.items()})

@@ -12,7 +12,10 @@ one machine) and on PostgreSQL:
 3. an ``UPDATE`` when the decision changed the state, then COMMIT.
 
 Concurrent decisions on one key queue on the lock; serialization failures and a
-locked SQLite file are retried whole by `DatabaseManager.run_transaction`.
+locked SQLite file are retried whole by `DatabaseManager.transaction`, which also
+migrates an embedded SQLite database first and says "not migrated" for a missing table.
+The statements are built from the ``RateLimitState`` model's table (SQLAlchemy Core),
+once per dialect, on the first decision: a store only pinged imports no SQLAlchemy.
 
 The pool is the process's own, shared with everything else, and waits ``pool_timeout``
 (30 s) for a free connection; a decision waits at most ``pool_wait`` (the limiter's
@@ -22,37 +25,87 @@ answer that call.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from revoctl.core.db._errors import is_missing_table
-from revoctl.core.errors import UsageError
+from revoctl.core.db._errors import not_migrated
+from revoctl.core.db._revisions import is_applied
+from revoctl.core.db._sql import server_clock, table, upsert
 from revoctl.core.limits._algorithms import Algorithm, State, algorithm_for
 from revoctl.core.limits.base import Op, RateLimitResult
 from revoctl.core.limits.settings import RateLimitRule
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy import Executable
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.core.db import DatabaseManager
 
+T = TypeVar("T")
+
 MIGRATION = "0003"
 """The revision that creates ``rate_limit_state``."""
 TABLE = "rate_limit_state"
+"""``RateLimitState.__tablename__``, named here for `SqlLimitStore.ping`'s message: the
+ping runs on the raw driver, without the models."""
 SWEEP_EVERY = 1000
 """Decisions between two deletions of rows whose state ran out."""
 SWEEP_BATCH = 500
 
-_NOW = {
-    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
-    "sqlite": "(julianday('now') - 2440587.5) * 86400.0",
-}
-"""The database server's clock in epoch seconds."""
+
+@dataclass(frozen=True)
+class _Statements:
+    """The store's statements for one dialect; parameters are named after the columns."""
+
+    lock: Executable
+    """Upsert that takes the key's row lock and returns (algorithm, state, now)."""
+    read: Executable
+    """A peek: (algorithm, state, now) without a lock; no row for a key never written."""
+    now: Executable
+    write: Executable
+    """The new state; the key is ``key_rule``, ``key_key``."""
+    keys: Executable
+    sweep: Executable
+    count_rule: Executable
+    count_key: Executable
+    delete_rule: Executable
+    delete_key: Executable
 
 
-def _not_migrated() -> UsageError:
-    return UsageError(
-        f"the {TABLE} table is missing: the database is not migrated (run 'revoctl db migrate')"
+@functools.cache
+def _statements(backend: str) -> _Statements:
+    from sqlalchemy import bindparam, delete, func, select, tuple_, update
+
+    from revoctl.core.db.models import RateLimitState
+
+    rows = table(RateLimitState)
+    c = rows.c
+    now = server_clock(backend)
+    this_rule = c.rule == bindparam("rule")
+    this_key = c.key == bindparam("key")
+    live = c.expires_at > now
+    lock = upsert(backend, rows).on_conflict_do_update(
+        index_elements=[c.rule, c.key], set_={"expires_at": c.expires_at}
+    )
+    expired = select(c.rule, c.key).where(c.expires_at <= now).limit(SWEEP_BATCH)
+    count = select(func.count()).select_from(rows)
+    return _Statements(
+        lock=lock.returning(c.algorithm, c.state, now),
+        read=select(c.algorithm, c.state, now).where(this_rule, this_key),
+        now=select(now),
+        write=update(rows).where(c.rule == bindparam("key_rule"), c.key == bindparam("key_key")),
+        keys=select(c.key)
+        .where(this_rule, c.algorithm == bindparam("algorithm"), live)
+        .order_by(c.key),
+        sweep=delete(rows).where(tuple_(c.rule, c.key).in_(expired)),
+        count_rule=count.where(this_rule, live),
+        count_key=count.where(this_rule, this_key, live),
+        delete_rule=delete(rows).where(this_rule),
+        delete_key=delete(rows).where(this_rule, this_key),
     )
 
 
@@ -66,29 +119,6 @@ class SqlLimitStore:
     def __init__(self, db: DatabaseManager, *, pool_wait: float | None = None) -> None:
         self.db = db
         self.pool_wait = pool_wait
-        now = _NOW[db.backend]
-        self._lock = (
-            f"INSERT INTO {TABLE} (rule, key, algorithm, state, expires_at) "
-            "VALUES (:rule, :key, :algorithm, NULL, 0) "
-            f"ON CONFLICT (rule, key) DO UPDATE SET expires_at = {TABLE}.expires_at "
-            f"RETURNING algorithm, state, {now}"
-        )
-        self._read = (
-            f"SELECT algorithm, state, {now} FROM {TABLE} WHERE rule = :rule AND key = :key"
-        )
-        self._write = (
-            f"UPDATE {TABLE} SET algorithm = :algorithm, state = :state, expires_at = :expires_at "
-            "WHERE rule = :rule AND key = :key"
-        )
-        self._keys = (
-            f"SELECT key FROM {TABLE} WHERE rule = :rule AND algorithm = :algorithm "
-            f"AND expires_at > {now} ORDER BY key"
-        )
-        self._sweep = (
-            f"DELETE FROM {TABLE} WHERE (rule, key) IN "
-            f"(SELECT rule, key FROM {TABLE} WHERE expires_at <= {now} LIMIT {SWEEP_BATCH})"
-        )
-        self._now = f"SELECT {now}"
         self._algorithms: dict[str, tuple[RateLimitRule, Algorithm]] = {}
         self._decisions = 0
 
@@ -102,30 +132,34 @@ class SqlLimitStore:
         return cached[1]
 
     async def apply(self, rule: RateLimitRule, key: str, op: Op, weight: int) -> RateLimitResult:
-        from sqlalchemy import text
-
         algorithm = self._algorithm(rule)
+        sql = _statements(self.db.backend)
         names = {"rule": rule.name, "key": key, "algorithm": rule.algorithm.value}
 
         async def decide(session: AsyncSession) -> RateLimitResult:
-            statement = self._read if op == "peek" else self._lock
-            row = (await session.execute(text(statement), names)).first()
+            if op == "peek":
+                row = (await session.execute(sql.read, names)).first()
+            else:
+                empty = {"state": None, "expires_at": 0.0}
+                row = (await session.execute(sql.lock, names | empty)).first()
             state: State | None = None
             if row is None:  # a peek at a key never written
-                now = float((await session.execute(text(self._now))).scalar_one())
+                now = float((await session.execute(sql.now)).scalar_one())
             else:
                 stored_algorithm, stored, now = row[0], row[1], float(row[2])
                 if stored is not None and stored_algorithm == rule.algorithm.value:
                     state = tuple(json.loads(stored))
             new, result = algorithm.apply(state, now, op, weight)
             if new is not None:
-                await session.execute(
-                    text(self._write),
-                    {**names, "state": json.dumps(new), "expires_at": now + result.reset_after},
-                )
+                values = {
+                    "algorithm": rule.algorithm.value,
+                    "state": json.dumps(new),
+                    "expires_at": now + result.reset_after,
+                }
+                await session.execute(sql.write, values | {"key_rule": rule.name, "key_key": key})
             return result
 
-        result: RateLimitResult = await self._run(decide)
+        result = await self._run(decide)
         if op != "peek":
             self._decisions += 1
             if self._decisions % SWEEP_EVERY == 0:
@@ -133,49 +167,36 @@ class SqlLimitStore:
         return result
 
     async def _delete_expired(self, session: AsyncSession) -> int:
-        from sqlalchemy import text
+        result = await session.execute(_statements(self.db.backend).sweep)
+        return int(getattr(result, "rowcount", 0) or 0)
 
-        return int(getattr(await session.execute(text(self._sweep)), "rowcount", 0) or 0)
-
-    async def _run(self, fn: Any) -> Any:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        try:
-            await self.db.ensure_schema()  # the embedded SQLite database: created on first use
-            return await self.db.run_transaction(fn, pool_wait=self.pool_wait)
-        except SQLAlchemyError as exc:
-            if is_missing_table(exc):
-                raise _not_migrated() from None
-            raise
+    async def _run(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        return await self.db.transaction(fn, pool_wait=self.pool_wait)
 
     async def keys(self, rule: RateLimitRule) -> list[str]:
-        from sqlalchemy import text
+        sql = _statements(self.db.backend)
 
         async def select(session: AsyncSession) -> list[str]:
             rows = await session.execute(
-                text(self._keys), {"rule": rule.name, "algorithm": rule.algorithm.value}
+                sql.keys, {"rule": rule.name, "algorithm": rule.algorithm.value}
             )
             return [str(row[0]) for row in rows]
 
-        result: list[str] = await self._run(select)
-        return result
+        return await self._run(select)
 
     async def reset(self, rule: RateLimitRule, key: str | None) -> int:
-        from sqlalchemy import text
-
-        where = "rule = :rule" + ("" if key is None else " AND key = :key")
-        live = f"{where} AND expires_at > {_NOW[self.db.backend]}"
+        sql = _statements(self.db.backend)
+        count, remove = (
+            (sql.count_rule, sql.delete_rule) if key is None else (sql.count_key, sql.delete_key)
+        )
+        names: dict[str, Any] = {"rule": rule.name} | ({} if key is None else {"key": key})
 
         async def delete(session: AsyncSession) -> int:
-            names = {"rule": rule.name, "key": key}
-            counted = (
-                await session.execute(text(f"SELECT count(*) FROM {TABLE} WHERE {live}"), names)
-            ).scalar_one()
-            await session.execute(text(f"DELETE FROM {TABLE} WHERE {where}"), names)
+            counted = (await session.execute(count, names)).scalar_one()
+            await session.execute(remove, names)
             return int(counted)
 
-        removed: int = await self._run(delete)
-        return removed
+        return await self._run(delete)
 
     async def ping(self) -> None:
         """Reach the database on the raw driver and check that migration 0003 is applied.
@@ -183,13 +204,8 @@ class SqlLimitStore:
         :raises BackendUnavailableError: the database cannot be reached.
         :raises UsageError: the table is not there yet.
         """
-        from revoctl.core.db import REVISIONS
-
-        applied = await self.db.applied_revisions()
-        if not any(
-            r in REVISIONS and REVISIONS.index(r) >= REVISIONS.index(MIGRATION) for r in applied
-        ):
-            raise _not_migrated()
+        if not is_applied(MIGRATION, await self.db.applied_revisions()):
+            raise not_migrated(TABLE)
 
     async def close(self) -> None:
         """Nothing of its own: the database manager is closed by its owner."""
