@@ -8,8 +8,6 @@ import grimp
 KNOWN_CYCLES = {
     # Being removed on branch r16-breakers (the breaker gets a FleetLink at construction).
     ("revoctl.core.breakers._breaker", "revoctl.core.breakers._control"),
-    # Being removed on branch r16-db (_migrations takes a manager only).
-    ("revoctl.core.db._manager", "revoctl.core.db._migrations"),
 }
 """Delete each pair once its branch is merged; then delete this table."""
 
