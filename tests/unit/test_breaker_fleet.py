@@ -407,11 +407,26 @@ class Clock:
         return self.now
 
 
+class SharedFleet:
+    """A `FleetLink` whose store always answers and never grants anything."""
+
+    def shares(self, name: str) -> bool:
+        return True
+
+    async def first_read(self) -> None:
+        return None
+
+    async def acquire_trial(self, name: str) -> bool | None:
+        return False
+
+    def report_trial(self, name: str, episode: int, success: bool | None, cause: str) -> None:
+        return None
+
+
 def follower(**settings: Any) -> tuple[CircuitBreaker, Clock]:
     clock = Clock()
     config = CircuitBreakerConfig(name="svc", timeout=0, **settings)
-    breaker = CircuitBreaker(config, clock=clock)
-    breaker.shared = True
+    breaker = CircuitBreaker(config, clock=clock, fleet=SharedFleet())
     return breaker, clock
 
 
