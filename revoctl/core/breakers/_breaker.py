@@ -1,9 +1,11 @@
 """`CircuitBreaker`: protected calls, per-call timeouts, slow calls, classification, fallbacks.
 
-The hot path, a call while closed, stays in this process: it reads the current state,
-times the call, awaits it and counts the outcome. No store round trip, no lock, no
-task: ten concurrent calls run concurrently. With ``timeout = 0`` there is no deadline
-machinery at all; with a timeout, one timer serves every call (`Deadlines`).
+Every protected call, async or sync, takes one path (`CircuitBreaker._invoke`): admit,
+call, await, count. The hot path, a call while closed, stays in this process: it reads
+the current state, times the call, awaits it and counts the outcome. No store round
+trip, no lock, no task: ten concurrent calls run concurrently. With ``timeout = 0``
+there is no deadline machinery at all; with a timeout, one timer serves every call
+(`Deadlines`).
 
 Which errors count is the breaker's ``is_failure`` predicate: by default every
 exception, except an HTTP answer 4xx other than 408 and 429 (the caller's fault,
@@ -58,12 +60,13 @@ def default_is_failure(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return (
-        f"{type(exc).__name__}: {first_line(exc)}"[:200] if str(exc).strip() else type(exc).__name__
-    )
+    """``Type: first line`` of an error (at most 200 characters), or its type alone."""
+    if not str(exc).strip():
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}"[:200]
 
 
-def _to_the_end(coroutine: Coroutine[Any, Any, T]) -> T:
+def _run_unsuspended(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends (a synchronous call's `_invoke`) to its end."""
     try:
         coroutine.send(None)
@@ -140,7 +143,7 @@ class CircuitBreaker(StateMachine):
 
         :raises CircuitOpenError: the breaker is open; ``fn`` was not called.
         """
-        return cast("T", _to_the_end(self._invoke(fn, args, kwargs, sync=True)))
+        return cast("T", _run_unsuspended(self._invoke(fn, args, kwargs, sync=True)))
 
     @overload
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]: ...
@@ -176,8 +179,6 @@ class CircuitBreaker(StateMachine):
 
         return protected_sync
 
-    # ------------------------------------------------------------------ off the hot path
-
     async def _invoke(
         self, fn: Callable[..., Any], args: Any, kwargs: Any, *, sync: bool = False
     ) -> Any:
@@ -204,6 +205,8 @@ class CircuitBreaker(StateMachine):
         else:
             self._ended(state, _perf() - start)
         return result
+
+    # ------------------------------------------------------------------ off the hot path
 
     async def _first_read(self) -> None:
         if self.fleet is not None:

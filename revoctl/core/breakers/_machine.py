@@ -121,7 +121,7 @@ class StateMachine:
     def _entered(self, current: State, move: Move) -> State:
         """The state object ``move`` leads to from ``current`` on this process's own events."""
         if move.to == "open":
-            return Open(self, move.until or self.clock(), move.reason)
+            return Open(self, self.clock() if move.until is None else move.until, move.reason)
         if move.to == "half_open":  # trial calls: from the fleet's lease while shared
             fleet = self.shared and self.config.share_trips
             return HalfOpen(self, fleet=fleet, origin=current.origin)
