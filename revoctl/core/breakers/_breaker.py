@@ -1,6 +1,6 @@
 """`CircuitBreaker`: protected calls, per-call timeouts, slow calls, classification, fallbacks.
 
-Every protected call, async or sync, takes one path (`CircuitBreaker._invoke`): admit,
+Every protected call, async or sync, takes one path (`CircuitBreaker.call`): admit,
 call, await, count. The hot path, a call while closed, stays in this process: it reads
 the current state, times the call, awaits it and counts the outcome. No store round
 trip, no lock, no task: ten concurrent calls run concurrently. With ``timeout = 0``
@@ -66,12 +66,28 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}"[:200]
 
 
-def _run_unsuspended(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (a synchronous call's `_invoke`) to its end."""
+class _Unawaited:
+    """A synchronous function, as `CircuitBreaker.call_sync` hands it to `CircuitBreaker.call`:
+    it keeps the function's result (so the call path never awaits it) and tells the path
+    not to wait on the fleet for it (no first read, no trial permit)."""
+
+    __slots__ = ("fn", "result")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.result: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Unawaited:
+        self.result = self.fn(*args, **kwargs)
+        return self
+
+
+def _run_unsuspended(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that never suspends (a synchronous call's path) to its end."""
     try:
         coroutine.send(None)
-    except StopIteration as done:
-        return cast("T", done.value)
+    except StopIteration:
+        return
     coroutine.close()
     raise RuntimeError("a synchronous call under a breaker awaited")
 
@@ -108,16 +124,38 @@ class CircuitBreaker(StateMachine):
 
     # ------------------------------------------------------------------ calls
 
-    def call(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> Coroutine[Any, Any, Any]:
+    async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, awaited when it returns an awaitable, unless the breaker
-        refuses it (to be awaited: ``await breaker.call(fn)``).
+        refuses it.
+
+        The one path of every protected call (`call_sync` drives it too): admit, call,
+        await, count. A call while closed is the hot path: no store round trip, no lock,
+        no task, and its success counted inline.
 
         :raises CircuitOpenError: the breaker is open; ``fn`` was not called.
         :raises TimeoutError: the call outlived ``timeout`` and was cancelled.
         """
-        return self._invoke(fn, args, kwargs)
+        if self._unread:  # a new process: look at the fleet first
+            await self._first_read(fn)
+        state = self.state
+        closed = state if type(state) is Closed else None
+        if closed is None:
+            state = await self._admit(sync=type(fn) is _Unawaited)
+        start = _perf()
+        try:
+            result = fn(*args, **kwargs)
+            if type(result) is _coroutine or inspect.isawaitable(result):
+                deadlines = self._deadlines
+                result = await (result if deadlines is None else deadlines.run(result))
+        except BaseException as exc:
+            self._ended(state, _perf() - start, exc)
+            raise
+        if closed is not None and _perf() - start < self._slow:
+            closed.calls += 1  # Closed.record_success(), inlined
+            closed.consecutive = 0
+        else:
+            self._ended(state, _perf() - start)
+        return result
 
     async def call_with_fallback(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Like `call`, but the breaker's ``fallback`` answers (with the same arguments)
@@ -143,7 +181,9 @@ class CircuitBreaker(StateMachine):
 
         :raises CircuitOpenError: the breaker is open; ``fn`` was not called.
         """
-        return cast("T", _run_unsuspended(self._invoke(fn, args, kwargs, sync=True)))
+        unawaited = _Unawaited(fn)
+        _run_unsuspended(self.call(unawaited, *args, **kwargs))
+        return cast("T", unawaited.result)
 
     @overload
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]: ...
@@ -179,36 +219,12 @@ class CircuitBreaker(StateMachine):
 
         return protected_sync
 
-    async def _invoke(
-        self, fn: Callable[..., Any], args: Any, kwargs: Any, *, sync: bool = False
-    ) -> Any:
-        """Admit, call, await (unless ``sync``: then nothing here awaits) and count: the
-        one path of every protected call. A call while closed is the hot path: no store
-        round trip, no lock, no task, and the success counted inline."""
-        if self._unread and not sync:  # a new process: look at the fleet first
-            await self._first_read()
-        state = self.state
-        if type(state) is not Closed:
-            state = await self._admit(sync)
-        start = _perf()
-        try:
-            result = fn(*args, **kwargs)
-            if not sync and (type(result) is _coroutine or inspect.isawaitable(result)):
-                deadlines = self._deadlines
-                result = await (result if deadlines is None else deadlines.run(result))
-        except BaseException as exc:
-            self._ended(state, _perf() - start, exc)
-            raise
-        if type(state) is Closed and _perf() - start < self._slow:
-            state.calls += 1  # Closed.record_success(), inlined
-            state.consecutive = 0
-        else:
-            self._ended(state, _perf() - start)
-        return result
-
     # ------------------------------------------------------------------ off the hot path
 
-    async def _first_read(self) -> None:
+    async def _first_read(self, fn: Callable[..., Any]) -> None:
+        """Wait for the fleet's state to be read once (not for a synchronous call)."""
+        if type(fn) is _Unawaited:
+            return
         if self.fleet is not None:
             await self.fleet.first_read()
         self._unread = False
