@@ -1,4 +1,5 @@
-"""What the breakers share through a store, and the small protocol every store implements.
+"""What the breakers share through a store, the small protocol every store implements,
+and `FleetLink`, what a breaker asks of the fleet it belongs to.
 
 The store holds only the fleet's part: one `SharedState` record per breaker (its
 state, an operator's override, the half-open trial lease, the reset generation),
