@@ -81,9 +81,13 @@ class Fleet:
         return found
 
     def wait_all(self, check: Callable[[list[Event]], bool], timeout: float, what: str) -> None:
+        self.wait_each(lambda i: check(self.events(i)), timeout, what)
+
+    def wait_each(self, check: Callable[[int], bool], timeout: float, what: str) -> None:
+        """Until ``check(index)`` holds for every worker; fails past ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
-            pending = [i for i in range(len(self.procs)) if not check(self.events(i))]
+            pending = [i for i in range(len(self.procs)) if not check(i)]
             if not pending:
                 return
             for i in pending:
@@ -321,7 +325,7 @@ def test_redis_stopped_mid_run_processes_go_on_alone_and_rejoin(
         lambda ev: any(e == "plane" and d == "unreachable" for e, _, d in ev), 30, "see outage"
     )
     before = [workers.alive_count(i) for i in range(4)]
-    time.sleep(1.5)
+    workers.wait_each(lambda i: workers.alive_count(i) > before[i], 30, "calls go on")
     assert all(workers.alive_count(i) > before[i] for i in range(4))  # calls go on
 
     cli = run_revoctl(["breakers", "status"], env=env, timeout=120)

@@ -48,6 +48,16 @@ def config(**breaker: Any) -> BreakersConfig:
     )
 
 
+class Clock:
+    """Time for the breakers and the store alike, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FlakyStore:
     """A store that can be cut off: every operation then fails as an outage does."""
 
@@ -129,11 +139,16 @@ async def fleet() -> AsyncIterator[Callable[..., Awaitable[list[CircuitBreakerMa
     managers: list[CircuitBreakerManager] = []
 
     async def make(
-        count: int, store: BreakerStateStore | None = None, **breaker: Any
+        count: int,
+        store: BreakerStateStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **breaker: Any,
     ) -> list[CircuitBreakerManager]:
+        """``count`` managers on ``store``; ``clock`` drives their breakers (give the
+        store the same one to drive the fleet's time too)."""
         shared = store or MemoryBreakerStateStore()
         made = [
-            CircuitBreakerManager(config(**breaker), open_store=opener(shared))
+            CircuitBreakerManager(config(**breaker), open_store=opener(shared), clock=clock)
             for _ in range(count)
         ]
         for manager in made:
@@ -166,7 +181,8 @@ async def test_a_trip_not_shared_stays_in_its_process_and_is_recorded_as_local(
 ) -> None:
     a, b = await fleet(2, share_trips=False)
     await failures(a, 2)
-    await asyncio.sleep(POLL * 4)
+    await a.control.sync()  # a has written what it decided ...
+    await b.control.sync()  # ... and b has read the fleet since
     assert (a.get("svc").state.name, b.get("svc").state.name) == ("open", "closed")
     assert await b.get("svc").call(ok) == "ok"
     history = await eventually_history(a, 1)
@@ -229,11 +245,12 @@ async def test_a_reset_clears_a_local_trip_and_the_windows(fleet: Any) -> None:
 
 
 async def test_a_timed_trip_expires_everywhere_and_is_written_down(fleet: Any) -> None:
-    a, b = await fleet(2)
+    clock = Clock()
+    a, b = await fleet(2, store=MemoryBreakerStateStore(clock=clock), clock=clock)
     seconds = POLL * 4
     await a.trip("svc", reason="deploy", for_seconds=seconds)
     await eventually(lambda: b.get("svc").state.name == "forced_open")
-    await asyncio.sleep(seconds)
+    clock.now += seconds
     assert await b.get("svc").call(ok) == "ok"
     await eventually(lambda: a.get("svc").state.name == "closed")
     history = await eventually_history(a, 2)
@@ -243,10 +260,18 @@ async def test_a_timed_trip_expires_everywhere_and_is_written_down(fleet: Any) -
 
 
 async def test_the_fleet_sends_exactly_success_threshold_trial_calls(fleet: Any) -> None:
-    managers = await fleet(6, failure_threshold=1, success_threshold=3, recovery_timeout=0.1)
+    clock = Clock()
+    managers = await fleet(
+        6,
+        store=MemoryBreakerStateStore(clock=clock),
+        clock=clock,
+        failure_threshold=1,
+        success_threshold=3,
+        recovery_timeout=0.1,
+    )
     await failures(managers[0], 1)
     await eventually(lambda: all(m.get("svc").state.name == "open" for m in managers))
-    await asyncio.sleep(0.15)
+    clock.now += 0.15
 
     trials = 0
     release = asyncio.Event()
@@ -264,7 +289,7 @@ async def test_the_fleet_sends_exactly_success_threshold_trial_calls(fleet: Any)
             return "refused"
 
     first = [asyncio.create_task(attempt(m)) for m in managers for _ in range(3)]
-    await asyncio.sleep(POLL * 2)
+    await eventually(lambda: sum(task.done() for task in first) == len(first) - trials)
     assert trials == 3
     release.set()
     outcomes = await asyncio.gather(*first)
@@ -276,10 +301,18 @@ async def test_the_fleet_sends_exactly_success_threshold_trial_calls(fleet: Any)
 
 
 async def test_a_failed_trial_opens_the_whole_fleet_again(fleet: Any) -> None:
-    a, b = await fleet(2, failure_threshold=1, success_threshold=1, recovery_timeout=0.1)
+    clock = Clock()
+    a, b = await fleet(
+        2,
+        store=MemoryBreakerStateStore(clock=clock),
+        clock=clock,
+        failure_threshold=1,
+        success_threshold=1,
+        recovery_timeout=0.1,
+    )
     await failures(a, 1)
     await eventually(lambda: b.get("svc").state.name == "open")
-    await asyncio.sleep(0.15)
+    clock.now += 0.15
     await failures(a, 1)  # the trial
     await eventually(lambda: b.get("svc").state.name == "open" and b.get("svc").followed >= 3)
     with pytest.raises(CircuitOpenError):
@@ -291,9 +324,10 @@ async def test_a_failed_trial_opens_the_whole_fleet_again(fleet: Any) -> None:
 async def test_store_down_breakers_go_on_alone_and_follow_again_when_it_returns(
     fleet: Any,
 ) -> None:
-    store = FlakyStore(MemoryBreakerStateStore())
+    clock = Clock()
+    store = FlakyStore(MemoryBreakerStateStore(clock=clock))
     a, b = await fleet(
-        2, store=store, failure_threshold=1, success_threshold=1, recovery_timeout=0.1
+        2, store=store, clock=clock, failure_threshold=1, success_threshold=1, recovery_timeout=0.1
     )
     store.down = True
     await eventually(lambda: a.control.status == "unreachable")
@@ -301,7 +335,7 @@ async def test_store_down_breakers_go_on_alone_and_follow_again_when_it_returns(
     assert await a.get("svc").call(ok) == "ok"  # no store needed while closed
     await failures(a, 1)  # a trips on its own ...
     assert (a.get("svc").state.name, b.get("svc").state.name) == ("open", "closed")
-    await asyncio.sleep(0.15)
+    clock.now += 0.15
     assert await a.get("svc").call(ok) == "ok"  # ... and runs its own trial
     assert a.get("svc").state.name == "closed"
 
@@ -333,8 +367,9 @@ async def test_health_is_degraded_while_a_breaker_is_open_naming_it(fleet: Any) 
 async def test_status_shows_the_fleet_and_flags_processes_that_stopped_reporting(
     fleet: Any,
 ) -> None:
-    store = MemoryBreakerStateStore()
-    a, b = await fleet(2, store=store)
+    clock = Clock()
+    store = MemoryBreakerStateStore(clock=clock)
+    a, b = await fleet(2, store=store, clock=clock)
     await a.get("svc").call(ok)
     await eventually(
         lambda: (
@@ -344,7 +379,7 @@ async def test_status_shows_the_fleet_and_flags_processes_that_stopped_reporting
     )
     await b.close()
 
-    await asyncio.sleep(POLL * 4)
+    clock.now += POLL * 4  # b has missed three reports
     [item] = await a.status("svc")
     fleet_view = {entry["process"]: entry for entry in item["fleet"]}
     assert fleet_view[a.process]["calls"] == 1 and not fleet_view[a.process]["stale"]
@@ -399,19 +434,26 @@ async def test_the_cli_role_follows_no_fleet() -> None:
 # ---------------------------------------------------------------- following one record
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
+class SharedFleet:
+    """A `FleetLink` whose store always answers and never grants anything."""
 
-    def __call__(self) -> float:
-        return self.now
+    def shares(self, name: str) -> bool:
+        return True
+
+    async def first_read(self) -> None:
+        return None
+
+    async def acquire_trial(self, name: str) -> bool | None:
+        return False
+
+    def report_trial(self, name: str, episode: int, success: bool | None, cause: str) -> None:
+        return None
 
 
 def follower(**settings: Any) -> tuple[CircuitBreaker, Clock]:
     clock = Clock()
     config = CircuitBreakerConfig(name="svc", timeout=0, **settings)
-    breaker = CircuitBreaker(config, clock=clock)
-    breaker.shared = True
+    breaker = CircuitBreaker(config, clock=clock, fleet=SharedFleet())
     return breaker, clock
 
 

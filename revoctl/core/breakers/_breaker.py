@@ -1,9 +1,11 @@
 """`CircuitBreaker`: protected calls, per-call timeouts, slow calls, classification, fallbacks.
 
-The hot path, a call while closed, stays in this process: it reads the current state,
-times the call, awaits it and counts the outcome. No store round trip, no lock, no
-task: ten concurrent calls run concurrently. With ``timeout = 0`` there is no deadline
-machinery at all; with a timeout, one timer serves every call (`Deadlines`).
+Every protected call, async or sync, takes one path (`CircuitBreaker.call`): admit,
+call, await, count. The hot path, a call while closed, stays in this process: it reads
+the current state, times the call, awaits it and counts the outcome. No store round
+trip, no lock, no task: ten concurrent calls run concurrently. With ``timeout = 0``
+there is no deadline machinery at all; with a timeout, one timer serves every call
+(`Deadlines`).
 
 Which errors count is the breaker's ``is_failure`` predicate: by default every
 exception, except an HTTP answer 4xx other than 408 and 429 (the caller's fault,
@@ -18,16 +20,15 @@ import inspect
 import math
 import time
 import types
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from revoctl.core.breakers._deadlines import Deadlines
-from revoctl.core.breakers._states import Closed, HalfOpen, State, StateMachine
+from revoctl.core.breakers._machine import StateMachine
+from revoctl.core.breakers._states import Closed, HalfOpen, State
+from revoctl.core.breakers.base import FleetLink
 from revoctl.core.breakers.settings import CircuitBreakerConfig
-from revoctl.core.errors import CircuitOpenError
-
-if TYPE_CHECKING:
-    from revoctl.core.breakers._control import ControlPlane
+from revoctl.core.errors import CircuitOpenError, first_line
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -59,8 +60,36 @@ def default_is_failure(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+    """``Type: first line`` of an error (at most 200 characters), or its type alone."""
+    if not str(exc).strip():
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}"[:200]
+
+
+class _Unawaited:
+    """A synchronous function, as `CircuitBreaker.call_sync` hands it to `CircuitBreaker.call`:
+    it keeps the function's result (so the call path never awaits it) and tells the path
+    not to wait on the fleet for it (no first read, no trial permit)."""
+
+    __slots__ = ("fn", "result")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.result: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Unawaited:
+        self.result = self.fn(*args, **kwargs)
+        return self
+
+
+def _run_unsuspended(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that never suspends (a synchronous call's path) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise RuntimeError("a synchronous call under a breaker awaited")
 
 
 class CircuitBreaker(StateMachine):
@@ -72,7 +101,8 @@ class CircuitBreaker(StateMachine):
     with ``fallback(*args, **kwargs)`` instead, also when the call fails in a way that
     counts. ``@breaker`` protects a function (sync or async).
 
-    ``is_failure`` classifies errors (see `default_is_failure`); ``clock`` is for tests.
+    ``is_failure`` classifies errors (see `default_is_failure`); ``fleet`` links it to the
+    fleet's shared state (None: it decides alone); ``clock`` is for tests.
     """
 
     def __init__(
@@ -82,13 +112,13 @@ class CircuitBreaker(StateMachine):
         is_failure: FailurePredicate = default_is_failure,
         fallback: Callable[..., Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fleet: FleetLink | None = None,
     ) -> None:
-        super().__init__(config, clock=clock)
+        super().__init__(config, clock=clock, fleet=fleet)
         self.is_failure = is_failure
         self.fallback = fallback
-        self.control: ControlPlane | None = None
-        self.unread = False
-        """Whether the fleet's state has not been read yet: the first calls wait for it."""
+        self._unread = fleet is not None
+        """Whether this breaker has not looked at the fleet yet: its first call waits for it."""
         self._slow = config.slow_call_seconds or math.inf
         self._deadlines = Deadlines(config.timeout) if config.timeout else None
 
@@ -98,15 +128,19 @@ class CircuitBreaker(StateMachine):
         """``fn(*args, **kwargs)``, awaited when it returns an awaitable, unless the breaker
         refuses it.
 
+        The one path of every protected call (`call_sync` drives it too): admit, call,
+        await, count. A call while closed is the hot path: no store round trip, no lock,
+        no task, and its success counted inline.
+
         :raises CircuitOpenError: the breaker is open; ``fn`` was not called.
         :raises TimeoutError: the call outlived ``timeout`` and was cancelled.
         """
-        if self.unread and self.control is not None:  # a new process: look at the fleet first
-            await self.control.first_read()
-            self.unread = False
+        if self._unread:  # a new process: look at the fleet first
+            await self._first_read(fn)
         state = self.state
-        if type(state) is not Closed:
-            return await self._guarded(fn, args, kwargs)
+        closed = state if type(state) is Closed else None
+        if closed is None:
+            state = await self._admit(sync=type(fn) is _Unawaited)
         start = _perf()
         try:
             result = fn(*args, **kwargs)
@@ -114,13 +148,13 @@ class CircuitBreaker(StateMachine):
                 deadlines = self._deadlines
                 result = await (result if deadlines is None else deadlines.run(result))
         except BaseException as exc:
-            self._failed(state, exc, _perf() - start)
+            self._ended(state, _perf() - start, exc)
             raise
-        if _perf() - start < self._slow:  # Closed.record_success(), inlined: the hot path
-            state.calls += 1
-            state.consecutive = 0
+        if closed is not None and _perf() - start < self._slow:
+            closed.calls += 1  # Closed.record_success(), inlined
+            closed.consecutive = 0
         else:
-            self._slow_success(state)
+            self._ended(state, _perf() - start)
         return result
 
     async def call_with_fallback(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -147,18 +181,9 @@ class CircuitBreaker(StateMachine):
 
         :raises CircuitOpenError: the breaker is open; ``fn`` was not called.
         """
-        state = self.state
-        if not state.allow():
-            self._reject(self.state)
-        state = self.state
-        start = _perf()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._finished_with_error(state, exc, _perf() - start)
-            raise
-        self._finished(state, _perf() - start)
-        return result
+        unawaited = _Unawaited(fn)
+        _run_unsuspended(self.call(unawaited, *args, **kwargs))
+        return cast("T", unawaited.result)
 
     @overload
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]: ...
@@ -196,62 +221,52 @@ class CircuitBreaker(StateMachine):
 
     # ------------------------------------------------------------------ off the hot path
 
-    async def _guarded(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        """A call while not closed: admitted only as a trial call, or refused."""
+    async def _first_read(self, fn: Callable[..., Any]) -> None:
+        """Wait for the fleet's state to be read once (not for a synchronous call)."""
+        if type(fn) is _Unawaited:
+            return
+        if self.fleet is not None:
+            await self.fleet.first_read()
+        self._unread = False
+
+    async def _admit(self, sync: bool) -> State:
+        """A call while not closed: admitted as a trial call (with a permit from the
+        fleet's lease while shared; never for a ``sync`` call), or refused. Returns the
+        state that admitted it (closed, when an operator's trip ran out meanwhile)."""
         admitted = self.state.allow()
         state = self.state
         if not admitted and not (
-            isinstance(state, HalfOpen) and state.fleet and await self._permit(state)
+            not sync and isinstance(state, HalfOpen) and state.fleet and await self._permit(state)
         ):
             self._reject(self.state)
-        if isinstance(state, Closed):  # closed meanwhile (an operator's trip ran out)
-            return await self.call(fn, *args, **kwargs)
-        start = _perf()
-        try:
-            result = fn(*args, **kwargs)
-            if inspect.isawaitable(result):
-                deadlines = self._deadlines
-                result = await (result if deadlines is None else deadlines.run(result))
-        except BaseException as exc:
-            self._finished_with_error(state, exc, _perf() - start)
-            raise
-        self._finished(state, _perf() - start)
-        return result
+        return state
 
-    def _finished(self, state: State, elapsed: float) -> None:
-        """Count a call that returned (a trial call is reported to the fleet)."""
-        success = True
-        if elapsed < self._slow:
+    def _ended(self, state: State, elapsed: float, exc: BaseException | None = None) -> None:
+        """Count a call's outcome; a trial call's is reported to the fleet (or, when it did
+        not count, its permit given back)."""
+        success: bool | None
+        if exc is not None:
+            success = False if self._failed(state, exc, elapsed) else None
+        elif elapsed < self._slow:
             state.record_success()
+            success = True
         else:
             success = not self._slow_success(state)
-        if isinstance(state, HalfOpen) and state.fleet:
-            self._report_trial(state, success=success)
-
-    def _finished_with_error(self, state: State, exc: BaseException, elapsed: float) -> None:
-        """Count a call that raised (a trial call is reported, or its permit given back)."""
-        counted = self._failed(state, exc, elapsed)
-        if isinstance(state, HalfOpen) and state.fleet:
-            self._report_trial(state, success=False if counted else None, cause=exc)
+        if isinstance(state, HalfOpen) and state.fleet and self.fleet is not None:
+            reason = f"trial call failed: {_describe(exc)}" if exc is not None else "trial call"
+            self.fleet.report_trial(self.name, state.episode, success, reason)
 
     async def _permit(self, state: HalfOpen) -> bool:
         """Ask the fleet's lease for a trial permit; without a store, run trials alone."""
-        control = self.control
         if not state.may_ask():
             return False
-        granted = await control.acquire_trial(self, state) if control is not None else None
+        fleet = self.fleet
+        granted = await fleet.acquire_trial(self.name) if fleet is not None else None
         if granted is None:  # the store is unreachable: this process decides alone
             state.go_local()
         elif granted and state is self.state:
             state.permits += 1
         return state is self.state and state.allow()
-
-    def _report_trial(
-        self, state: HalfOpen, *, success: bool | None, cause: BaseException | None = None
-    ) -> None:
-        if self.control is not None:
-            reason = f"trial call failed: {_describe(cause)}" if cause is not None else "trial call"
-            self.control.report_trial(self, state.episode, success, reason)
 
     def _reject(self, state: State) -> NoReturn:
         state.rejections += 1

@@ -1,11 +1,14 @@
 """`ControlPlane`: one process's link to the fleet's shared state, off the hot path.
 
-One background task per manager (not per breaker, never per call) reads every record
-each ``poll_interval`` and at once when the store pushes a change (Redis pub/sub),
-brings each breaker in line (`StateMachine.follow`), writes what this process decided
-(a trip it shares, its own transitions when it does not share them), writes down
-operators' trips that ran out, and reports this process's statistics every
-``report_interval``. Calls reach the store only in half-open, for a trial permit.
+One background loop per manager (`revoctl.core._periodic.every`; not per breaker,
+never per call) reads every record each ``poll_interval`` and at once when the store
+pushes a change (Redis pub/sub), brings each breaker in line (`StateMachine.follow`),
+writes what this process decided (a trip it shares, its own transitions when it does
+not share them), writes down operators' trips that ran out, and reports this
+process's statistics every ``report_interval``. Calls reach the store only in
+half-open, for a trial permit: a breaker asks through the `FleetLink` it was built
+with, by name; nothing here sets a breaker's attributes. Whatever is written, this
+process takes in and follows in one place (`apply`).
 
 When the store cannot be reached the breakers go on with their own state and
 decisions (half-open trials included); `status` says so, and the next successful
@@ -25,33 +28,34 @@ import asyncio
 import contextlib
 import logging
 import math
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from revoctl.core._periodic import every
+from revoctl.core._process import Role, process_name
 from revoctl.core.breakers import _shared
-from revoctl.core.breakers._states import HalfOpen, Open, TransitionEvent
+from revoctl.core.breakers._machine import StateMachine
+from revoctl.core.breakers._states import Open, TransitionEvent
+from revoctl.core.breakers._transitions import effective_state, trial_lease
+from revoctl.core.breakers._view import FleetView
 from revoctl.core.breakers.base import (
     BreakerStateStore,
     ProcessReport,
     SharedState,
-    StateName,
     Transition,
+    Written,
 )
 from revoctl.core.breakers.settings import BreakersConfig
 from revoctl.core.errors import BackendUnavailableError, RevoctlError
 
-if TYPE_CHECKING:
-    from revoctl.core.breakers._breaker import CircuitBreaker
-
 logger = logging.getLogger("revoctl.breakers")
 
 PERMIT_TIMEOUT = 1.0
+"""Longest a call waits for a trial permit before it is refused."""
 FIRST_READ_TIMEOUT = 2.0
 """The longest a new process's first calls wait for its first look at the fleet's state."""
-"""Longest a call waits for a trial permit before it is refused."""
 RECANCEL_SECONDS = 0.1
 """How long `ControlPlane.close` gives the change feed's task to end before it cancels
 it again (its only clean-up is closing its pub/sub connection)."""
@@ -59,11 +63,11 @@ it again (its only clean-up is closing its pub/sub connection)."""
 Status = Literal["starting", "ok", "unreachable"]
 
 
-def process_id(role: str) -> str:
-    """``host:pid:role:xxxx``: unique per process and per manager."""
-    import os
-
-    return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:4]}"
+def process_id(role: Role) -> str:
+    """`process_name` and four hex digits: unique per manager, even with several managers in
+    one process (tests build a fleet that way); ``revoctl db pool`` matches its
+    ``revoctl:<host>:<pid>:<role>`` part."""
+    return f"{process_name(role)}:{uuid.uuid4().hex[:4]}"
 
 
 class ControlPlane:
@@ -75,7 +79,7 @@ class ControlPlane:
         config: BreakersConfig,
         *,
         process: str,
-        role: str,
+        role: Role,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -87,9 +91,9 @@ class ControlPlane:
         self.last_sync: float | None = None
         """When the store was last read (``clock``)."""
         self._store = store
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._records: dict[str, SharedState] = {}
-        self._base = (0.0, 0.0)  # (store clock, local clock) at the last read
+        self._breakers: dict[str, StateMachine] = {}
+        self.view = FleetView(clock)
+        """The fleet's records as last read or written here."""
         self._pending: list[Callable[[], Awaitable[None]]] = []
         self._asking: set[str] = set()
         self._writes: set[asyncio.Task[None]] = set()
@@ -99,38 +103,26 @@ class ControlPlane:
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
         self._next_report = -math.inf
-        self._records_listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ life cycle
 
-    def attach(self, breaker: CircuitBreaker) -> None:
-        """Follow the fleet for ``breaker`` from now on."""
+    def attach(self, breaker: StateMachine) -> None:
+        """Follow the fleet for ``breaker`` from now on (it is in use)."""
         if breaker.name in self._breakers:
             return
         self._breakers[breaker.name] = breaker
         self._next_report = -math.inf  # the fleet sees a breaker in use at the next read
-        breaker.control = self
-        breaker.unread = self._read_once is None or not self._read_once.is_set()
         breaker.add_listener(self._on_transition)
-        breaker.shared = self.status == "ok"
-        record = self._records.get(breaker.name)
-        if record is not None:
-            breaker.follow(record, self.to_local)
+        if self.view.known(breaker.name):
+            breaker.follow(self.view.record(breaker.name), self.view.to_local)
 
-    def add_records_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after each read of the fleet's records, and after each write
-        to one (it must not block)."""
-        self._records_listeners.append(listener)
+    def follows(self, name: str) -> bool:
+        """Whether breaker ``name`` is in use here, following the fleet."""
+        return name in self._breakers
 
-    def fleet_states(self) -> dict[str, StateName]:
-        """Each breaker the fleet has a record for, in its state as of now (an operator's
-        trip past its expiry is closed), from the last read: no store round trip."""
-        now = self.store_now()
-        return {name: _shared.effective_state(r, now) for name, r in self._records.items()}
-
-    def _records_changed(self) -> None:
-        for listener in list(self._records_listeners):
-            listener()
+    def shares(self, name: str) -> bool:
+        """Whether ``name`` follows the fleet now: in use, and the store answers."""
+        return self.status == "ok" and name in self._breakers
 
     @property
     def running(self) -> bool:
@@ -142,7 +134,8 @@ class ControlPlane:
             return
         self._wake = asyncio.Event()
         self._read_once = asyncio.Event()
-        self._sync_task = asyncio.get_running_loop().create_task(self._run(), name="breakers-sync")
+        loop = every(self.config.poll_interval, self._round, what="breakers: sync", wake=self._wake)
+        self._sync_task = asyncio.get_running_loop().create_task(loop, name="breakers-sync")
 
     async def first_read(self) -> None:
         """Wait (at most `FIRST_READ_TIMEOUT`) until the store has been read once, or has
@@ -179,39 +172,22 @@ class ControlPlane:
         await asyncio.gather(*writes, return_exceptions=True)
         self._sync_task = self._listener = None
 
-    # ------------------------------------------------------------------ clocks
-
-    def store_now(self) -> float:
-        """The store's clock, estimated from the last read."""
-        store_time, local_time = self._base
-        return store_time + (self.clock() - local_time)
-
-    def to_local(self, store_time: float | None) -> float | None:
-        """A time on the store's clock as a time on this process's ``clock``."""
-        if store_time is None:
-            return None
-        return self.clock() + (store_time - self.store_now())
-
     # ------------------------------------------------------------------ the loop
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while not self._closing:
-            try:
-                await self.sync()
-                if not self._closing and (self._listener is None or self._listener.done()):
-                    self._listener = await self._listen()
-            except Exception as exc:  # whatever fails, the loop goes on: it is the backstop
-                self._offline(exc)
-            finally:
-                if self._read_once is not None and not self._read_once.is_set():
-                    self._read_once.set()
-                    for breaker in self._breakers.values():
-                        breaker.unread = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.poll_interval):
-                    await self._wake.wait()
-            self._wake.clear()
+    async def _round(self) -> None:
+        """One turn of the background loop: sync, and keep the change feed listening.
+        Whatever fails, the loop goes on (it is the backstop), each breaker on its own."""
+        if self._closing:  # a cancellation lost in redis-py (see the module docstring)
+            raise asyncio.CancelledError
+        try:
+            await self.sync()
+            if not self._closing and (self._listener is None or self._listener.done()):
+                self._listener = await self._listen()
+        except Exception as exc:
+            self._offline(exc)
+        finally:
+            if self._read_once is not None:
+                self._read_once.set()
 
     async def _listen(self) -> asyncio.Task[None] | None:
         """A task that wakes the loop whenever the store pushes a change (if it can)."""
@@ -238,20 +214,18 @@ class ControlPlane:
         """
         store = await self._store()
         snapshot = await store.read()
-        self._base = (snapshot.now, self.clock())
-        self._records = dict(snapshot.records)
+        self.view.read(snapshot)
         self.last_sync = self.clock()
         if self.status != "ok":
             self._online()
         for name, breaker in self._breakers.items():
-            record = snapshot.record(name)
-            breaker.follow(record, self.to_local)
-        self._records_changed()
+            breaker.follow(snapshot.record(name), self.view.to_local)
+        self.view.changed()
         while self._pending:  # one at a time: what fails stays queued for the next round
             await self._pending[0]()
             del self._pending[0]
         for record in snapshot.records.values():
-            if record.forced and _shared.effective_state(record, snapshot.now) == "closed":
+            if record.forced and effective_state(record, snapshot.now) == "closed":
                 await self._write(_shared.expire_trip(process=self.process), record.name)
         if self.clock() >= self._next_report:
             self._next_report = self.clock() + self.config.report_interval
@@ -269,8 +243,6 @@ class ControlPlane:
         if self.status == "unreachable":
             logger.warning("breakers: the store is reachable again; following the fleet")
         self.status, self.error = "ok", None
-        for breaker in self._breakers.values():
-            breaker.shared = True
 
     def _offline(self, exc: BaseException) -> None:
         """The store failed: every breaker decides alone until it answers again."""
@@ -279,24 +251,25 @@ class ControlPlane:
             logger.warning("breakers: the store failed, breakers keep their own state: %s", message)
         self.status, self.error = "unreachable", message
         for breaker in self._breakers.values():
-            breaker.shared = False
-            if isinstance(breaker.state, HalfOpen):
-                breaker.state.go_local()
+            breaker.go_alone()
 
     # ------------------------------------------------------------------ writes
 
     async def _write(self, decide: _shared.Decision, name: str) -> SharedState:
         """Apply ``decide`` to ``name``'s record and follow what stands afterwards."""
         store = await self._store()
-        record = self._records.get(name) or SharedState(name)
-        written = await _shared.write(store, decide, record, self.store_now())
-        self._base = (written.now, self.clock())
-        self._records[name] = written.current
-        breaker = self._breakers.get(name)
-        if breaker is not None:
-            breaker.follow(written.current, self.to_local, force=True)
-        self._records_changed()
+        written = await _shared.write(store, decide, self.view.record(name), self.view.store_now())
+        self.apply(written)
         return written.current
+
+    def apply(self, written: Written) -> None:
+        """What a write left in the store (``written.current``, at the store's
+        ``written.now``) becomes this process's view of it, and its breaker follows it."""
+        self.view.wrote(written)
+        breaker = self._breakers.get(written.current.name)
+        if breaker is not None:
+            breaker.follow(written.current, self.view.to_local, force=True)
+        self.view.changed()
 
     def _on_transition(self, event: TransitionEvent) -> None:
         """A breaker changed state (on the hot path: queue, never await)."""
@@ -320,7 +293,7 @@ class ControlPlane:
             self._wake.set()
 
     def _publish_trip(
-        self, breaker: CircuitBreaker, cause: str, generation: int
+        self, breaker: StateMachine, cause: str, generation: int
     ) -> Callable[[], Awaitable[None]]:
         async def publish() -> None:
             state = breaker.state
@@ -329,10 +302,7 @@ class ControlPlane:
             if breaker.generation != generation:
                 return  # reset since
             decide = _shared.open_after_failures(
-                cause=cause,
-                generation=generation,
-                recovery_timeout=breaker.config.recovery_timeout,
-                process=self.process,
+                cause=cause, generation=generation, config=breaker.config, process=self.process
             )
             await self._write(decide, breaker.name)
 
@@ -346,65 +316,63 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ trial calls
 
-    async def acquire_trial(self, breaker: CircuitBreaker, state: HalfOpen) -> bool | None:
-        """A trial permit from the fleet's lease: True when granted, False when the round
-        is full (or a request from this process is already out), None when the store
-        cannot be reached (the breaker then runs its own trials)."""
-        if self.status != "ok":
+    async def acquire_trial(self, name: str) -> bool | None:
+        """A trial permit from the fleet's lease for ``name``'s current half-open state:
+        True when granted, False when the round is full (or a request from this process
+        is already out), None when the store cannot be reached (the breaker then runs
+        its own trials)."""
+        breaker = self._breakers.get(name)
+        if self.status != "ok" or breaker is None:
             return None
-        if breaker.name in self._asking:
+        if name in self._asking:
             return False
-        self._asking.add(breaker.name)
-        config = breaker.config
-        lease = (config.timeout or config.recovery_timeout or 1.0) + 1.0
+        self._asking.add(name)
+        state = breaker.state
         decide = _shared.grant_trial(
-            trials=config.success_threshold, lease=lease, process=self.process
+            trials=breaker.config.success_threshold,
+            lease=trial_lease(breaker.config),
+            process=self.process,
         )
         try:
             async with asyncio.timeout(PERMIT_TIMEOUT):
                 store = await self._store()
-                record = self._records.get(breaker.name) or SharedState(breaker.name)
-                written = await _shared.write(store, decide, record, self.store_now())
+                record = self.view.record(name)
+                written = await _shared.write(store, decide, record, self.view.store_now())
         except TimeoutError:
             return False
         except BackendUnavailableError as exc:
             self._offline(exc)
             return None
         finally:
-            self._asking.discard(breaker.name)
-        current = written.current
-        self._base = (written.now, self.clock())
-        self._records[breaker.name] = current
-        if written.applied and state is breaker.state:
-            state.episode = current.episode
-        breaker.follow(current, self.to_local, force=True)
-        self._records_changed()
+            self._asking.discard(name)
+        if written.applied:
+            breaker.join_round(state, written.current.episode)
+        self.apply(written)
         if written.applied and state is not breaker.state:  # moved on while asking
-            self.report_trial(breaker, current.episode, None, "permit unused")
+            self.report_trial(name, written.current.episode, None, "permit unused")
             return False
         return written.applied
 
-    def report_trial(
-        self, breaker: CircuitBreaker, episode: int, success: bool | None, cause: str
-    ) -> None:
+    def report_trial(self, name: str, episode: int, success: bool | None, cause: str) -> None:
         """Tell the fleet how a trial call went (None: it did not count; the permit is
         given back). Runs in the background: the call's caller does not wait for it."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            return
         if success is None:
             decide = _shared.release_trial(episode=episode)
         else:
-            config = breaker.config
             decide = _shared.trial_outcome(
                 episode=episode,
                 success=success,
-                success_threshold=config.success_threshold,
-                recovery_timeout=config.recovery_timeout,
+                config=breaker.config,
                 cause=cause,
                 process=self.process,
             )
 
         async def send() -> None:
             try:
-                await self._write(decide, breaker.name)
+                await self._write(decide, name)
             except Exception as exc:
                 self._offline(exc)
 

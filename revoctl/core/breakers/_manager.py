@@ -13,42 +13,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from revoctl.core._lifecycle import AsyncService, ServiceState
+from revoctl.core._process import Role
 from revoctl.core.actors import default_actor
 from revoctl.core.breakers import _shared
 from revoctl.core.breakers._breaker import CircuitBreaker
 from revoctl.core.breakers._control import ControlPlane, process_id
 from revoctl.core.breakers._reported import ReportedStates
+from revoctl.core.breakers._status import NotClosed, breaker_item, stale, transition_item
+from revoctl.core.breakers._transitions import effective_state
 from revoctl.core.breakers.base import (
     BreakerStateStore,
     ProcessReport,
-    SharedState,
     Snapshot,
-    Transition,
 )
 from revoctl.core.breakers.settings import BreakersConfig
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
 
 MAX_REASON = 500
 MAX_TRIP_SECONDS = 30 * 86400
-STALE_REPORTS = 3
-"""A process that missed this many reports is flagged stale."""
-
-
-def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 class CircuitBreakerManager(AsyncService):
     """Every configured breaker of this process (the predefined five and those in
     ``[breakers.services]``), on the store ``open_store()`` opens (memory by default).
 
-    ``role`` is ``runtime`` (follows the fleet: the control plane starts with the first
-    `get` inside an event loop, or with `initialize`) or ``cli`` (reads and writes the
-    store, follows nothing).
+    ``role`` is `Role.RUNTIME` (follows the fleet: the control plane starts with the
+    first `get` inside an event loop, or with `initialize`) or `Role.CLI` (reads and
+    writes the store, follows nothing).
     """
 
     def __init__(
@@ -56,21 +50,23 @@ class CircuitBreakerManager(AsyncService):
         config: BreakersConfig,
         *,
         open_store: Callable[[], Awaitable[BreakerStateStore]] | None = None,
-        role: str = "runtime",
+        role: Role | str = Role.RUNTIME,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.role = role
-        self.process = process_id(role)
+        self.role = Role(role)
+        self.process = process_id(self.role)
         self._open_store = open_store or self._memory_store
         self._store: BreakerStateStore | None = None
         self._store_lock: asyncio.Lock | None = None
-        self._breakers = {
-            name: CircuitBreaker(config.config_for(name), clock=clock) for name in config.names()
-        }
         self.control = ControlPlane(
-            self.store, config, process=self.process, role=role, clock=clock
+            self.store, config, process=self.process, role=self.role, clock=clock
         )
+        fleet = None if self.role is Role.CLI else self.control
+        self._breakers = {
+            name: CircuitBreaker(config.config_for(name), clock=clock, fleet=fleet)
+            for name in config.names()
+        }
         self.reported = ReportedStates(self._breakers, self.control)
         """What this process reports for each breaker (the fleet's state, or its own where
         worse) and the changes of it, for the runtime's metrics: no store round trip."""
@@ -106,7 +102,7 @@ class CircuitBreakerManager(AsyncService):
             raise NotFoundError(
                 f"no circuit breaker {name!r} (configured: {', '.join(self._breakers)})"
             )
-        if self.role != "cli" and self.state is not ServiceState.CLOSED:
+        if self.role is not Role.CLI and self.state is not ServiceState.CLOSED:
             self.control.attach(breaker)
             try:
                 asyncio.get_running_loop()
@@ -122,7 +118,7 @@ class CircuitBreakerManager(AsyncService):
 
     async def _open(self) -> None:
         """Start following the fleet (runtime role), and look at it once before any call."""
-        if self.role != "cli":
+        if self.role is not Role.CLI:
             self.control.start()
             await self.control.first_read()
 
@@ -156,7 +152,17 @@ class CircuitBreakerManager(AsyncService):
             plane["this_process"] = self.control.describe()
         names = self._select(name, snapshot, reports)
         reports = self._with_this_process(reports, now)
-        return [self._item(snapshot.record(n), now, reports, plane) for n in names]
+        return [
+            breaker_item(
+                snapshot.record(n),
+                now,
+                reports,
+                plane,
+                breaker=self._breakers[n].config if n in self._breakers else None,
+                report_interval=self.config.report_interval,
+            )
+            for n in names
+        ]
 
     async def trip(
         self,
@@ -217,7 +223,7 @@ class CircuitBreakerManager(AsyncService):
         store = await self.store()
         if name not in self._breakers:
             self._select(name, await store.read(), [])
-        return [_transition_item(t) for t in await store.history(name, limit)]
+        return [transition_item(t) for t in await store.history(name, limit)]
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """``{"status", "store", "control_plane", "breakers", "open"?, "reason"?}``.
@@ -243,18 +249,18 @@ class CircuitBreakerManager(AsyncService):
             plane = {"status": "unreachable", "error": str(exc)}
         reports = self._with_this_process(reports, snapshot.now)
         names = list(dict.fromkeys([*self._breakers, *snapshot.records]))
-        states = {n: _shared.effective_state(snapshot.record(n), snapshot.now) for n in names}
-        opened = [f"{n} ({state})" for n, state in states.items() if state != "closed"]
+        states = {n: effective_state(snapshot.record(n), snapshot.now) for n in names}
+        opened = [NotClosed(n, state) for n, state in states.items() if state != "closed"]
         for n in names:
             if states[n] != "closed":
                 continue
             live = self._live(reports, n, snapshot.now)
             tripped = [r for r in live if r.breakers[n].get("state") != "closed"]
             if tripped:
-                opened.append(f"{n} (open in {len(tripped)} of {len(live)} processes)")
+                opened.append(NotClosed(n, f"open in {len(tripped)} of {len(live)} processes"))
         reasons = []
         if opened:
-            reasons.append("open: " + ", ".join(opened))
+            reasons.append("open: " + ", ".join(map(str, opened)))
         if plane["status"] != "ok":
             reasons.append(f"control plane {plane['status']}: {plane['error']}")
         report: dict[str, Any] = {
@@ -264,7 +270,7 @@ class CircuitBreakerManager(AsyncService):
             "breakers": states,
         }
         if opened:
-            report["open"] = [entry.split(" ")[0] for entry in opened]
+            report["open"] = [entry.name for entry in opened]
         if reasons:
             report["reason"] = "; ".join(reasons)
         return report
@@ -295,13 +301,8 @@ class CircuitBreakerManager(AsyncService):
         """Write one decision, and follow it here at once (the fleet follows by polling)."""
         store = await self.store()
         written = await _shared.write(store, decide, snapshot.record(name), snapshot.now)
-        breaker = self._breakers.get(name)
-        if breaker is not None and self.role != "cli":
-
-            def to_local(moment: float | None) -> float | None:
-                return None if moment is None else breaker.clock() + (moment - written.now)
-
-            breaker.follow(written.current, to_local, force=True)
+        if self.role is not Role.CLI:
+            self.control.apply(written)
 
     def _with_this_process(self, reports: list[ProcessReport], now: float) -> list[ProcessReport]:
         """The fleet's reports, this process's own replaced by its live statistics."""
@@ -313,80 +314,5 @@ class CircuitBreakerManager(AsyncService):
         ]
 
     def _live(self, reports: list[ProcessReport], name: str, now: float) -> list[ProcessReport]:
-        return [r for r in reports if name in r.breakers and not self._stale(r, now)]
-
-    def _stale(self, report: ProcessReport, now: float) -> bool:
-        age = now - (report.reported_at or now)
-        return age > STALE_REPORTS * self.config.report_interval
-
-    def _item(
-        self,
-        record: SharedState,
-        now: float,
-        reports: list[ProcessReport],
-        plane: dict[str, Any],
-    ) -> dict[str, Any]:
-        name = record.name
-        state = _shared.effective_state(record, now)
-        fleet: list[dict[str, Any]] = [
-            {
-                "process": r.process,
-                "role": r.role,
-                **{
-                    key: r.breakers[name].get(key)
-                    for key in (
-                        "state",
-                        "failure_count",
-                        "success_count",
-                        "calls",
-                        "failures",
-                        "slow_calls",
-                        "rejections",
-                        "timeouts",
-                    )
-                },
-                "reported_at": _iso(r.reported_at),
-                "stale": self._stale(r, now),
-            }
-            for r in reports
-            if name in r.breakers
-        ]
-        live = [entry for entry in fleet if not entry["stale"]]
-        failures = sum(entry["failure_count"] or 0 for entry in live)
-        successes = (
-            record.trial_successes
-            if state == "half_open"
-            else sum(entry["success_count"] or 0 for entry in live)
-        )
-        closed = state == "closed"
-        breaker = self._breakers.get(name)
-        return {
-            "name": name,
-            "state": state,
-            "failure_count": failures,
-            "success_count": successes,
-            "opened_at": None if closed else _iso(record.opened_at),
-            "forced": state == "forced_open",
-            "reason": None if closed else record.reason,
-            "until": None if closed else _iso(record.until),
-            "actor": record.actor,
-            "changed_at": _iso(record.changed_at),
-            "generation": record.generation,
-            "share_trips": breaker.config.share_trips if breaker else None,
-            "processes": len(live),
-            "open_processes": sum(1 for entry in live if entry["state"] != "closed"),
-            "fleet": fleet,
-            "control_plane": plane,
-        }
-
-
-def _transition_item(transition: Transition) -> dict[str, Any]:
-    return {
-        "at": _iso(transition.at),
-        "from": transition.from_state,
-        "to": transition.to_state,
-        "cause": transition.cause,
-        "actor": transition.actor,
-        "process": transition.process,
-        "scope": transition.scope,
-    }
+        interval = self.config.report_interval
+        return [r for r in reports if name in r.breakers and not stale(r, now, interval)]

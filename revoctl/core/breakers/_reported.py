@@ -30,8 +30,8 @@ from revoctl.core.breakers._states import TransitionEvent
 from revoctl.core.breakers.base import StateName
 
 if TYPE_CHECKING:
-    from revoctl.core.breakers._breaker import CircuitBreaker
     from revoctl.core.breakers._control import ControlPlane
+    from revoctl.core.breakers._machine import StateMachine
 
 ReportedSource = Literal["local", "fleet"]
 
@@ -48,7 +48,7 @@ class ReportedStates:
     """The state this process reports for each breaker it knows, and the count of each
     change of it by (breaker, from, to, source); see the module docstring."""
 
-    def __init__(self, breakers: Mapping[str, CircuitBreaker], control: ControlPlane) -> None:
+    def __init__(self, breakers: Mapping[str, StateMachine], control: ControlPlane) -> None:
         self._breakers = breakers
         self._control = control
         self._states: dict[str, StateName] = {}
@@ -56,12 +56,12 @@ class ReportedStates:
         self._started = False
         for breaker in breakers.values():
             breaker.add_listener(self._on_transition)
-        control.add_records_listener(self._on_records)
+        control.view.add_listener(self._on_records)
 
     def states(self) -> dict[str, StateName]:
         """Every breaker this process knows (configured, or in the fleet's records), by
         name, in the state it reports."""
-        known = dict.fromkeys([*self._breakers, *self._control.fleet_states()])
+        known = dict.fromkeys([*self._breakers, *self._control.view.states()])
         return {name: self._states.get(name, "closed") for name in known}
 
     def transitions(self) -> dict[tuple[str, StateName, StateName, ReportedSource], int]:
@@ -72,11 +72,11 @@ class ReportedStates:
         """One of this process's breakers changed state (rare, but on a call's path: no
         await, no store)."""
         cause: ReportedSource = "local" if event.source == "local" else "fleet"
-        self._update(event.breaker, cause, self._control.fleet_states())
+        self._update(event.breaker, cause, self._control.view.states())
 
     def _on_records(self) -> None:
         """The control plane has read or written the fleet's records."""
-        fleet = self._control.fleet_states()
+        fleet = self._control.view.states()
         for name in dict.fromkeys([*self._breakers, *fleet]):
             self._update(name, "fleet", fleet)
         self._started = True
@@ -84,7 +84,7 @@ class ReportedStates:
     def _update(self, name: str, cause: ReportedSource, fleet: Mapping[str, StateName]) -> None:
         state = fleet.get(name, "closed")
         breaker = self._breakers.get(name)
-        if breaker is not None and breaker.control is not None:  # in use: follows the fleet
+        if breaker is not None and self._control.follows(name):  # in use: follows the fleet
             state = worse(breaker.state.name, state)
         previous = self._states.get(name, "closed")
         self._states[name] = state

@@ -2,9 +2,11 @@
 
 Each function takes the record as read and the store's clock, and returns the
 `Change` to compare-and-set (the new record and the transition to append), or None
-when there is nothing to write. `write()` runs one decision against a store,
-deciding again on the record that won whenever another process wrote first.
-Nothing here awaits except `write()`, and nothing here is on a call's hot path.
+when there is nothing to write. What a change is follows the rules every breaker
+follows (`revoctl.core.breakers._transitions`); here they are laid onto the record.
+`write()` runs one decision against a store, deciding again on the record that won
+whenever another process wrote first. Nothing here awaits except `write()`, and
+nothing here is on a call's hot path.
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from revoctl.core.breakers.base import (
-    BreakerStateStore,
-    SharedState,
-    StateName,
-    Transition,
-    Written,
+from revoctl.core.breakers._transitions import (
+    NO_THRESHOLDS,
+    Failed,
+    Move,
+    Reset,
+    TrialSucceeded,
+    Tripped,
+    effective_state,
+    ran_out,
+    round_full,
+    transition,
 )
+from revoctl.core.breakers.base import BreakerStateStore, SharedState, Transition, Written
+from revoctl.core.breakers.settings import CircuitBreakerConfig
 
 CAS_ATTEMPTS = 50
 """Writers re-decide this often before giving up; each lost race means another won."""
@@ -38,39 +47,33 @@ def _next(record: SharedState, now: float, **fields: object) -> SharedState:
     return dataclasses.replace(record, version=record.version + 1, changed_at=now, **fields)  # type: ignore[arg-type]
 
 
-def _moved(
-    record: SharedState, to: StateName, cause: str, process: str, actor: str | None = None
-) -> Transition:
-    return Transition(record.name, record.state, to, cause, process, "fleet", actor)
-
-
-def effective_state(record: SharedState, now: float) -> StateName:
-    """The state as of ``now``: an operator's trip past its expiry is closed already."""
-    if record.state == "forced_open" and record.until is not None and now >= record.until:
-        return "closed"
-    return record.state
+def _moved(record: SharedState, move: Move, now: float, process: str, **fields: object) -> Change:
+    """``record`` after ``move``: the fields of the state it enters (a trial round's come
+    in ``fields``), and the transition to append."""
+    entered: dict[str, object] = {}
+    if move.to != "half_open":  # open, forced open or closed: no trial round, no counts
+        opened = move.to != "closed"
+        entered = {
+            "opened_at": now if opened else None,
+            "until": move.until,
+            "reason": move.reason,
+            "actor": move.actor,
+            "trials_granted": 0,
+            "trial_successes": 0,
+            "lease_until": None,
+        }
+    new = _next(record, now, state=move.to, **(entered | fields))
+    step = Transition(record.name, record.state, move.to, move.cause, process, "fleet", move.actor)
+    return Change(new, step)
 
 
 def trip(*, reason: str, actor: str, process: str, for_seconds: float | None) -> Decision:
     """Force open until reset, or for ``for_seconds``."""
+    event = Tripped(reason, actor, for_seconds)
 
-    def decide(record: SharedState, now: float) -> Change:
-        until = now + for_seconds if for_seconds else None
-        expiry = f" for {for_seconds:g}s" if for_seconds else ""
-        new = _next(
-            record,
-            now,
-            state="forced_open",
-            opened_at=now,
-            until=until,
-            reason=reason,
-            actor=actor,
-            trials_granted=0,
-            trial_successes=0,
-            lease_until=None,
-        )
-        cause = f"operator trip{expiry}: {reason}"
-        return Change(new, _moved(record, "forced_open", cause, process, actor))
+    def decide(record: SharedState, now: float) -> Change | None:
+        move = transition(record.state, record.until, event, now, NO_THRESHOLDS)
+        return None if move is None else _moved(record, move, now, process)
 
     return decide
 
@@ -78,44 +81,29 @@ def trip(*, reason: str, actor: str, process: str, for_seconds: float | None) ->
 def reset(*, actor: str, process: str) -> Decision:
     """Closed, every override and counter cleared, and a new generation, so that every
     process starts its window again."""
+    event = Reset(actor)
 
-    def decide(record: SharedState, now: float) -> Change:
-        new = SharedState(
-            record.name,
-            "closed",
-            version=record.version + 1,
-            generation=record.generation + 1,
-            actor=actor,
-            episode=record.episode,
-            changed_at=now,
-        )
-        return Change(new, _moved(record, "closed", "operator reset", process, actor))
+    def decide(record: SharedState, now: float) -> Change | None:
+        move = transition(record.state, record.until, event, now, NO_THRESHOLDS)
+        if move is None:
+            return None
+        return _moved(record, move, now, process, generation=record.generation + 1)
 
     return decide
 
 
 def open_after_failures(
-    *, cause: str, generation: int, recovery_timeout: float, process: str
+    *, cause: str, generation: int, config: CircuitBreakerConfig, process: str
 ) -> Decision:
     """A process's own window tripped: open the fleet, unless the fleet is not closed
     already or was reset since that window began."""
+    event = Failed(cause)
 
     def decide(record: SharedState, now: float) -> Change | None:
         if record.generation != generation or effective_state(record, now) != "closed":
             return None
-        new = _next(
-            record,
-            now,
-            state="open",
-            opened_at=now,
-            until=now + recovery_timeout,
-            reason=cause,
-            actor=None,
-            trials_granted=0,
-            trial_successes=0,
-            lease_until=None,
-        )
-        return Change(new, _moved(record, "open", cause, process))
+        move = transition("closed", None, event, now, config)
+        return None if move is None else _moved(record, move, now, process)
 
     return decide
 
@@ -126,39 +114,33 @@ def grant_trial(*, trials: int, lease: float, process: str) -> Decision:
     permits were not all reported by ``lease_until`` is replaced by a new one."""
 
     def decide(record: SharedState, now: float) -> Change | None:
-        state = record.state
-        if state == "open" and record.until is not None and now >= record.until:
-            return _new_round(record, now, "recovery timeout elapsed: trial calls")
-        if state == "half_open":
+        if record.state == "open":
+            move = ran_out(record.state, record.until, now)
+            return None if move is None else _new_round(record, now, f"{move.cause}: trial calls")
+        if record.state == "half_open":
             if record.lease_until is not None and now >= record.lease_until:
                 return _new_round(record, now, "trial round lapsed unreported: new trial calls")
-            if record.trials_granted < trials:
+            if not round_full(record.trials_granted, trials):
                 return Change(_next(record, now, trials_granted=record.trials_granted + 1), None)
         return None
 
     def _new_round(record: SharedState, now: float, cause: str) -> Change:
-        new = _next(
+        return _moved(
             record,
+            Move("half_open", cause),
             now,
-            state="half_open",
+            process,
             episode=record.episode + 1,
             trials_granted=1,
             trial_successes=0,
             lease_until=now + lease,
         )
-        return Change(new, _moved(record, "half_open", cause, process))
 
     return decide
 
 
 def trial_outcome(
-    *,
-    episode: int,
-    success: bool,
-    success_threshold: int,
-    recovery_timeout: float,
-    cause: str,
-    process: str,
+    *, episode: int, success: bool, config: CircuitBreakerConfig, cause: str, process: str
 ) -> Decision:
     """A trial call's result: ``success_threshold`` successes close the fleet, one
     failure opens it again. Results from an earlier round change nothing."""
@@ -166,32 +148,12 @@ def trial_outcome(
     def decide(record: SharedState, now: float) -> Change | None:
         if record.state != "half_open" or record.episode != episode:
             return None
-        if not success:
-            new = _next(
-                record,
-                now,
-                state="open",
-                opened_at=now,
-                until=now + recovery_timeout,
-                reason=cause,
-                lease_until=None,
-            )
-            return Change(new, _moved(record, "open", cause, process))
         successes = record.trial_successes + 1
-        if successes < success_threshold:
+        event = TrialSucceeded(successes) if success else Failed(cause)
+        move = transition(record.state, record.until, event, now, config)
+        if move is None:  # a success, short of the threshold
             return Change(_next(record, now, trial_successes=successes), None)
-        new = _next(
-            record,
-            now,
-            state="closed",
-            opened_at=None,
-            until=None,
-            reason=None,
-            trials_granted=0,
-            trial_successes=0,
-            lease_until=None,
-        )
-        return Change(new, _moved(record, "closed", f"{successes} trial calls succeeded", process))
+        return _moved(record, move, now, process)
 
     return decide
 
@@ -211,18 +173,8 @@ def expire_trip(*, process: str) -> Decision:
     """Write down that an operator's timed trip has run out."""
 
     def decide(record: SharedState, now: float) -> Change | None:
-        if record.state != "forced_open" or effective_state(record, now) != "closed":
-            return None
-        new = _next(
-            record,
-            now,
-            state="closed",
-            opened_at=None,
-            until=None,
-            reason=None,
-            actor=None,
-        )
-        return Change(new, _moved(record, "closed", "operator trip expired", process))
+        move = ran_out(record.state, record.until, now) if record.forced else None
+        return None if move is None else _moved(record, move, now, process)
 
     return decide
 

@@ -1,4 +1,5 @@
-"""What the breakers share through a store, and the small protocol every store implements.
+"""What the breakers share through a store, the small protocol every store implements,
+and `FleetLink`, what a breaker asks of the fleet it belongs to.
 
 The store holds only the fleet's part: one `SharedState` record per breaker (its
 state, an operator's override, the half-open trial lease, the reset generation),
@@ -16,12 +17,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-R = TypeVar("R", bound="DataclassInstance")
+from typing import Any, Literal, Protocol, Self
 
 StateName = Literal["closed", "open", "half_open", "forced_open"]
 STATES: tuple[StateName, ...] = ("closed", "open", "half_open", "forced_open")
@@ -35,19 +31,23 @@ for a trial permit (`revoctl.core.breakers._control.PERMIT_TIMEOUT`), and far be
 database's ``pool_timeout``, so a busy pool never stalls the control plane's loop."""
 
 
-def _dumps(record: DataclassInstance) -> str:
-    return json.dumps(dataclasses.asdict(record), separators=(",", ":"))
+class _Stored:
+    """A record kept as compact JSON (a dataclass's fields)."""
 
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))  # type: ignore[call-overload]
 
-def _loads(cls: type[R], text: str | bytes) -> R:
-    """A record from JSON; keys this version does not know (a newer revoctl wrote them)
-    are dropped, fields it does not find take their defaults."""
-    data = json.loads(text)
-    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """A record from JSON; keys this version does not know (a newer revoctl wrote
+        them) are dropped, fields it does not find take their defaults."""
+        data = json.loads(text)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return cls(**{f.name: data[f.name] for f in fields if f.name in data})
 
 
 @dataclass(frozen=True)
-class SharedState:
+class SharedState(_Stored):
     """One breaker's fleet-wide record; ``version`` grows by one with every write.
 
     ``until`` is when an open breaker may start trial calls, or when an operator's
@@ -76,16 +76,9 @@ class SharedState:
     def forced(self) -> bool:
         return self.state == "forced_open"
 
-    def to_json(self) -> str:
-        return _dumps(self)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> SharedState:
-        return _loads(cls, text)
-
 
 @dataclass(frozen=True)
-class Transition:
+class Transition(_Stored):
     """One change of a breaker's state, with its cause; ``at`` is set by the store."""
 
     name: str
@@ -96,13 +89,6 @@ class Transition:
     scope: Scope = "fleet"
     actor: str | None = None
     at: float | None = None
-
-    def to_json(self) -> str:
-        return _dumps(self)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Transition:
-        return _loads(cls, text)
 
 
 @dataclass(frozen=True)
@@ -145,6 +131,33 @@ class Written:
     applied: bool
     current: SharedState
     now: float
+
+
+class FleetLink(Protocol):
+    """What a breaker asks of the fleet it belongs to (`ControlPlane`), given to it at
+    construction; a breaker without one decides alone. Breakers are named, never
+    handed over: the link keeps their fleet-side state itself.
+    """
+
+    def shares(self, name: str) -> bool:
+        """Whether breaker ``name`` follows the fleet now: it is in use and the store
+        answers (its half-open trial permits then come from the fleet's lease)."""
+        ...
+
+    async def first_read(self) -> None:
+        """Return once the fleet's state has been read (or failed to be) once: a new
+        process's first calls must not pass a breaker the fleet has open."""
+        ...
+
+    async def acquire_trial(self, name: str) -> bool | None:
+        """A trial permit from the fleet's lease for ``name``'s current half-open state:
+        True when granted, False when refused, None when the store cannot be reached."""
+        ...
+
+    def report_trial(self, name: str, episode: int, success: bool | None, cause: str) -> None:
+        """Tell the fleet how a trial call of round ``episode`` went (None: it did not
+        count; its permit is given back), without waiting."""
+        ...
 
 
 class BreakerStateStore(Protocol):
