@@ -25,7 +25,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from revoctl.runtime.gateway import METRICS_SYNC_SECONDS
+from revoctl.runtime.metrics import METRICS_SYNC_SECONDS
 from tests.support.fleet import OPENAI_KEY, Fleet, build_fleet, chat
 from tests.support.llm_standin import LLMStandIn
 
