@@ -15,6 +15,7 @@ from revoctl.runtime.settings import ProviderConfig, ProviderKind
 
 __all__ = ["AnthropicProvider", "OpenAIProvider", "provider_for"]
 __all__ += base.__all__
+__all__.sort()
 
 
 def provider_for(
