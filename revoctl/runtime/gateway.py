@@ -71,6 +71,7 @@ class Gateway:
 
     @classmethod
     def of(cls, request: Request) -> Gateway:
+        """The gateway serving ``request`` (the lifespan's state)."""
         gateway: Gateway = request.state.gateway
         return gateway
 
@@ -142,8 +143,10 @@ class Gateway:
         self.usage.record(exchange, status, None)
 
     def readiness(self) -> dict[str, Any]:
+        """``/health/ready``'s verdict (`Instance.readiness`)."""
         return self.instance.readiness(self.identity.keys)
 
     async def metrics_text(self) -> bytes:
+        """``/metrics``: the families brought up to date, as exposition text."""
         await self.metrics_sync.sync()
         return self.metrics.render()

@@ -59,6 +59,7 @@ class Identity:
             await self.keys.start()
 
     async def stop(self) -> None:
+        """Stop refreshing the keys."""
         if self.keys is not None:
             await self.keys.stop()
 
