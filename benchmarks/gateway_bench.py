@@ -717,19 +717,19 @@ litellm_settings:
 PARTS = [
     # (label, file suffix, function name): cumulative time of each, per request
     ("the whole route (chat_completions)", "routes/chat.py", "chat_completions"),
-    ("  read the body, parse JSON", "routes/chat.py", "read_json"),
-    ("  auth: gateway key", "runtime/gateway.py", "caller"),
-    ("  limits: charge before the call (Redis)", "runtime/gateway.py", "charge"),
+    ("  read the body, parse JSON", "runtime/bodies.py", "read_json"),
+    ("  auth: gateway key", "runtime/identity.py", "identify"),
+    ("  limits: charge before the call (Redis)", "runtime/charging.py", "charge"),
     ("  provider call through the breaker", "breakers/_breaker.py", "call"),
     ("    aiohttp ClientSession request", "aiohttp/client.py", "_request"),
-    ("  limits: refund after the response (Redis)", "runtime/gateway.py", "settle"),
-    ("  record: metrics, usage row queued", "runtime/gateway.py", "record"),
+    ("  limits: refund after the response (Redis)", "runtime/charging.py", "settle"),
+    ("  record: metrics, usage row queued", "runtime/usage.py", "record"),
     ("  JSONResponse built", "starlette/responses.py", "render"),
     ("response sent (uvicorn h11)", "http/h11_impl.py", "send"),
     ("request parsed (uvicorn h11)", "http/h11_impl.py", "handle_events"),
     ("access log line written", "logging/__init__.py", "callHandlers"),
     ("key ring refresh (every 0.5 s)", "runtime/keys.py", "refresh"),
-    ("metrics sync (every 1 s)", "runtime/gateway.py", "sync_metrics"),
+    ("metrics sync (every 1 s)", "runtime/metrics.py", "sync"),
 ]
 
 

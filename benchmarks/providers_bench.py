@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.sup
 
 import httpx
 
+from revoctl.core.gateway.settings import ProviderConfig
 from revoctl.runtime.providers import OpenAIProvider
-from revoctl.runtime.settings import ProviderConfig
 
 KEY = "sk-bench-" + "x" * 24
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "say something"}]}

@@ -4,6 +4,9 @@
 (``REVOCTL_CONFIG``, ``./revoctl.toml``, the profile, the environment), which is how
 each uvicorn worker of ``revoctl serve --workers N`` builds its own.
 
+A route raises `GatewayError` for every refusal; `refused`, registered with Starlette's
+``exception_handlers``, renders it once.
+
 Its shutdown (the lifespan's end) comes after uvicorn has let the requests in flight
 end: the usage flush gets what ``[gateway] drain_seconds`` keeps for the close
 (`GatewayConfig.close_seconds`), then every service closes within its own bounds. It is
@@ -24,12 +27,15 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from revoctl.config import LoadedConfig, load_config
 from revoctl.core._process import Role
 from revoctl.core.logs import configure_logging
 from revoctl.core.services import open_services
+from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.metrics import GatewayMetrics, mark_worker_gone
 from revoctl.runtime.middleware import AccessLog
@@ -76,4 +82,19 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(AccessLog)], lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessLog)],
+        exception_handlers={GatewayError: refused},
+        lifespan=lifespan,
+    )
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    """Every `GatewayError` a route raises, rendered once as OpenAI's error object; a request
+    that got as far as its exchange has its charge given back and its row written."""
+    assert isinstance(exc, GatewayError)  # the one class this handler is registered for
+    exchange = getattr(request.state, "exchange", None)
+    if exchange is not None:
+        await Gateway.of(request).refuse(exchange, exc.status)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=dict(exc.headers))

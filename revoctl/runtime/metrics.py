@@ -20,8 +20,8 @@ import math
 import os
 import resource
 import sys
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -34,6 +34,9 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from revoctl.core._batch import DROP_REASONS
+
+if TYPE_CHECKING:
+    from revoctl.core.services import Services
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -58,149 +61,115 @@ BREAKER_OUTCOMES = {
 """``revoctl_breaker_calls_total``'s ``outcome`` label -> the breaker's own counter."""
 
 
+Merge = Literal["livesum", "livemax", "liveall"]
+"""How a gauge's workers merge (prometheus-client's ``multiprocess_mode``): their sum, their
+worst, or one sample each; a worker that stopped leaves the merge."""
+METRICS_SYNC_SECONDS = 1.0
+
+
 def multiprocess() -> bool:
     """Whether samples go to ``PROMETHEUS_MULTIPROC_DIR`` (several workers)."""
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+HELP = {
+    "revoctl_http_requests_total": "HTTP requests served, by route, model and status code.",
+    "revoctl_http_request_duration_seconds": "Time from request to the last byte of the response.",
+    "revoctl_time_to_first_token_seconds": "Time from request to the first streamed chunk.",
+    "revoctl_gateway_overhead_seconds": (
+        "The gateway's own time in a request: everything but waiting for the provider."
+    ),
+    "revoctl_rate_limit_decisions_total": "Rate-limit decisions by rule and outcome.",
+    "revoctl_breaker_state": (
+        "Breaker state as the fleet has it, or as a worker has it where worse: "
+        "0 closed, 1 half_open, 2 open, 3 forced_open (worst live worker)."
+    ),
+    "revoctl_breaker_transitions_total": (
+        "Changes of each worker's breaker state; source local: its own calls caused it, "
+        "fleet: it followed the fleet (one per worker that follows a fleet-wide change)."
+    ),
+    "revoctl_breaker_calls_total": "Calls through each breaker by outcome.",
+    "revoctl_fallbacks_total": (
+        "Requests answered by a fallback model, by requested and answering model."
+    ),
+    "revoctl_db_pool_connections": (
+        "Database pool connections by state, summed over the live workers."
+    ),
+    "revoctl_db_slow_queries_total": "Statements slower than database.slow_query_ms.",
+    "revoctl_secret_cache_lookups_total": "Secret reads by cache result.",
+    "revoctl_tokens_total": (
+        "Tokens by provider, model and kind (prompt, completion), from provider usage."
+    ),
+    "revoctl_cost_usd_total": (
+        "Estimated cost in USD from the configured prices, by provider and model."
+    ),
+    "revoctl_usage_rows_dropped_total": (
+        "Usage rows dropped, by reason: buffer_full (the buffer overflowed while the "
+        "database was away), rejected (the database refused the row itself), shutdown "
+        "(still waiting when the worker stopped)."
+    ),
+    "revoctl_usage_rows_buffered": (
+        "Usage rows waiting to be written, summed over the live workers."
+    ),
+    "revoctl_usage_oldest_buffered_seconds": (
+        "How long the oldest usage row still to be written has waited (0: none waits), "
+        "the worst live worker."
+    ),
+    "revoctl_process_cpu_seconds": "CPU time used by each worker process.",
+    "revoctl_process_resident_memory_bytes": "Resident memory of each worker process now.",
+    "revoctl_process_peak_resident_memory_bytes": (
+        "The most resident memory each worker process has held since it started."
+    ),
+}
+"""Every family's help text, by name."""
+
+
 class GatewayMetrics:
-    """Every metric family the gateway exports; names start with ``revoctl_``."""
+    """Every metric family the gateway exports (`HELP` names them all)."""
 
     def __init__(self) -> None:
         # A registry of its own: two apps in one process (tests) never collide, and in
         # multiprocess mode the samples go to the shared directory whatever the registry.
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
-            "revoctl_http_requests_total",
-            "HTTP requests served, by route, model and status code.",
-            ["route", "model", "status"],
-            registry=r,
+        counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        self.requests = counter("revoctl_http_requests_total", "route", "model", "status")
+        self.latency = histogram("revoctl_http_request_duration_seconds", "route", "model")
+        self.first_token = histogram("revoctl_time_to_first_token_seconds", "model")
+        self.overhead = histogram("revoctl_gateway_overhead_seconds", buckets=OVERHEAD_BUCKETS)
+        self.rate_limit_decisions = counter(
+            "revoctl_rate_limit_decisions_total", "rule", "decision"
         )
-        self.latency = Histogram(
-            "revoctl_http_request_duration_seconds",
-            "Time from request to the last byte of the response.",
-            ["route", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.breaker_state = gauge("revoctl_breaker_state", "livemax", "breaker")
+        self.breaker_transitions = counter(
+            "revoctl_breaker_transitions_total", "breaker", "from", "to", "source"
         )
-        self.first_token = Histogram(
-            "revoctl_time_to_first_token_seconds",
-            "Time from request to the first streamed chunk.",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.overhead = Histogram(
-            "revoctl_gateway_overhead_seconds",
-            "The gateway's own time in a request: everything but waiting for the provider.",
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
-        )
-        self.rate_limit_decisions = Counter(
-            "revoctl_rate_limit_decisions_total",
-            "Rate-limit decisions by rule and outcome.",
-            ["rule", "decision"],
-            registry=r,
-        )
-        self.breaker_state = Gauge(
-            "revoctl_breaker_state",
-            "Breaker state as the fleet has it, or as a worker has it where worse: "
-            "0 closed, 1 half_open, 2 open, 3 forced_open (worst live worker).",
-            ["breaker"],
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.breaker_transitions = Counter(
-            "revoctl_breaker_transitions_total",
-            "Changes of each worker's breaker state; source local: its own calls caused it, "
-            "fleet: it followed the fleet (one per worker that follows a fleet-wide change).",
-            ["breaker", "from", "to", "source"],
-            registry=r,
-        )
-        self.breaker_calls = Counter(
-            "revoctl_breaker_calls_total",
-            "Calls through each breaker by outcome.",
-            ["breaker", "outcome"],
-            registry=r,
-        )
-        self.fallbacks = Counter(
-            "revoctl_fallbacks_total",
-            "Requests answered by a fallback model, by requested and answering model.",
-            ["model", "fallback"],
-            registry=r,
-        )
-        self.pool_connections = Gauge(
-            "revoctl_db_pool_connections",
-            "Database pool connections by state, summed over the live workers.",
-            ["state"],
-            multiprocess_mode="livesum",
-            registry=r,
-        )
-        self.slow_queries = Counter(
-            "revoctl_db_slow_queries_total",
-            "Statements slower than database.slow_query_ms.",
-            registry=r,
-        )
-        self.secret_cache = Counter(
-            "revoctl_secret_cache_lookups_total",
-            "Secret reads by cache result.",
-            ["result"],
-            registry=r,
-        )
-        self.tokens = Counter(
-            "revoctl_tokens_total",
-            "Tokens by provider, model and kind (prompt, completion), from provider usage.",
-            ["provider", "model", "kind"],
-            registry=r,
-        )
-        self.cost = Counter(
-            "revoctl_cost_usd_total",
-            "Estimated cost in USD from the configured prices, by provider and model.",
-            ["provider", "model"],
-            registry=r,
-        )
-        self.usage_dropped = Counter(
-            "revoctl_usage_rows_dropped_total",
-            "Usage rows dropped, by reason: buffer_full (the buffer overflowed while the "
-            "database was away), rejected (the database refused the row itself), shutdown "
-            "(still waiting when the worker stopped).",
-            ["reason"],
-            registry=r,
-        )
+        self.breaker_calls = counter("revoctl_breaker_calls_total", "breaker", "outcome")
+        self.fallbacks = counter("revoctl_fallbacks_total", "model", "fallback")
+        self.pool_connections = gauge("revoctl_db_pool_connections", "livesum", "state")
+        self.slow_queries = counter("revoctl_db_slow_queries_total")
+        self.secret_cache = counter("revoctl_secret_cache_lookups_total", "result")
+        self.tokens = counter("revoctl_tokens_total", "provider", "model", "kind")
+        self.cost = counter("revoctl_cost_usd_total", "provider", "model")
+        self.usage_dropped = counter("revoctl_usage_rows_dropped_total", "reason")
         for reason in DROP_REASONS:
             self.usage_dropped.labels(reason)  # every reason exported, at 0 until it happens
-        self.usage_buffered = Gauge(
-            "revoctl_usage_rows_buffered",
-            "Usage rows waiting to be written, summed over the live workers.",
-            multiprocess_mode="livesum",
-            registry=r,
-        )
-        self.usage_oldest = Gauge(
-            "revoctl_usage_oldest_buffered_seconds",
-            "How long the oldest usage row still to be written has waited (0: none waits), "
-            "the worst live worker.",
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.process_cpu = Gauge(
-            "revoctl_process_cpu_seconds",
-            "CPU time used by each worker process.",
-            multiprocess_mode="liveall",
-            registry=r,
-        )
-        self.process_memory = Gauge(
-            "revoctl_process_resident_memory_bytes",
-            "Resident memory of each worker process now.",
-            multiprocess_mode="liveall",
-            registry=r,
-        )
-        self.process_peak_memory = Gauge(
-            "revoctl_process_peak_resident_memory_bytes",
-            "The most resident memory each worker process has held since it started.",
-            multiprocess_mode="liveall",
-            registry=r,
-        )
+        self.usage_buffered = gauge("revoctl_usage_rows_buffered", "livesum")
+        self.usage_oldest = gauge("revoctl_usage_oldest_buffered_seconds", "livemax")
+        self.process_cpu = gauge("revoctl_process_cpu_seconds", "liveall")
+        self.process_memory = gauge("revoctl_process_resident_memory_bytes", "liveall")
+        self.process_peak_memory = gauge("revoctl_process_peak_resident_memory_bytes", "liveall")
+
+    def _counter(self, name: str, *labels: str) -> Counter:
+        return Counter(name, HELP[name], labels, registry=self.registry)
+
+    def _gauge(self, name: str, merged: Merge, *labels: str) -> Gauge:
+        """A gauge whose workers' values merge as ``merged``."""
+        return Gauge(name, HELP[name], labels, multiprocess_mode=merged, registry=self.registry)
+
+    def _histogram(
+        self, name: str, *labels: str, buckets: Sequence[float] = LATENCY_BUCKETS
+    ) -> Histogram:
+        return Histogram(name, HELP[name], labels, buckets=buckets, registry=self.registry)
 
     def render(self) -> bytes:
         """The exposition text: every worker's samples in multiprocess mode, else this one's."""
@@ -236,6 +205,69 @@ def resident_memory_bytes() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return float(resident_pages * resource.getpagesize())
+
+
+class MetricsSync:
+    """Folds the services' own counters and gauges, and the usage writer's, into the families."""
+
+    def __init__(
+        self, services: Services, metrics: GatewayMetrics, usage: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.services = services
+        self.metrics = metrics
+        self.usage = usage
+        self._deltas = DeltaCounter()
+
+    async def sync(self) -> None:
+        """Every family fed from elsewhere, brought up to date (only the services built)."""
+        m = self.metrics
+        built = self.services.built()
+        if "limiter" in built:
+            decisions = self.services.limiter.decisions()
+            self._deltas.fold(
+                m.rate_limit_decisions,
+                (
+                    ((rule, outcome), count)
+                    for rule, outcomes in decisions.items()
+                    for outcome, count in outcomes.items()
+                ),
+            )
+        if "breakers" in built:
+            breakers = self.services.breakers
+            for name, stats in breakers.stats().items():
+                self._deltas.fold(
+                    m.breaker_calls,
+                    (
+                        ((name, outcome), float(stats[counter]))
+                        for outcome, counter in BREAKER_OUTCOMES.items()
+                    ),
+                )
+            for name, state in breakers.reported.states().items():
+                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(state, 2))
+            transitions = breakers.reported.transitions().items()
+            self._deltas.fold(m.breaker_transitions, ((k, float(n)) for k, n in transitions))
+        if "db" in built:
+            pool = self.services.db.pool_stats()
+            if pool is not None:
+                m.pool_connections.labels("checked_out").set(pool["checked_out"])
+                m.pool_connections.labels("idle").set(pool["checked_in"] or 0)
+                m.pool_connections.labels("overflow").set(pool["overflow"])
+                self._deltas.fold(m.slow_queries, [((), pool["slow_queries"])])
+        if "secrets" in built:
+            cache = self.services.secrets.cache_stats()
+            self._deltas.fold(
+                m.secret_cache, [(("hit",), cache["hits"]), (("miss",), cache["misses"])]
+            )
+        self.sync_usage()
+        m.sample_process()
+
+    def sync_usage(self) -> None:
+        """The usage writer's buffer and drops (also what shutdown dropped, at the end)."""
+        usage = self.usage()
+        self.metrics.usage_buffered.set(usage["buffered"])
+        self.metrics.usage_oldest.set(usage["oldest_seconds"] or 0.0)
+        drops = [((reason,), rows) for reason, rows in usage["drops"].items()]
+        self._deltas.fold(self.metrics.usage_dropped, drops)
 
 
 class DeltaCounter:

@@ -42,8 +42,8 @@ try:  # httptools, when installed (uvicorn[standard]), parses faster than h11
 except ImportError:  # pragma: no cover - the runtime extra installs it
     from uvicorn.protocols.http.h11_impl import H11Protocol as _HTTPProtocol  # type: ignore[assignment]
 
+from revoctl.core.gateway.settings import GatewayConfig
 from revoctl.runtime.metrics import MULTIPROC_ENV
-from revoctl.runtime.settings import GatewayConfig
 
 logger = logging.getLogger("revoctl.serve")
 

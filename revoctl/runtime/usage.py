@@ -1,6 +1,8 @@
 """Request and model-usage rows (``request_logs``, ``model_usage``), written off the response path.
 
-Each request adds one `RequestRecord` to a `BatchWriter`; a batch is one transaction.
+`UsageLog.record` turns each request the gateway answered into one `RequestRecord` (with
+its model call's tokens and cost, priced from the model's configuration) and counts it in
+the metrics; the records go to a `BatchWriter`, and a batch is one transaction.
 While the database is away the rows wait in the bounded buffer (``gateway.usage_buffer``);
 what overflows is counted (``revoctl_usage_rows_dropped_total``) and logged, and no
 response ever waits for the database. Shutdown flushes what is left.
@@ -14,19 +16,25 @@ usage rows.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from revoctl.core._batch import BatchWriter
 from revoctl.core.health import worst
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.core.db import DatabaseManager
+    from revoctl.core.gateway.settings import ModelConfig
+    from revoctl.runtime.exchange import Exchange
+    from revoctl.runtime.metrics import GatewayMetrics
+    from revoctl.runtime.providers import Usage
 
 
 STALE_BUFFER_SECONDS = 10.0
@@ -97,6 +105,66 @@ def with_usage_buffer(report: dict[str, Any], stats: dict[str, Any]) -> dict[str
         database["status"] = worst([database["status"], "degraded"])
         report["status"] = worst([s["status"] for s in report["services"].values()])
     return report
+
+
+class UsageLog:
+    """Each answered request's row, its model call's usage and cost, and its metrics."""
+
+    def __init__(
+        self,
+        db: Callable[[], DatabaseManager],
+        models: dict[str, ModelConfig],
+        metrics: GatewayMetrics,
+        *,
+        capacity: int,
+    ) -> None:
+        self.models = models
+        self.metrics = metrics
+        self.writer = BatchWriter(
+            UsageSink(db), what="usage rows", describe=RequestRecord.describe, capacity=capacity
+        )
+
+    def record(self, exchange: Exchange, status: int, usage: Usage | None) -> None:
+        """The request's row (written in the background) and its metrics, now."""
+        elapsed = time.perf_counter() - exchange.started
+        call = None
+        model = exchange.served_by or exchange.model
+        if usage is not None and exchange.served_by is not None:
+            config = self.models[exchange.served_by]
+            prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+            call = ModelCall(
+                provider=config.provider,
+                model=exchange.served_by,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost=cost_of(
+                    prompt, completion, config.input_cost_per_1k, config.output_cost_per_1k
+                ),
+            )
+            self.metrics.tokens.labels(config.provider, model, "prompt").inc(prompt)
+            self.metrics.tokens.labels(config.provider, model, "completion").inc(completion)
+            self.metrics.cost.labels(config.provider, model).inc(float(call.cost))
+        self.metrics.requests.labels(exchange.route, model, str(status)).inc()
+        self.metrics.latency.labels(exchange.route, model).observe(elapsed)
+        self.metrics.overhead.observe(max(0.0, elapsed - exchange.provider_seconds))
+        self.writer.add(
+            RequestRecord(
+                ts=datetime.now(UTC),
+                method="POST",
+                path=exchange.route,
+                status_code=status,
+                duration_ms=round(elapsed * 1000, 3),
+                user_id=exchange.caller.user or exchange.caller.key_name,
+                key_name=exchange.caller.key_name,
+                client_ip=exchange.caller.client_ip,
+                request_id=exchange.request_id,
+                call=call,
+            )
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """The writer's buffer: rows waiting, the oldest one's age, rows dropped."""
+        return self.writer.stats()
 
 
 class UsageSink:

@@ -11,9 +11,11 @@ every second) and checks the state once the bound has passed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from revoctl.runtime.gateway import METRICS_SYNC_SECONDS
+from revoctl.runtime.metrics import METRICS_SYNC_SECONDS
 from tests.support.fleet import OPENAI_KEY, Fleet, build_fleet, chat
 from tests.support.llm_standin import LLMStandIn
 
@@ -246,33 +248,60 @@ def test_usage_and_cost_rows_match_what_the_provider_reported(
 
 
 def test_a_worker_killed_mid_stream_loses_no_other_request(fleet: Fleet) -> None:
+    """Every stream has read its first chunk when the worker holding the first one is
+    killed: exactly its streams break, and exactly the other worker's end with [DONE]."""
     key = fleet.new_key("kill-test")
-    fleet.openai.chunk_delay = 0.2  # streams of 8 chunks that last about 1.6 s
-    outcomes: list[str] = []
+    fleet.openai.chunk_delay = 0.2  # streams of 12 events that last about 2.4 s
+    streams = 8
+    client_ports = [0] * streams
+    all_started = threading.Barrier(streams + 1, timeout=30)  # every first chunk, and the test
 
-    def stream() -> str:
+    def stream(index: int) -> str:
         try:
             with fleet.client(key) as client, client.stream(
                 "POST", "/v1/chat/completions",
                 json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}],
                       "stream": True},
             ) as response:  # fmt: skip
-                body = response.read().decode()
-            return "done" if body.rstrip().endswith("data: [DONE]") else "truncated"
+                chunks = response.iter_bytes()
+                body = next(chunks)
+                network = response.extensions["network_stream"]
+                client_ports[index] = network.get_extra_info("client_addr")[1]
+                all_started.wait()
+                body += b"".join(chunks)
+            return "done" if body.decode().rstrip().endswith("data: [DONE]") else "truncated"
         except httpx.HTTPError:
             return "cut"  # the connection to the killed worker
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(stream) for _ in range(8)]
-        time.sleep(0.6)
-        victim = fleet.worker_pids()[0]
+    with ThreadPoolExecutor(max_workers=streams) as pool:
+        futures = [pool.submit(stream, index) for index in range(streams)]
+        all_started.wait()
+        holders = {pid: peer_ports(pid) for pid in fleet.worker_pids()}
+        [victim] = [pid for pid, ports in holders.items() if client_ports[0] in ports]
         os.kill(victim, signal.SIGKILL)
         outcomes = [f.result(timeout=60) for f in futures]
-    assert "truncated" not in outcomes  # a stream either ends with [DONE] or visibly breaks
-    assert outcomes.count("done") >= 1  # the other worker's streams finished
+    # A stream either ends with [DONE] or visibly breaks: the killed worker's, and only those.
+    assert outcomes == ["cut" if port in holders[victim] else "done" for port in client_ports]
     fleet.openai.chunk_delay = 0.0
     with fleet.client(key) as client:  # and every request after the kill is answered
         assert {r.status_code for r in in_parallel(lambda: chat(client), 12)} == {200}
+
+
+def peer_ports(pid: int) -> set[int]:
+    """The remote ports of the TCP connections process ``pid`` holds (from ``/proc``)."""
+    sockets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # an fd closed since the listing
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                sockets.add(target.removeprefix("socket:[").removesuffix("]"))
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()  # sl local_address rem_address st ... uid timeout inode
+            if fields[9] in sockets:
+                ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def test_shutdown_finishes_requests_in_flight_and_flushes_usage(
@@ -294,7 +323,7 @@ def test_shutdown_finishes_requests_in_flight_and_flushes_usage(
         finally:
             await conn.close()
 
-    assert asyncio.run(count()) >= 4  # flushed on the way out
+    assert asyncio.run(count()) == 4  # every request's row, flushed on the way out
 
 
 def test_metrics_merge_every_worker(fleet: Fleet) -> None:

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from revoctl.config import load_config
 from revoctl.runtime.app import create_app
-from revoctl.runtime.gateway import INSTANCE_REPORT_SECONDS
+from revoctl.runtime.instance import INSTANCE_REPORT_SECONDS
 from tests.support.llm_standin import LLMStandIn
 
 KEY_CANARY = "sk-llm-canary-8d1f0c2e"

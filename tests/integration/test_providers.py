@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from revoctl.core.errors import NotFoundError
+from revoctl.core.gateway.settings import ProviderConfig, ProviderKind
 from revoctl.core.redaction import MASK, redact
 from revoctl.runtime.providers import (
     ChatChunk,
@@ -28,7 +29,6 @@ from revoctl.runtime.providers import (
     provider_for,
     usage_of,
 )
-from revoctl.runtime.settings import ProviderConfig, ProviderKind
 from tests.support.llm_standin import LLMStandIn, reply_text
 
 KEY = "sk-providers-" + "k" * 16

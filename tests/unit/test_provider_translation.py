@@ -6,6 +6,7 @@ import email.utils
 
 import pytest
 
+from revoctl.core.gateway.settings import ProviderConfig
 from revoctl.runtime import providers
 from revoctl.runtime.providers._http import error_for_status, parse_retry_after, upstream_message
 from revoctl.runtime.providers.anthropic import (
@@ -20,7 +21,6 @@ from revoctl.runtime.providers.base import (
     ProviderUnavailableError,
     usage_of,
 )
-from revoctl.runtime.settings import ProviderConfig
 
 
 def test_the_package_exports_a_sorted_all() -> None:

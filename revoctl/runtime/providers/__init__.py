@@ -7,50 +7,20 @@ what it gets when a call fails. Importing this package imports aiohttp: the CLI 
 
 from __future__ import annotations
 
+from revoctl.core.gateway.settings import ProviderConfig, ProviderKind
+from revoctl.runtime.providers import base
 from revoctl.runtime.providers.anthropic import AnthropicProvider
-from revoctl.runtime.providers.base import (
-    ApiKey,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    Provider,
-    ProviderError,
-    ProviderRateLimitError,
-    ProviderRequestError,
-    ProviderStreamError,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-    Usage,
-    api_key_from,
-    usage_of,
-)
+from revoctl.runtime.providers.base import *  # noqa: F403  the interface, named in base.__all__
 from revoctl.runtime.providers.openai import OpenAIProvider
-from revoctl.runtime.settings import ProviderConfig, ProviderKind
 
-__all__ = [
-    "AnthropicProvider",
-    "ApiKey",
-    "ChatChunk",
-    "ChatRequest",
-    "ChatResponse",
-    "OpenAIProvider",
-    "Provider",
-    "ProviderError",
-    "ProviderRateLimitError",
-    "ProviderRequestError",
-    "ProviderStreamError",
-    "ProviderTimeoutError",
-    "ProviderUnavailableError",
-    "Usage",
-    "api_key_from",
-    "provider_for",
-    "usage_of",
-]
+__all__ = ["AnthropicProvider", "OpenAIProvider", "provider_for"]
+__all__ += base.__all__
+__all__.sort()
 
 
 def provider_for(
-    config: ProviderConfig, *, name: str, api_key: ApiKey, default_max_tokens: int
-) -> Provider:
+    config: ProviderConfig, *, name: str, api_key: base.ApiKey, default_max_tokens: int
+) -> base.Provider:
     """The adapter for ``config.kind``, named ``name``, reading its key through ``api_key``
     (see `api_key_from`); ``default_max_tokens`` is sent when a request gives none and the
     upstream requires one (Anthropic)."""

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from revoctl.core.errors import RevoctlError
+from revoctl.core.gateway.settings import ProviderConfig
 from revoctl.core.redaction import redact, register_secret
 from revoctl.runtime.providers.base import (
     ApiKey,
@@ -32,7 +33,6 @@ from revoctl.runtime.providers.base import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from revoctl.runtime.settings import ProviderConfig
 
 _PROVIDER_FAULTS = frozenset({401, 403, 404, 408})
 """4xx that say the provider cannot serve (its key, its model name, its own timeout), not

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from revoctl.core.gateway.settings import ProviderConfig
 from revoctl.runtime.providers._http import HttpProvider, error_for_status, upstream_message
 from revoctl.runtime.providers.base import (
     ApiKey,
@@ -29,7 +30,6 @@ from revoctl.runtime.providers.base import (
     ProviderRequestError,
     Usage,
 )
-from revoctl.runtime.settings import ProviderConfig
 
 API_VERSION = "2023-06-01"
 """The ``anthropic-version`` this translation is written against."""

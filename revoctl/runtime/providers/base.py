@@ -32,6 +32,23 @@ from typing import Any, Protocol, TypedDict
 from revoctl.core.errors import RevoctlError
 from revoctl.core.references import SecretReader, resolve_text
 
+__all__ = [
+    "ApiKey",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "Provider",
+    "ProviderError",
+    "ProviderRateLimitError",
+    "ProviderRequestError",
+    "ProviderStreamError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "Usage",
+    "api_key_from",
+    "usage_of",
+]
+
 ChatRequest = dict[str, Any]
 """An OpenAI chat completions request body; ``model`` and ``stream`` are the provider's."""
 ChatResponse = dict[str, Any]

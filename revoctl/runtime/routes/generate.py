@@ -1,61 +1,62 @@
-"""``POST /generate``: the design notes' simple form (a prompt or messages, a model, max_tokens)."""
+"""``POST /generate``: the design notes' simple form (a prompt or messages, a model, max_tokens).
+
+The same path as a chat completion (never streamed), the answer reshaped as ``text``.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from revoctl.runtime.gateway import Exchange, Gateway, HttpError
+from revoctl.runtime.bodies import read_json, user_named
+from revoctl.runtime.errors import GatewayError
+from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.providers import usage_of
-from revoctl.runtime.routes.chat import (
-    answer_headers,
-    answer_once,
-    error_response,
-    read_json,
-    settle_later,
-    start_exchange,
-)
 
 
 async def generate(request: Request) -> Response:
+    """One answer to a prompt, as ``{"id", "model", "text", "finish_reason", "usage"}``.
+
+    :raises GatewayError: as ``POST /v1/chat/completions``; 400 unless exactly one of
+        ``prompt`` and ``messages`` is given.
+    """
     started = time.perf_counter()
     gateway = Gateway.of(request)
-    exchange: Exchange | None = None
-    try:
-        body = await read_json(request)
-        exchange = await start_exchange(gateway, request, _as_chat(body), started)
-        response = await answer_once(gateway, exchange)
-    except HttpError as error:
-        return error_response(gateway, exchange, error)
-    choice = (response.get("choices") or [{}])[0]
+    body = _as_chat(await read_json(request))
+    caller = await gateway.identity.identify(request, user_named(body))
+    exchange = gateway.exchange(request, caller, body, started)
+    exchange.charge = await gateway.charging.charge(caller, exchange.model, exchange.request)
+    answer = await gateway.routing.complete(exchange)
+    usage = usage_of(answer)
+    choice = (answer.get("choices") or [{}])[0]
     document = {
-        "id": response.get("id"),
-        "model": response.get("model"),
+        "id": answer.get("id"),
+        "model": answer.get("model"),
         "text": (choice.get("message") or {}).get("content") or "",
         "finish_reason": choice.get("finish_reason"),
-        "usage": usage_of(response),
+        "usage": usage,
     }
-    return JSONResponse(
-        document, headers=answer_headers(exchange), background=settle_later(gateway, exchange)
-    )
+    settle = BackgroundTask(gateway.settle, exchange, usage)
+    return JSONResponse(document, headers=exchange.headers(), background=settle)
 
 
 def _as_chat(body: Any) -> dict[str, Any]:
     """``{"prompt"}`` or ``{"messages"}`` as a chat request (never streamed).
 
-    :raises HttpError: 400 unless exactly one of them is given.
+    :raises GatewayError: 400 unless exactly one of them is given.
     """
     if not isinstance(body, dict):
-        raise HttpError(400, "the body must be a JSON object")
+        raise GatewayError(400, "the body must be a JSON object")
     prompt, messages = body.get("prompt"), body.get("messages")
     if (prompt is None) == (messages is None):
-        raise HttpError(400, "give exactly one of 'prompt' and 'messages'")
+        raise GatewayError(400, "give exactly one of 'prompt' and 'messages'")
     if prompt is not None:
         if not isinstance(prompt, str) or not prompt:
-            raise HttpError(400, "'prompt' must be non-empty text")
+            raise GatewayError(400, "'prompt' must be non-empty text")
         messages = [{"role": "user", "content": prompt}]
     chat = {
         key: value

@@ -29,5 +29,5 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """Whether this instance should get traffic: started, keys loaded, database reachable."""
-    verdict = await Gateway.of(request).readiness()
+    verdict = Gateway.of(request).readiness()
     return JSONResponse(verdict, status_code=200 if verdict["ready"] else 503)

@@ -5,16 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from revoctl.runtime.gateway import Gateway, HttpError
-from revoctl.runtime.routes.chat import error_response
+from revoctl.runtime.gateway import Gateway
 
 
 async def list_models(request: Request) -> Response:
+    """Every configured model. :raises GatewayError: 401 when keys are required and missing."""
     gateway = Gateway.of(request)
-    try:
-        await gateway.caller(request, None)
-    except HttpError as error:
-        return error_response(gateway, None, error)
+    await gateway.identity.identify(request, None)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": model.provider}
         for name, model in sorted(gateway.models.items())

@@ -1,0 +1,186 @@
+"""What a request is charged: before any provider is called, given back after.
+
+A request is charged 1 on ``gateway.request_rule`` and, on ``gateway.token_rule``, an
+upper bound of its prompt's tokens plus its ``max_tokens`` (`revoctl.runtime.tokens`),
+and likewise on its model's own ``request_rule`` and ``token_rule``, so a token limit
+holds exactly across every worker and instance that shares the store. The rules are
+independent and checked at once: one round trip of latency for all. A denial is a 429
+that consumed nothing (what the other rules took is given back); a request the provider
+never answered is given back whole; after an answer, what its usage shows was not used
+is refunded to the token rules.
+
+Every response carries the charged rules' state: ``RateLimit-Policy`` and ``RateLimit``
+(draft-ietf-httpapi-ratelimit-headers) and the ``x-ratelimit-*`` headers OpenAI clients read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from revoctl.runtime.errors import GatewayError
+from revoctl.runtime.tokens import prompt_token_bound
+
+if TYPE_CHECKING:
+    from revoctl.core.gateway.settings import GatewayConfig, ModelConfig
+    from revoctl.core.limits import RateLimitRule
+    from revoctl.core.limits.base import RateLimitResult
+    from revoctl.core.services import Services
+    from revoctl.runtime.identity import Caller
+    from revoctl.runtime.providers import ChatRequest, Usage
+
+logger = logging.getLogger("revoctl.gateway")
+
+
+@dataclass
+class Charged:
+    """One rule's charge for one request: what was taken, and the rule's state since."""
+
+    kind: str  # "requests", "tokens", "model-requests" or "model-tokens"
+    rule: RateLimitRule
+    identifier: str | None
+    weight: int
+    result: RateLimitResult
+
+
+@dataclass
+class Charge:
+    """What a request was charged, for the response headers and the refund."""
+
+    entries: list[Charged] = field(default_factory=list)
+
+    def tokens(self) -> list[Charged]:
+        return [entry for entry in self.entries if entry.kind.endswith("tokens")]
+
+    def headers(self) -> list[tuple[str, str]]:
+        """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers) and
+        the ``x-ratelimit-*`` headers OpenAI clients read."""
+        if not self.entries:
+            return []
+        policy = ", ".join(
+            f'"{e.kind}";q={e.result.limit};w={_whole(e.rule.window_seconds)}' for e in self.entries
+        )
+        state = ", ".join(
+            f'"{e.kind}";r={e.result.remaining};t={math.ceil(e.result.reset_after)}'
+            for e in self.entries
+        )
+        headers = [("ratelimit-policy", policy), ("ratelimit", state)]
+        for e in self.entries:
+            headers += [
+                (f"x-ratelimit-limit-{e.kind}", str(e.result.limit)),
+                (f"x-ratelimit-remaining-{e.kind}", str(e.result.remaining)),
+                (f"x-ratelimit-reset-{e.kind}", _duration(e.result.reset_after)),
+            ]
+        return headers
+
+
+class Charging:
+    """Charges, refunds and settles requests on the limiter of ``services``."""
+
+    def __init__(
+        self, services: Services, config: GatewayConfig, models: dict[str, ModelConfig]
+    ) -> None:
+        self.services = services
+        self.config = config
+        self.models = models
+
+    async def charge(self, caller: Caller, model: str, request: ChatRequest) -> Charge:
+        """Charge ``request`` (checked, for the configured ``model``) on every rule that applies.
+
+        :raises GatewayError: 429 when a rule denies it; nothing stays charged then.
+        """
+        tokens = prompt_token_bound(request["messages"]) + int(request["max_tokens"])
+        config = self.models[model]
+        wanted = [  # (kind, rule, weight, per model): the gateway's, then the model's own
+            ("requests", self.config.request_rule, 1, False),
+            ("tokens", self.config.token_rule, tokens, False),
+            ("model-requests", config.request_rule, 1, True),
+            ("model-tokens", config.token_rule, tokens, True),
+        ]
+        limiter = self.services.limiter
+        planned: list[tuple[str, RateLimitRule, str | None, int]] = []
+        for kind, rule_name, weight, per_model in wanted:
+            if not rule_name:
+                continue
+            rule = limiter.rule(rule_name)
+            identifier = caller.identifier(rule.scope)
+            if per_model:
+                identifier = f"{identifier or '*'}:{model}"
+            planned.append((kind, rule, identifier, weight))
+        results = await asyncio.gather(
+            *(limiter.check_rate_limit(rule, who, weight) for _, rule, who, weight in planned)
+        )
+        charge = Charge(
+            [
+                Charged(kind, rule, who, weight, result)
+                for (kind, rule, who, weight), result in zip(planned, results, strict=True)
+            ]
+        )
+        denied = next((e for e in charge.entries if not e.result.allowed), None)
+        if denied is not None:
+            error = _denied(denied, charge)
+            await self.refund_all(charge)  # a denied request consumes nothing
+            raise error
+        return charge
+
+    async def refund_all(self, charge: Charge) -> None:
+        """Give back every unit the request was charged (it was denied or never served)."""
+        limiter = self.services.limiter
+        await asyncio.gather(
+            *(
+                limiter.refund(entry.rule, entry.identifier, entry.weight)
+                for entry in charge.entries
+                if entry.result.allowed
+            )
+        )
+        charge.entries.clear()
+
+    async def settle(self, charge: Charge, usage: Usage | None, request_id: str) -> None:
+        """Refund the tokens the provider's usage shows were not used; without usage (a
+        broken stream, a client gone), the charge stands: never count too little."""
+        if usage is None:
+            return
+        for charged in charge.tokens():
+            unused = charged.weight - usage["total_tokens"]
+            if unused > 0:
+                after = await self.services.limiter.refund(charged.rule, charged.identifier, unused)
+                if after is not None:
+                    charged.result = after
+            elif unused < 0:
+                logger.warning(
+                    "provider counted %d tokens more than the bound charged for request %s",
+                    -unused,
+                    request_id,
+                )
+
+
+def _denied(entry: Charged, charge: Charge) -> GatewayError:
+    """The 429 for ``entry``'s denial: with ``Retry-After`` unless it can never be allowed."""
+    retry = entry.result.retry_after
+    if retry is None:
+        message = (
+            f"this request needs {entry.weight} {entry.kind} and the limit of "
+            f"{entry.rule.name!r} is {entry.result.limit}: it can never be allowed"
+        )
+        headers = charge.headers()
+    else:
+        message = f"rate limit {entry.rule.name!r} reached for {entry.kind}: retry in {retry:.3g}s"
+        headers = [("retry-after", str(max(1, math.ceil(retry)))), *charge.headers()]
+    return GatewayError(429, message, kind=entry.kind, code="rate_limit_exceeded", headers=headers)
+
+
+def _whole(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: ``1s``, ``1.5s``, ``6m0s``, ``1h2m3s``."""
+    if seconds < 60:
+        return f"{round(seconds, 3):g}s"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
