@@ -93,19 +93,21 @@ def status(
         return
 
 
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why: shown by status and history.")
+]
+ForOption = Annotated[
+    float | None,
+    typer.Option("--for", metavar="SECONDS", min=0.001, help="Reset by itself after this long."),
+]
+
+
 @app.command()
 def trip(
     ctx: typer.Context,
     name: BreakerArgument,
-    reason: Annotated[
-        str | None, typer.Option("--reason", help="Why: shown by status and history.")
-    ] = None,
-    for_seconds: Annotated[
-        float | None,
-        typer.Option(
-            "--for", metavar="SECONDS", min=0.001, help="Reset by itself after this long."
-        ),
-    ] = None,
+    reason: ReasonOption = None,
+    for_seconds: ForOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Force a breaker open in every process, until reset or for --for SECONDS."""
