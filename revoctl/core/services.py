@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from revoctl.core._process import Role
 from revoctl.core._stores import StoreContext, StoreKind
-from revoctl.core.errors import UsageError
 from revoctl.core.health import gather_health
 from revoctl.core.redaction import install_log_redaction
 
@@ -180,20 +179,22 @@ class DatabaseAuditSink:
         """
         from revoctl.core.db.models import SecretAuditLog
 
-        row = SecretAuditLog(
-            secret_name=event.secret_name,
-            action=event.action,
-            version=None,
-            previous_version=None,
-            provider=event.provider,
-            actor=event.actor,
-            status="pending",
-            ts=event.occurred_at,
-        )
-        async with self._session() as session:
+        async def insert(session: AsyncSession) -> int:
+            row = SecretAuditLog(
+                secret_name=event.secret_name,
+                action=event.action,
+                version=None,
+                previous_version=None,
+                provider=event.provider,
+                actor=event.actor,
+                status="pending",
+                ts=event.occurred_at,
+            )
             session.add(row)
             await session.flush()
             return int(row.id)
+
+        return await self._db().transaction(insert)
 
     async def complete(self, intent: int, event: AuditEvent) -> None:
         """Mark the intent ``done`` with the version written.
@@ -204,34 +205,12 @@ class DatabaseAuditSink:
 
         from revoctl.core.db.models import SecretAuditLog
 
-        async with self._session() as session:
-            await session.execute(
-                update(SecretAuditLog)
-                .where(SecretAuditLog.id == intent)
-                .values(
-                    version=event.version,
-                    previous_version=event.previous_version,
-                    status="done",
-                )
-            )
-
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from revoctl.core.db._errors import is_missing_table
-
-        db = self._db()
-        await db.ensure_schema()
-        try:
-            async with db.get_async_session() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            if is_missing_table(exc):
-                raise UsageError(
-                    "the database is not migrated (run 'revoctl db migrate')"
-                ) from None
-            raise
+        done = (
+            update(SecretAuditLog)
+            .where(SecretAuditLog.id == intent)
+            .values(version=event.version, previous_version=event.previous_version, status="done")
+        )
+        await self._db().transaction(lambda session: session.execute(done))
 
 
 def _build_secrets(services: Services) -> Component:

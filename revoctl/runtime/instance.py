@@ -16,6 +16,8 @@ from revoctl import __version__
 from revoctl.core._process import Role, process_name
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from revoctl.core.services import Services
     from revoctl.runtime.keys import KeyRing
     from revoctl.runtime.metrics import GatewayMetrics
@@ -41,10 +43,10 @@ class Instance:
         from revoctl.core.db.models import RuntimeInstance, SystemMetrics
 
         db = self.services.db
-        await db.ensure_schema()
         now = datetime.now(UTC)
         sample = (now - self.started_at).total_seconds() % SYSTEM_SAMPLE_SECONDS
-        async with db.get_async_session() as session:
+
+        async def write(session: AsyncSession) -> None:
             await session.merge(
                 RuntimeInstance(
                     instance=self.name,
@@ -65,6 +67,8 @@ class Instance:
                             ts=now,
                         )
                     )
+
+        await db.transaction(write)
 
     def readiness(self, keys: KeyRing | None) -> dict[str, Any]:
         """Ready: started and, when keys are required, holding them (read at least once).

@@ -178,10 +178,8 @@ class UsageSink:
         from revoctl.core.db._errors import refused_rows
 
         db = self._db()
-        await db.ensure_schema()
         with refused_rows():
-            async with db.get_async_session() as session:
-                await _insert(session, db.backend, records)
+            await db.transaction(lambda session: _insert(session, db.backend, records))
 
 
 async def _insert(session: AsyncSession, backend: str, records: Sequence[RequestRecord]) -> None:

@@ -15,6 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy import Row
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from revoctl.core.db import DatabaseManager
     from revoctl.core.secrets import SecretManager
 
@@ -37,14 +42,16 @@ class SecretChangeWatcher:
 
         from revoctl.core.db.models import SecretAuditLog
 
-        await self._db.ensure_schema()
-        async with self._db.get_async_session() as session:
-            if self._last_id is None:  # start from now: what changed before is in no cache
-                self._last_id = int(
-                    (await session.execute(select(func.max(SecretAuditLog.id)))).scalar() or 0
-                )
-                return []
-            rows = (
+        if self._last_id is None:  # start from now: what changed before is in no cache
+            last = await self._db.transaction(
+                lambda session: session.scalar(select(func.max(SecretAuditLog.id)))
+            )
+            self._last_id = int(last or 0)
+            return []
+        since = self._last_id
+
+        async def read(session: AsyncSession) -> Sequence[Row[int, str, str, datetime]]:
+            return (
                 await session.execute(
                     select(
                         SecretAuditLog.id,
@@ -52,10 +59,12 @@ class SecretChangeWatcher:
                         SecretAuditLog.status,
                         SecretAuditLog.ts,
                     )
-                    .where(SecretAuditLog.id > self._last_id)
+                    .where(SecretAuditLog.id > since)
                     .order_by(SecretAuditLog.id)
                 )
             ).all()
+
+        rows = await self._db.transaction(read)
         # A change still in flight (``pending``) is read again next time, unless its process
         # has plainly died (an intent older than a minute).
         abandoned = datetime.now(UTC) - timedelta(seconds=PENDING_GIVE_UP_SECONDS)

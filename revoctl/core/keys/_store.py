@@ -20,6 +20,8 @@ from revoctl.core.errors import NotFoundError, UsageError
 from revoctl.core.redaction import register_secret
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from revoctl.core.db import DatabaseManager
 
 PREFIX = "rvk_"
@@ -92,19 +94,20 @@ class KeyStore:
         register_secret(key)
         now = datetime.now(UTC)
         expires_at = now + timedelta(seconds=expires_in) if expires_in else None
-        await self._db.ensure_schema()
+        row = {
+            "name": name,
+            "key_id": key_id,
+            "key_hash": hash_key(key),
+            "created_at": now,
+            "created_by": actor,
+            "expires_at": expires_at,
+        }
+
+        async def add(session: AsyncSession) -> None:
+            session.add(GatewayKey(**row))
+
         try:
-            async with self._db.get_async_session() as session:
-                session.add(
-                    GatewayKey(
-                        name=name,
-                        key_id=key_id,
-                        key_hash=hash_key(key),
-                        created_at=now,
-                        created_by=actor,
-                        expires_at=expires_at,
-                    )
-                )
+            await self._db.transaction(add)
         except IntegrityError:
             raise UsageError(
                 f"a key named {name!r} exists; revoke it or choose another name"
@@ -117,10 +120,11 @@ class KeyStore:
 
         from revoctl.core.db.models import GatewayKey
 
-        await self._db.ensure_schema()
-        async with self._db.get_async_session() as session:
+        async def read(session: AsyncSession) -> list[KeyRecord]:
             rows = (await session.execute(select(GatewayKey).order_by(GatewayKey.id))).scalars()
             return [_record(row) for row in rows]
+
+        return await self._db.transaction(read)
 
     async def revoke(self, name: str) -> KeyRecord:
         """Revoke ``name`` (again is harmless: the first revocation time stays).
@@ -132,8 +136,8 @@ class KeyStore:
         from revoctl.core.db.models import GatewayKey
 
         validate_name(name)
-        await self._db.ensure_schema()
-        async with self._db.get_async_session() as session:
+
+        async def revoke(session: AsyncSession) -> KeyRecord:
             row = (
                 await session.execute(select(GatewayKey).where(GatewayKey.name == name))
             ).scalar_one_or_none()
@@ -142,6 +146,8 @@ class KeyStore:
             if row.revoked_at is None:
                 row.revoked_at = datetime.now(UTC)
             return _record(row)
+
+        return await self._db.transaction(revoke)
 
 
 def _record(row: Any) -> KeyRecord:

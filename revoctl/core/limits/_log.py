@@ -76,8 +76,7 @@ class SqlRateLimitLogSink:
             {**asdict(event), "reason": event.reason[:255] if event.reason else None}
             for event in events
         ]
-        db = self._db()
-        await db.ensure_schema()
         with refused_rows():
-            async with db.get_async_session() as session:
-                await session.execute(insert(RateLimitLog), rows)
+            await self._db().transaction(
+                lambda session: session.execute(insert(RateLimitLog), rows)
+            )
