@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from revoctl import __version__
+from revoctl.cli._fast import against_services, configured
 from revoctl.cli._help import HelpGroup, adopt
 from revoctl.cli._output import Console, OutputFormat
 from revoctl.core.errors import UsageError
@@ -164,13 +165,7 @@ class AppState:
     @cached_property
     def loaded(self) -> LoadedConfig:
         """The configuration, loaded on first use (so ``--help`` never parses it)."""
-        from revoctl.config import validate_sources
-        from revoctl.core.logs import configure_logging
-
-        loaded = validate_sources(self.sources, os.environ)
-        level = "debug" if self.verbose > 1 else "info" if self.verbose else None
-        configure_logging(level or loaded.settings.logging.level, loaded.settings.logging.format)
-        return loaded
+        return configured(self.sources, self.verbose)
 
     @property
     def settings(self) -> Settings:
@@ -196,15 +191,7 @@ def call(ctx: typer.Context, op: Callable[[Services], Awaitable[T]]) -> T:
 
     Components are built on first use, so a command builds only what ``op`` touches.
     """
-    from revoctl.core.services import open_services
-
-    loaded = AppState.of(ctx).loaded
-
-    async def against_services() -> T:
-        async with open_services(loaded, role="cli") as services:
-            return await op(services)
-
-    return run(against_services())
+    return against_services(AppState.of(ctx).loaded, op)
 
 
 def _show_version(value: bool) -> None:

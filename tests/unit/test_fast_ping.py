@@ -1,5 +1,6 @@
-"""``db ping`` without Typer or pydantic: the same answers as the Typer path, from settings
-that a run validated, never from a stale or invalid configuration."""
+"""``db ping`` without Typer or pydantic and ``health`` without Typer: the same answers as
+the Typer path; ``db ping`` from settings that a run validated, never from a stale or
+invalid configuration."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from revoctl.config import validate_sources
 _RUN = """
 import sys
 from revoctl.cli import main
+if sys.argv[1] == "--typer":
+    from revoctl.cli._app import run_typer as main
+    del sys.argv[1]
 sys.argv = ["revoctl", *sys.argv[1:]]
 try:
     main()
@@ -153,6 +157,11 @@ def test_a_corrupt_cache_is_a_miss() -> None:
          Invocation(verbose=3, no_color=True, command_output=OutputFormat.table)),
         (["--config=c.toml", "--profile", "ci", "--set", "a.b=1", "--set=c.d=2", "db", "ping"],
          Invocation(config="c.toml", profile="ci", sets=["a.b=1", "c.d=2"])),
+        (["health"], Invocation(command="health")),
+        (["-ojson", "health", "--fail-on", "degraded", "-o", "yaml"],
+         Invocation(command="health", output=OutputFormat.json, fail_on="degraded",
+                    command_output=OutputFormat.yaml)),
+        (["health", "--fail-on=unhealthy"], Invocation(command="health")),
     ],
 )  # fmt: skip
 def test_the_plain_forms_of_db_ping_are_read(argv: list[str], expected: Invocation) -> None:
@@ -163,7 +172,9 @@ def test_the_plain_forms_of_db_ping_are_read(argv: list[str], expected: Invocati
     "argv",
     [
         [], ["--help"], ["--version"], ["db"], ["db", "--help"], ["db", "ping", "--help"],
-        ["db", "ping", "-h"], ["db", "ping", "extra"], ["db", "pong"], ["health"],
+        ["db", "ping", "-h"], ["db", "ping", "extra"], ["db", "pong"], ["health", "extra"],
+        ["health", "--fail-on", "Degraded"], ["health", "--fail-on"], ["db", "ping", "--fail-on",
+        "degraded"], ["health", "--help"],
         ["-vo", "json", "db", "ping"], ["-o", "xml", "db", "ping"], ["db", "ping", "-o"],
         ["--config", ".", "db", "ping"], ["--profile", "--set", "db", "ping"],
         ["db", "-v", "ping"], ["--", "db", "ping"], ["db", "ping", "--", "x"],
@@ -177,3 +188,28 @@ def test_completion_and_a_bad_output_variable_go_to_typer() -> None:
     assert parse(["db", "ping"], {"_REVOCTL_COMPLETE": "complete_bash"}) is None
     assert parse(["db", "ping"], {"REVOCTL_OUTPUT": "xml"}) is None
     assert parse(["db", "ping"], {"REVOCTL_OUTPUT": "Json"}) == Invocation(output=OutputFormat.json)
+
+
+@pytest.mark.parametrize("args", [["-o", "json"], ["--fail-on", "degraded"]])
+def test_health_says_the_same_without_typer(args: list[str]) -> None:
+    typer_path = _revoctl("--typer", "health", *args)
+    fast_path = _revoctl("health", *args)
+    assert "typer" in typer_path[3] and "typer" not in fast_path[3]
+    assert typer_path[0] == fast_path[0] and typer_path[2] == fast_path[2]
+    if args[0] == "-o":
+        one, two = json.loads(typer_path[1]), json.loads(fast_path[1])
+        assert one["status"] == two["status"]
+        assert {k: v["status"] for k, v in one["services"].items()} == {
+            k: v["status"] for k, v in two["services"].items()
+        }
+    else:
+        assert [line.split()[:2] for line in typer_path[1].splitlines()] == [
+            line.split()[:2] for line in fast_path[1].splitlines()
+        ]
+
+
+def test_health_leaves_an_invalid_configuration_to_typer() -> None:
+    typer_path = _revoctl("--typer", "--set", "databse.url=x", "health")
+    fast_path = _revoctl("--set", "databse.url=x", "health")
+    assert typer_path == fast_path
+    assert typer_path[0] == 2 and "did you mean 'database'" in typer_path[2]
