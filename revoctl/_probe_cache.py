@@ -40,7 +40,8 @@ CACHE_FILE = "probe-settings.json"
 KEPT_ENTRIES = 16
 """Entries kept, newest last: one per configuration a machine's probes use."""
 
-_PACKAGE = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+"""The revoctl package: its modules are part of every key."""
 
 
 @dataclass(frozen=True)

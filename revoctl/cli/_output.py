@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -131,6 +130,8 @@ class Console:
         """``series`` (label -> values over ``x``) as a terminal chart on stdout (plotext): lines
         in colour on a terminal; without colour (``NO_COLOR``, a pipe) points, each series with
         a marker of its own."""
+        import shutil
+
         import plotext as plt
 
         colour = not self.no_color and sys.stdout.isatty()
