@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from revoctl import __version__
-from revoctl.cli._fast import against_services, configured
+from revoctl.cli._fast import against_services, configured, parse_set
 from revoctl.cli._help import HelpGroup, adopt
 from revoctl.cli._output import Console, OutputFormat
 from revoctl.core.errors import UsageError
@@ -200,16 +200,6 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _parse_set(values: list[str]) -> dict[str, str]:
-    overrides = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set expects KEY=VALUE with a dotted key, got {item!r}")
-        overrides[key.strip()] = value
-    return overrides
-
-
 app = typer.Typer(
     cls=LazyGroup,
     name="revoctl",
@@ -278,7 +268,7 @@ def root(
     state.config_file, state.profile, state.output = config, profile, output
     state.verbose, state.no_color = verbose, no_color
     try:
-        state.overrides = _parse_set(set_ or [])
+        state.overrides = parse_set(set_ or [])
     except UsageError as exc:
         _fail(ctx, exc)
 

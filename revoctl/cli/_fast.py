@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revoctl._layers import ENV_OUTPUT
 from revoctl.cli._output import Console, OutputFormat
-from revoctl.core.errors import CheckFailedError, RevoctlError
+from revoctl.core.errors import CheckFailedError, RevoctlError, UsageError
 
 if TYPE_CHECKING:
     from revoctl._layers import Sources
@@ -170,10 +170,8 @@ def _prepare(invocation: Invocation, env: Mapping[str, str]) -> Work | None:
     from revoctl._probe_cache import recall
     from revoctl.core.references import references_secrets
 
-    overrides = _overrides(invocation.sets)
-    if overrides is None:
-        return None
     try:
+        overrides = parse_set(invocation.sets)
         sources = read_sources(invocation.config, invocation.profile, overrides, env, Path.cwd())
         if invocation.command == "health":
             loaded = configured(sources, invocation.verbose)
@@ -243,13 +241,16 @@ def _format(value: str | None) -> OutputFormat | None:
     return _FORMATS.get(value.lower())
 
 
-def _overrides(values: list[str]) -> dict[str, str] | None:
-    """``--set`` flags as the root reads them; None when one is malformed (Typer says so)."""
+def parse_set(values: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` flags as a mapping.
+
+    :raises UsageError: a flag has no ``=`` or no key.
+    """
     overrides = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            return None
+            raise UsageError(f"--set expects KEY=VALUE with a dotted key, got {item!r}")
         overrides[key.strip()] = value
     return overrides
 
