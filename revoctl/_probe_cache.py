@@ -57,9 +57,11 @@ class ProbeSettings:
 def recall(sources: Sources, env: Mapping[str, str]) -> ProbeSettings | None:
     """The probe's settings for ``sources`` if a run has validated exactly these, else None."""
     entry = _read(env).get(_key(sources, env))
-    if not isinstance(entry, dict):
-        return None
-    return ProbeSettings(_url(sources, env), entry["database"], entry["logging"])
+    entry = entry if isinstance(entry, dict) else {}
+    database, logging = entry.get("database"), entry.get("logging")
+    if not (isinstance(database, dict) and isinstance(logging, dict)):
+        return None  # never written, or not by `remember`
+    return ProbeSettings(_url(sources, env), database, logging)
 
 
 def remember(sources: Sources, env: Mapping[str, str], settings: Settings) -> None:
@@ -113,11 +115,12 @@ def _code_fingerprint() -> list[Any]:
             if name.endswith(".py"):
                 stat = os.stat(os.path.join(root, name))
                 stamps.append([root, name, stat.st_size, stat.st_mtime_ns])
-    for package in ("pydantic", "pydantic_core"):
+    for package in ("pydantic", "pydantic_core"):  # found, not imported
         spec = importlib.util.find_spec(package)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            stat = os.stat(location)
-            stamps.append([location, stat.st_mtime_ns])
+        origin = spec.origin if spec else None
+        for path in (origin, os.path.dirname(origin)) if origin else ():
+            stat = os.stat(path)
+            stamps.append([path, stat.st_size, stat.st_mtime_ns])
     return stamps
 
 

@@ -142,7 +142,11 @@ def test_the_url_is_read_from_the_sources_never_written(monkeypatch: pytest.Monk
 
 def test_a_corrupt_cache_is_a_miss() -> None:
     _remembered()
-    cache_path(os.environ).write_text("{not json")
+    path = cache_path(os.environ)
+    entries = json.loads(path.read_text())
+    path.write_text(json.dumps({key: {"database": "x"} for key in entries}))
+    assert _recalled() is None
+    path.write_text("{not json")
     assert _recalled() is None
 
 
