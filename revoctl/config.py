@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from revoctl._dotted import flatten
+from revoctl._layers import Layers, Sources, read_sources
 from revoctl.core._paths import ENV_HOME, default_database_url, state_dir
 from revoctl.core._settings import Section
 from revoctl.core.breakers.settings import BreakersConfig
@@ -31,12 +32,6 @@ from revoctl.core.redaction import MASK, SECRET_KEY, redact_url
 from revoctl.core.redis import RedisConfig
 from revoctl.core.references import references_secrets
 from revoctl.core.secrets.settings import SecretConfig
-
-ENV_PREFIX = "REVOCTL_"
-ENV_CONFIG = "REVOCTL_CONFIG"
-ENV_PROFILE = "REVOCTL_PROFILE"
-ENV_OUTPUT = "REVOCTL_OUTPUT"
-LOCAL_CONFIG_NAME = "revoctl.toml"
 
 __all__ = ["ENV_HOME", "LoadedConfig", "Settings", "describe_config", "load_config"]
 
@@ -107,115 +102,33 @@ def load_config(
         or a value or key is invalid; the message names the source and the key.
     """
     env = os.environ if env is None else env
-    home = state_dir(env)
-    path = _find_config_file(config_file, env, cwd or Path.cwd())
-    profile = profile or env.get(ENV_PROFILE) or None
+    return validate_sources(
+        read_sources(config_file, profile, overrides, env, cwd or Path.cwd()), env
+    )
 
-    layers = _Layers()
+
+def validate_sources(sources: Sources, env: Mapping[str, str]) -> LoadedConfig:
+    """`Settings` from the built-in defaults with ``sources`` laid over them.
+
+    :raises ConfigError: a value or key is invalid; the message names the source and the key.
+    """
+    layers = Layers()
     layers.add(flatten(_defaults(env)), "default")
-    document = _read_toml(path) if path else {}
-    profiles = document.pop("profiles", {})
-    if not isinstance(profiles, dict):
-        raise ConfigError(f"{path}: profiles: must be a table of [profiles.NAME] tables")
-    layers.add(flatten(document), f"file {path}")
-    if profile:
-        if profile not in profiles:
-            known = ", ".join(sorted(profiles)) or "none defined"
-            where = path or "no config file"
-            raise ConfigError(f"unknown profile {profile!r} ({where}; profiles: {known})")
-        if not isinstance(profiles[profile], dict):
-            raise ConfigError(f"{path}: profiles.{profile}: must be a table of settings")
-        layers.add(flatten(profiles[profile]), f"profile {profile} in {path}")
-    layers.add(_env_values(env), "env")
-    layers.add(dict(overrides or {}), "flag --set")
-
+    for flat, label in sources.layers:
+        layers.add(flat, label)
     try:
         settings = Settings.model_validate(layers.merged())
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers.sources)) from None
-    return LoadedConfig(settings, home, path, profile, layers.sources)
-
-
-def _find_config_file(
-    explicit: str | Path | None, env: Mapping[str, str], cwd: Path
-) -> Path | None:
-    chosen = explicit or env.get(ENV_CONFIG)
-    if chosen:
-        path = Path(chosen).expanduser()
-        if not path.is_file():
-            problem = "is not a file" if path.exists() else "not found"
-            raise ConfigError(f"config file {problem}: {path}")
-        return path
-    local = cwd / LOCAL_CONFIG_NAME
-    if local.is_file():
-        return local
-    config_home = env.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
-    user = Path(config_home) / "revoctl" / "config.toml"
-    return user if user.is_file() else None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib  # only when there is a file: most CLI runs have none
-
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid TOML: tables nested too deeply") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return LoadedConfig(
+        settings, state_dir(env), sources.config_file, sources.profile, layers.sources
+    )
 
 
 def _defaults(env: Mapping[str, str]) -> dict[str, Any]:
     data = Settings().model_dump(mode="json")
     data["database"]["url"] = default_database_url(env)
     return data
-
-
-def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
-    """``REVOCTL_A__B=v`` -> ``{"a.b": (v, "env REVOCTL_A__B")}``; other names are skipped."""
-    values: dict[str, tuple[Any, str]] = {}
-    for name, value in env.items():
-        if name.startswith(ENV_PREFIX) and "__" in name:
-            key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-            values[key] = (value, f"env {name}")
-    return values
-
-
-class _Layers:
-    """Dotted leaves laid over each other, remembering which layer set each one."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.sources: dict[str, str] = {}
-
-    def add(self, flat: Mapping[str, Any], label: str) -> None:
-        for key, value in flat.items():
-            source = label
-            if isinstance(value, tuple):
-                value, source = value
-            # A table set whole (e.g. `[[limits.rules]]`) replaces what lay below it.
-            for shadowed in [k for k in self.values if k.startswith(f"{key}.")]:
-                del self.values[shadowed], self.sources[shadowed]
-            self.values[key] = value
-            self.sources[key] = source
-
-    def merged(self) -> dict[str, Any]:
-        nested: dict[str, Any] = {}
-        for dotted, value in self.values.items():
-            *tables, leaf = dotted.split(".")
-            node = nested
-            for table in tables:
-                child = node.setdefault(table, {})
-                if not isinstance(child, dict):
-                    child = node[table] = {}
-                node = child
-            node[leaf] = value
-        return nested
 
 
 def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:

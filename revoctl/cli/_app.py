@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from revoctl import __version__
-from revoctl.cli._console import Console, OutputFormat
+from revoctl.cli._fast import against_services, configured, parse_set
 from revoctl.cli._help import HelpGroup, adopt
-from revoctl.core.errors import CheckFailedError, RevoctlError, UsageError
-from revoctl.core.redaction import redact_exception
+from revoctl.cli._output import Console, OutputFormat
+from revoctl.core.errors import UsageError
 
 if TYPE_CHECKING:
     # Typer vendors click; overrides of its Group methods take click's own Context.
     from typer._click.core import Command, Context
 
+    from revoctl._layers import Sources
     from revoctl.config import LoadedConfig, Settings
     from revoctl.core.services import Services
 
@@ -82,15 +83,12 @@ class LazyGroup(HelpGroup):
     def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RevoctlError as exc:
-            _fail(ctx, str(exc), exc.exit_code, exc)
         except BrokenPipeError:
             _reader_went_away()
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise
         except Exception as exc:
-            first_line = next(iter(str(exc).splitlines()), "")
-            _fail(ctx, f"unexpected {type(exc).__name__}: {first_line}", 1, exc, hint=True)
+            _fail(ctx, exc)
 
     def main(
         self,
@@ -127,18 +125,10 @@ class LazyGroup(HelpGroup):
         return code
 
 
-def _fail(
-    ctx: Context, message: str, code: int, exc: BaseException, *, hint: bool = False
-) -> NoReturn:
-    """Print ``message`` (and the traceback with -v, else ``hint`` at it), exit ``code``."""
+def _fail(ctx: Context, exc: BaseException) -> NoReturn:
+    """Report ``exc`` (see `Console.fail`) and exit with its code."""
     state = ctx.find_object(AppState)
-    console = state.console if state else Console()
-    if console.verbose and not isinstance(exc, CheckFailedError):  # a verdict, not a fault
-        sys.stderr.write(redact_exception(exc))
-    elif hint:
-        message += " (run with -v for details)"
-    console.error(message)
-    raise typer.Exit(code)
+    raise typer.Exit((state.console if state else Console()).fail(exc))
 
 
 def _reader_went_away() -> NoReturn:
@@ -166,15 +156,16 @@ class AppState:
         return Console(no_color=self.no_color, verbose=self.verbose)
 
     @cached_property
+    def sources(self) -> Sources:
+        """The configuration's file, profile, env and flags, read on first use."""
+        from revoctl._layers import read_sources
+
+        return read_sources(self.config_file, self.profile, self.overrides, os.environ, Path.cwd())
+
+    @cached_property
     def loaded(self) -> LoadedConfig:
         """The configuration, loaded on first use (so ``--help`` never parses it)."""
-        from revoctl.config import load_config
-        from revoctl.core.logs import configure_logging
-
-        loaded = load_config(self.config_file, self.profile, overrides=self.overrides)
-        level = "debug" if self.verbose > 1 else "info" if self.verbose else None
-        configure_logging(level or loaded.settings.logging.level, loaded.settings.logging.format)
-        return loaded
+        return configured(self.sources, self.verbose)
 
     @property
     def settings(self) -> Settings:
@@ -200,32 +191,13 @@ def call(ctx: typer.Context, op: Callable[[Services], Awaitable[T]]) -> T:
 
     Components are built on first use, so a command builds only what ``op`` touches.
     """
-    from revoctl.core._process import Role
-    from revoctl.core.services import open_services
-
-    loaded = AppState.of(ctx).loaded
-
-    async def against_services() -> T:
-        async with open_services(loaded, role=Role.CLI) as services:
-            return await op(services)
-
-    return run(against_services())
+    return against_services(AppState.of(ctx).loaded, op)
 
 
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"revoctl {__version__}")
         raise typer.Exit()
-
-
-def _parse_set(values: list[str]) -> dict[str, str]:
-    overrides = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set expects KEY=VALUE with a dotted key, got {item!r}")
-        overrides[key.strip()] = value
-    return overrides
 
 
 app = typer.Typer(
@@ -296,16 +268,11 @@ def root(
     state.config_file, state.profile, state.output = config, profile, output
     state.verbose, state.no_color = verbose, no_color
     try:
-        state.overrides = _parse_set(set_ or [])
+        state.overrides = parse_set(set_ or [])
     except UsageError as exc:
-        _fail(ctx, str(exc), exc.exit_code, exc)
+        _fail(ctx, exc)
 
 
-def main() -> None:
-    """Console-script entry point.
-
-    pydantic looks for plugins in every installed distribution's entry points when it
-    first builds a model (15-20 ms); the CLI uses none, so it tells pydantic not to look.
-    """
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+def run_typer() -> None:
+    """Run the command line through the Typer app (see `revoctl.cli.main`)."""
     typer.main.get_command(app).main(prog_name="revoctl")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from revoctl.cli._app import _parse_set
+from revoctl.cli._fast import parse_set
 from revoctl.core.errors import RevoctlError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _settings(ctx: typer.Context) -> Settings | None:
 
     flags = ctx.find_root().params
     try:
-        overrides = _parse_set(flags.get("set_") or [])
+        overrides = parse_set(flags.get("set_") or [])
         return load_config(flags.get("config"), flags.get("profile"), overrides=overrides).settings
     except RevoctlError:
         return None

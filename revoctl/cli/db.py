@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -18,6 +19,10 @@ app = typer.Typer(
 @app.command()
 def ping(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
     """Connect and run SELECT 1; exit 4 when the database cannot be reached."""
+    from revoctl._probe_cache import remember
+
+    state = AppState.of(ctx)
+    remember(state.sources, os.environ, state.settings)  # the next ping skips Typer and pydantic
     result = call(ctx, lambda svc: svc.db.ping())
     AppState.of(ctx).console.emit(result, output)
 

@@ -41,6 +41,7 @@ from revoctl.core.db._reports import (
 )
 from revoctl.core.db._stats import PoolStats
 from revoctl.core.db._url import DatabaseUrl, backend_of, resolve_database_url
+from revoctl.core.db.ping import ping_url
 from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import RevoctlError
 from revoctl.core.redaction import redact_url
@@ -223,14 +224,13 @@ class DatabaseManager(AsyncService):
 
         :raises BackendUnavailableError: the database cannot be reached.
         """
-        seen = await self._probe(self.config.connect_timeout, retry=self.retry_policy)
-        return {
-            "ok": True,
-            "backend": seen.backend,
-            "latency_ms": seen.latency_ms,
-            "server_version": seen.server_version,
-            "connect_ms": seen.connect_ms,
-        }
+        return await ping_url(
+            await self.url(),
+            role=self.role,
+            timeout=self.config.connect_timeout,
+            target=self.describe_url(),
+            retry=self.retry_policy,
+        )
 
     async def read(
         self, *queries: str, pool_wait: float | None = None
