@@ -127,7 +127,8 @@ def redis_prefix() -> Iterator[str]:
         yield prefix
     finally:
         client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
+        # the anchors put their own namespace (e.g. purgatory's "cbr::") before it
+        keys = list(client.scan_iter(match=f"*{prefix}*"))
         if keys:
             client.delete(*keys)
         client.close()
