@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator
 
 from revoctl.core._settings import Section
-from revoctl.core.errors import BackendUnavailableError, ConfigError
+from revoctl.core.errors import BackendUnavailableError, ConfigError, first_line
 from revoctl.core.redaction import redact_url, register_secret
 from revoctl.core.references import SecretReader, resolve_url
 
@@ -129,7 +129,6 @@ def translate_redis_errors(config: RedisConfig) -> Iterator[None]:
     try:
         yield
     except (ConnectionError, TimeoutError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendUnavailableError(
-            f"cannot reach Redis at {config.describe()}: {reason}"
+            f"cannot reach Redis at {config.describe()}: {first_line(exc)}"
         ) from exc

@@ -36,7 +36,13 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets import SecretProperties as AzureSecretProperties
 from azure.keyvault.secrets.aio import SecretClient
 
-from revoctl.core.errors import BackendUnavailableError, ConfigError, NotFoundError, UsageError
+from revoctl.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    NotFoundError,
+    UsageError,
+    first_line,
+)
 from revoctl.core.secrets.base import (
     Secret,
     SecretDisabledError,
@@ -202,20 +208,20 @@ class KeyVaultSecretStore:
             raise NotFoundError(f"{what or 'secret'} not found in {self.vault_url}") from None
         except ClientAuthenticationError as exc:
             raise BackendUnavailableError(
-                f"Key Vault {self.vault_url}: authentication failed: {_first_line(exc)}"
+                f"Key Vault {self.vault_url}: authentication failed: {first_line(exc)}"
             ) from exc
         except HttpResponseError as exc:
             status = exc.status_code or 0
             if status == 403 and _inner_code(exc) == "SecretDisabled":
                 raise SecretDisabledError(f"{what} is disabled in {self.vault_url}") from None
             if status == 400:
-                raise UsageError(f"Key Vault rejected the request: {_first_line(exc)}") from None
+                raise UsageError(f"Key Vault rejected the request: {first_line(exc)}") from None
             raise BackendUnavailableError(
-                f"Key Vault {self.vault_url} answered {status}: {_first_line(exc)}"
+                f"Key Vault {self.vault_url} answered {status}: {first_line(exc)}"
             ) from exc
         except AzureError as exc:  # connection refused, TLS, timeouts, dropped connections
             raise BackendUnavailableError(
-                f"Key Vault {self.vault_url} unreachable: {_first_line(exc)}"
+                f"Key Vault {self.vault_url} unreachable: {first_line(exc)}"
             ) from exc
 
 
@@ -255,8 +261,3 @@ def _inner_code(exc: HttpResponseError) -> str | None:
         body = json.loads(exc.response.text()) if exc.response is not None else {}
         return str(body["error"]["innererror"]["code"])
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
