@@ -8,11 +8,12 @@ then from the right: trusted hops are passed over, and the first untrusted hop i
 client. When every hop is trusted, the furthest one is.
 
 Nothing here raises. A hop that cannot be read (garbage, an empty element, ``unknown``,
-an obfuscated ``_name``, a ``Forwarded`` element with no ``for=``) ends the walk at the
-nearest trusted address, and so does reaching `MAX_HOPS` trusted hops; a request whose
-two headers name different clients is believed in neither (a proxy writes one of them,
-so the other came from the client), and the peer is the client. The worst a header can
-do is make the proxy's own address the client, which is one bucket for all who try it.
+an obfuscated ``_name``, a ``Forwarded`` element with no ``for=``) ends the walk, and the
+last trusted address passed is the client (the peer, when no hop was passed); so does
+reaching `MAX_HOPS` trusted hops. A request whose two headers name different clients is
+believed in neither (a proxy writes one of them, so the other came from the client), and
+the peer is the client. The worst a header can do is make a proxy's own address the
+client, which is one bucket for all who try it.
 
 Headers are split on commas before anything else, quoted strings included: a client
 cannot open a quote that swallows what the proxy appended after it.
@@ -46,15 +47,15 @@ def client_address(
 ) -> str:
     """The client's address for a request from ``peer`` with ``headers`` (ASGI's: lower-case
     names, in order): ``peer`` itself unless it is in ``trusted``."""
-    nearest = parse_node(peer)
-    if nearest is None or not _is_trusted(nearest, trusted):
+    address = parse_node(peer)
+    if address is None or not _is_trusted(address, trusted):
         return peer
     values: dict[bytes, list[bytes]] = {FORWARDED_FOR: [], FORWARDED: []}
     for name, value in headers:
         if name in values:
             values[name].append(value)
-    found = {_walk(_hops(name, lines), nearest, trusted) for name, lines in values.items() if lines}
-    return str(found.pop()) if len(found) == 1 else str(nearest)
+    found = {_walk(_hops(name, lines), address, trusted) for name, lines in values.items() if lines}
+    return str(found.pop()) if len(found) == 1 else str(address)
 
 
 def parse_node(text: str) -> Address | None:
@@ -96,15 +97,16 @@ def _forwarded_for(element: str) -> Address | None:
     return None
 
 
-def _walk(hops: Iterator[Address | None], nearest: Address, trusted: Sequence[Network]) -> Address:
-    """The first untrusted hop; the nearest trusted address when a hop cannot be read."""
+def _walk(hops: Iterator[Address | None], peer: Address, trusted: Sequence[Network]) -> Address:
+    """The first untrusted hop; the last trusted address passed when a hop cannot be read."""
+    passed = peer
     for hop in hops:
         if hop is None:
-            return nearest
+            return passed
         if not _is_trusted(hop, trusted):
             return hop
-        nearest = hop
-    return nearest
+        passed = hop
+    return passed
 
 
 def _is_trusted(address: Address, trusted: Sequence[Network]) -> bool:

@@ -106,7 +106,7 @@ def test_every_hop_trusted_makes_the_furthest_the_client() -> None:
         "1.1.1.1" + ",1.1.1.1" * 10_000 + ",junk",
     ],
 )
-def test_a_hop_that_cannot_be_read_leaves_the_nearest_trusted_address(value: str) -> None:
+def test_a_hop_that_cannot_be_read_leaves_the_last_trusted_address_passed(value: str) -> None:
     assert through(("X-Forwarded-For", value)) == BALANCER
     assert through(("X-Forwarded-For", value + ", 10.4.4.4")) == "10.4.4.4"
 
