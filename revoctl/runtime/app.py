@@ -5,7 +5,10 @@
 each uvicorn worker of ``revoctl serve --workers N`` builds its own.
 
 A route raises `GatewayError` for every refusal; `refused`, registered with Starlette's
-``exception_handlers``, renders it once.
+``exception_handlers``, renders it once. Starlette's own refusals (404 for an unknown
+path, 405 for a wrong method) and an unexpected error (500, its traceback logged) get the
+same JSON shape; a client that leaves before its body arrived is logged at debug level
+and recorded as 499 (no one is there to read an answer), never as a 500.
 
 Its shutdown (the lifespan's end) comes after uvicorn has let the requests in flight
 end: the usage flush gets what ``[gateway] drain_seconds`` keeps for the close
@@ -26,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -45,6 +49,12 @@ from revoctl.runtime.routes.generate import generate
 from revoctl.runtime.routes.health import health, live, ready
 from revoctl.runtime.routes.metrics import metrics
 from revoctl.runtime.routes.models import list_models
+from revoctl.runtime.routes.openapi import openapi
+
+logger = logging.getLogger("revoctl.gateway")
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded for a request whose client left before it could be answered."""
 
 
 def create_app(
@@ -82,13 +92,19 @@ def create_app(
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     trusted = loaded.settings.gateway.trusted_networks()
     behind_proxies = [Middleware(ClientAddress, trusted=trusted)] if trusted else []
     return Starlette(
         routes=routes,
         middleware=[*behind_proxies, Middleware(AccessLog)],
-        exception_handlers={GatewayError: refused},
+        exception_handlers={
+            GatewayError: refused,
+            HTTPException: not_routed,
+            ClientDisconnect: client_left,
+            Exception: failed,
+        },
         lifespan=lifespan,
     )
 
@@ -101,3 +117,30 @@ async def refused(request: Request, exc: Exception) -> Response:
     if exchange is not None:
         await Gateway.of(request).refuse(exchange, exc.status)
     return JSONResponse(exc.body(), status_code=exc.status, headers=dict(exc.headers))
+
+
+async def not_routed(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (404 unknown path, 405 wrong method), as OpenAI's error object."""
+    assert isinstance(exc, HTTPException)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    error = GatewayError(exc.status_code, message, code=_http_code(exc.status_code))
+    return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def client_left(request: Request, exc: Exception) -> Response:
+    """The client went away before its body arrived: nothing to answer, nothing went wrong."""
+    logger.debug("%s %s: the client left before its body arrived", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+async def failed(request: Request, exc: Exception) -> Response:
+    """An error no part expected: a 500 in the same shape (Starlette logs the traceback)."""
+    request_id = getattr(request.state, "request_id", "?")
+    error = GatewayError(
+        500, f"internal error (request {request_id})", kind="server_error", code="internal_error"
+    )
+    return JSONResponse(error.body(), status_code=500)
+
+
+def _http_code(status: int) -> str:
+    return {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")

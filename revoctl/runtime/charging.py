@@ -16,11 +16,13 @@ Every response carries the charged rules' state: ``RateLimit-Policy`` and ``Rate
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from revoctl.core.limits._operator import MAX_KEY_LENGTH
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.tokens import prompt_token_bound
 
@@ -109,7 +111,7 @@ class Charging:
             identifier = caller.identifier(rule.scope)
             if per_model:
                 identifier = f"{identifier or '*'}:{model}"
-            planned.append((kind, rule, identifier, weight))
+            planned.append((kind, rule, _fitted(identifier), weight))
         results = await asyncio.gather(
             *(limiter.check_rate_limit(rule, who, weight) for _, rule, who, weight in planned)
         )
@@ -170,6 +172,15 @@ def _denied(entry: Charged, charge: Charge) -> GatewayError:
         message = f"rate limit {entry.rule.name!r} reached for {entry.kind}: retry in {retry:.3g}s"
         headers = [("retry-after", str(max(1, math.ceil(retry)))), *charge.headers()]
     return GatewayError(429, message, kind=entry.kind, code="rate_limit_exceeded", headers=headers)
+
+
+def _fitted(identifier: str | None) -> str | None:
+    """``identifier`` within the limiter's key length: a longer one (a long ``user`` and a
+    model name) keeps its start and ends in a digest of the whole, so two never share a bucket."""
+    if identifier is None or len(identifier) <= MAX_KEY_LENGTH:
+        return identifier
+    digest = hashlib.sha256(identifier.encode()).hexdigest()
+    return f"{identifier[: MAX_KEY_LENGTH - len(digest) - 1]}~{digest}"
 
 
 def _whole(seconds: float) -> str:

@@ -7,7 +7,9 @@ below the real count: a refund can give back, but a charge after the call could 
 overshoot. Byte-level BPE tokenizers (OpenAI's, Anthropic's, DeepSeek's) never make a
 token of less than one byte, so the UTF-8 length of the text bounds its token count;
 each message adds a few tokens of framing (role, separators), and the reply is primed
-with a few more. The bound is loose for plain English (about 4 bytes a token), which
+with a few more. A text no UTF-8 can carry (a lone surrogate, which a request body
+cannot hold but a caller in process might) is counted at 3 bytes a code point, never an
+error. The bound is loose for plain English (about 4 bytes a token), which
 costs only headroom near the limit, and it is refunded within the same request.
 """
 
@@ -39,9 +41,9 @@ def _bytes(value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, str):
-        return len(value.encode("utf-8"))
+        return len(value.encode("utf-8", "surrogatepass"))
     if isinstance(value, Mapping):
         return sum(_bytes(item) for item in value.values())
     if isinstance(value, list | tuple):
         return sum(_bytes(item) for item in value)
-    return len(str(value).encode("utf-8"))
+    return len(str(value).encode("utf-8", "surrogatepass"))

@@ -27,6 +27,9 @@ class GatewayConfig(Section):
     """How often each instance re-reads revoked keys: a revocation takes effect within it."""
     usage_buffer: int = Field(10_000, ge=1, le=1_000_000)
     """Usage rows held while the database is away; what overflows is counted and dropped."""
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    """The largest request body read: a larger one (or a larger declared Content-Length)
+    is 413 before it is read."""
     drain_seconds: float = Field(30.0, gt=0, le=3600)
     """On SIGTERM, the most time the whole shutdown takes: the requests in flight get it
     less `close_seconds`, the usage flush and the services' close get the rest."""

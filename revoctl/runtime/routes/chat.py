@@ -31,7 +31,7 @@ async def chat_completions(request: Request) -> Response:
     """
     started = time.perf_counter()
     gateway = Gateway.of(request)
-    body = await read_json(request)
+    body = await read_json(request, gateway.config.max_body_bytes)
     caller = await gateway.identity.identify(request, user_named(body))
     exchange = gateway.exchange(request, caller, body, started)
     exchange.charge = await gateway.charging.charge(caller, exchange.model, exchange.request)

@@ -12,10 +12,10 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from revoctl.runtime.bodies import read_json, user_named
-from revoctl.runtime.errors import GatewayError
+from revoctl.runtime.bodies import checked, read_json, user_named
 from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.providers import usage_of
+from revoctl.runtime.schemas import GenerateRequest
 
 
 async def generate(request: Request) -> Response:
@@ -26,7 +26,7 @@ async def generate(request: Request) -> Response:
     """
     started = time.perf_counter()
     gateway = Gateway.of(request)
-    body = _as_chat(await read_json(request))
+    body = _as_chat(await read_json(request, gateway.config.max_body_bytes))
     caller = await gateway.identity.identify(request, user_named(body))
     exchange = gateway.exchange(request, caller, body, started)
     exchange.charge = await gateway.charging.charge(caller, exchange.model, exchange.request)
@@ -47,17 +47,12 @@ async def generate(request: Request) -> Response:
 def _as_chat(body: Any) -> dict[str, Any]:
     """``{"prompt"}`` or ``{"messages"}`` as a chat request (never streamed).
 
-    :raises GatewayError: 400 unless exactly one of them is given.
+    :raises GatewayError: 400 for a body that is not a `GenerateRequest`.
     """
-    if not isinstance(body, dict):
-        raise GatewayError(400, "the body must be a JSON object")
-    prompt, messages = body.get("prompt"), body.get("messages")
-    if (prompt is None) == (messages is None):
-        raise GatewayError(400, "give exactly one of 'prompt' and 'messages'")
-    if prompt is not None:
-        if not isinstance(prompt, str) or not prompt:
-            raise GatewayError(400, "'prompt' must be non-empty text")
-        messages = [{"role": "user", "content": prompt}]
+    asked = checked(GenerateRequest, body)
+    messages = (
+        body["messages"] if asked.prompt is None else [{"role": "user", "content": asked.prompt}]
+    )
     chat = {
         key: value
         for key, value in body.items()

@@ -1,0 +1,166 @@
+"""``/openapi.json``: the gateway's OpenAPI 3.1 document, from the models that check requests.
+
+Every route is described with the pydantic models of `revoctl.runtime.schemas`: the
+request bodies the gateway validates with, the answers it relays (a chat completion, or
+``text/event-stream`` when streamed), and the error object every refusal is. The document
+is this gateway's own: ``model`` lists the configured models, and the routes that need a
+gateway key say so when ``gateway.auth = "keys"``. It is built once per configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from revoctl import __version__
+from revoctl.runtime import schemas
+
+REF = "#/components/schemas/{model}"
+ERROR = {"$ref": "#/components/responses/Error"}
+
+_COMPONENTS: list[type[BaseModel]] = [
+    schemas.ChatCompletionRequest,
+    schemas.GenerateRequest,
+    schemas.ChatCompletion,
+    schemas.ModelList,
+    schemas.Generated,
+    schemas.HealthReport,
+    schemas.Liveness,
+    schemas.Readiness,
+    schemas.ErrorResponse,
+]
+
+
+@functools.cache
+def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, Any]:
+    """The document for a gateway serving ``models``, with or without gateway keys."""
+    _, defs = models_json_schema([(m, "validation") for m in _COMPONENTS], ref_template=REF)
+    components: dict[str, Any] = defs["$defs"]
+    for request in ("ChatCompletionRequest", "GenerateRequest"):
+        components[request]["properties"]["model"]["enum"] = list(models)
+    keyed: dict[str, Any] = {"security": [{"gatewayKey": []}]} if keys_required else {}
+    refusals = ("400", "401", "403", "404", "413", "429", "502", "503", "504")
+    ask = {status: ERROR for status in refusals if keys_required or status != "401"}
+    chat_answer = {
+        "description": "The answer; a stream of server-sent events when ``stream`` is true.",
+        "content": {
+            "application/json": {"schema": _ref("ChatCompletion")},
+            "text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": "``data: {chunk}`` events (chat.completion.chunk), "
+                    "then ``data: [DONE]``; a failure mid-stream is an error event.",
+                }
+            },
+        },
+    }
+    paths = {
+        "/v1/chat/completions": {
+            "post": {
+                "summary": "A chat completion, whole or streamed, from the model or a fallback",
+                "operationId": "chat_completions",
+                "requestBody": _body("ChatCompletionRequest"),
+                "responses": {"200": chat_answer, **ask},
+                **keyed,
+            }
+        },
+        "/generate": {
+            "post": {
+                "summary": "One answer to a prompt or messages, as text (never streamed)",
+                "operationId": "generate",
+                "requestBody": _body("GenerateRequest"),
+                "responses": {"200": _json("The answer", "Generated"), **ask},
+                **keyed,
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "The configured models",
+                "operationId": "list_models",
+                "responses": {
+                    "200": _json("Every model", "ModelList"),
+                    **({"401": ERROR} if keys_required else {}),
+                },
+                **keyed,
+            }
+        },
+        "/health": _probe("Every service's check, as `revoctl health -o json`", "HealthReport"),
+        "/health/live": {
+            "get": {
+                "summary": "The process answers",
+                "operationId": "live",
+                "responses": {"200": _json("Alive", "Liveness")},
+            }
+        },
+        "/health/ready": _probe("Whether this instance should get traffic", "Readiness"),
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text for the whole instance",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Exposition text; every name starts with revoctl_",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "revoctl gateway", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "responses": {
+                "Error": {
+                    "description": "A refusal: OpenAI's error object",
+                    "content": {"application/json": {"schema": _ref("ErrorResponse")}},
+                }
+            },
+        },
+    }
+    if keys_required:
+        document["components"]["securitySchemes"] = {
+            "gatewayKey": {"type": "http", "scheme": "bearer", "description": "revoctl keys create"}
+        }
+    return document
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _json(description: str, name: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _probe(summary: str, name: str) -> dict[str, Any]:
+    """A probe that answers 200, or 503 with the same document when the verdict is no."""
+    operation = name[0].lower() + name[1:]
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation,
+            "responses": {"200": _json("Yes", name), "503": _json("No", name)},
+        }
+    }
