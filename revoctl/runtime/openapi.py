@@ -20,11 +20,36 @@ from revoctl.runtime import schemas
 
 REF = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/responses/Error"}
+STREAM_EVENT = {
+    "type": "object",
+    "description": "One server-sent event: its data is a ChatCompletionChunk as JSON; the last "
+    "event's data is [DONE], or an ErrorResponse when the stream breaks after it began.",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "anyOf": [
+                {"const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "anyOf": [
+                            {"$ref": REF.format(model="ChatCompletionChunk")},
+                            {"$ref": REF.format(model="ErrorResponse")},
+                        ]
+                    },
+                },
+            ]
+        },
+        "event": {"type": "string"},
+    },
+}
 
 _COMPONENTS: list[type[BaseModel]] = [
     schemas.ChatCompletionRequest,
     schemas.GenerateRequest,
     schemas.ChatCompletion,
+    schemas.ChatCompletionChunk,
     schemas.ModelList,
     schemas.Generated,
     schemas.HealthReport,
@@ -39,8 +64,18 @@ def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, 
     """The document for a gateway serving ``models``, with or without gateway keys."""
     _, defs = models_json_schema([(m, "validation") for m in _COMPONENTS], ref_template=REF)
     components: dict[str, Any] = defs["$defs"]
-    for request in ("ChatCompletionRequest", "GenerateRequest"):
-        components[request]["properties"]["model"]["enum"] = list(models)
+    if models:
+        for request in ("ChatCompletionRequest", "GenerateRequest"):
+            components[request]["properties"]["model"]["enum"] = list(models)
+        hello = [{"role": "user", "content": "Say hello"}]
+        components["ChatCompletionRequest"]["examples"] = [
+            {"model": models[0], "messages": hello, "max_tokens": 16},
+            {"model": models[0], "messages": hello, "stream": True,
+             "stream_options": {"include_usage": True}},
+        ]  # fmt: skip
+        components["GenerateRequest"]["examples"] = [
+            {"model": models[0], "prompt": "Say hello", "max_tokens": 16}
+        ]
     keyed: dict[str, Any] = {"security": [{"gatewayKey": []}]} if keys_required else {}
     refusals = ("400", "401", "403", "404", "413", "429", "502", "503", "504")
     ask = {status: ERROR for status in refusals if keys_required or status != "401"}
@@ -48,13 +83,7 @@ def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, 
         "description": "The answer; a stream of server-sent events when ``stream`` is true.",
         "content": {
             "application/json": {"schema": _ref("ChatCompletion")},
-            "text/event-stream": {
-                "schema": {
-                    "type": "string",
-                    "description": "``data: {chunk}`` events (chat.completion.chunk), "
-                    "then ``data: [DONE]``; a failure mid-stream is an error event.",
-                }
-            },
+            "text/event-stream": {"schema": STREAM_EVENT},
         },
     }
     paths = {

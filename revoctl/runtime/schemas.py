@@ -10,16 +10,27 @@ answers (the provider's answer is relayed as it is, relabelled): they describe t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from revoctl.runtime.usage import MAX_USER_LENGTH
 
 MAX_BODY_TOKENS = 1_000_000
 """The most ``max_tokens`` a request may ask for."""
 
-MaxTokens = Field(None, ge=1, le=MAX_BODY_TOKENS)
+
+def _whole_float(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Whole = Annotated[int, BeforeValidator(_whole_float)]
+"""An integer, strictly, which JSON may also write as ``5.0`` (JSON Schema's ``integer``);
+the bounds of the types below come before the validator, so the JSON schema shows them."""
+
+MaxTokens = Annotated[int, Field(ge=1, le=MAX_BODY_TOKENS), BeforeValidator(_whole_float)]
+Choices = Annotated[int, Field(ge=1, le=128), BeforeValidator(_whole_float)]
+TopLogprobs = Annotated[int, Field(ge=0, le=20), BeforeValidator(_whole_float)]
 
 
 class Open(BaseModel):
@@ -79,24 +90,24 @@ class ChatCompletionRequest(Open):
 
     model: str = Field(min_length=1, description="A configured model name (GET /v1/models).")
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = MaxTokens
-    max_completion_tokens: int | None = MaxTokens
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    n: int | None = Field(None, ge=1, le=128)
+    n: Choices | None = None
     stop: str | list[str] | None = Field(None, max_length=4)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    seed: int | None = None
+    seed: Whole | None = None
     user: str | None = Field(None, max_length=MAX_USER_LENGTH)
     tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_logprobs: TopLogprobs | None = None
 
     def max_tokens_asked(self) -> int | None:
         """The bound the request names: ``max_completion_tokens``, else ``max_tokens``."""
@@ -106,10 +117,19 @@ class ChatCompletionRequest(Open):
 class GenerateRequest(Open):
     """``POST /generate``: a ``prompt`` or ``messages`` (exactly one), a model, max_tokens."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            ]
+        }
+    )
+
     model: str = Field(min_length=1)
     prompt: str | None = Field(None, min_length=1)
     messages: list[ChatMessage] | None = Field(None, min_length=1)
-    max_tokens: int | None = MaxTokens
+    max_tokens: MaxTokens | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = Field(None, max_length=4)
@@ -164,6 +184,29 @@ class ChatCompletion(Open):
     created: int
     model: str
     choices: list[Choice]
+    usage: Usage | None = None
+
+
+class Delta(Open):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChunkChoice(Open):
+    index: int
+    delta: Delta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(Open):
+    """One event of a stream: a piece of the answer; the last may carry only the usage."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
     usage: Usage | None = None
 
 

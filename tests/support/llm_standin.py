@@ -89,7 +89,9 @@ def text_tokens(content: Any) -> int:
     if isinstance(content, str):
         return len(content.split())
     if isinstance(content, list):
-        return sum(len(part.get("text", "").split()) for part in content if isinstance(part, dict))
+        return sum(
+            len(str(part.get("text") or "").split()) for part in content if isinstance(part, dict)
+        )
     return 0
 
 

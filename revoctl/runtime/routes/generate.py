@@ -26,8 +26,9 @@ async def generate(request: Request) -> Response:
     """
     started = time.perf_counter()
     gateway = Gateway.of(request)
-    body = _as_chat(await read_json(request, gateway.config.max_body_bytes))
+    body = await read_json(request, gateway.config.max_body_bytes)
     caller = await gateway.identity.identify(request, user_named(body))
+    body = _as_chat(body)
     exchange = gateway.exchange(request, caller, body, started)
     exchange.charge = await gateway.charging.charge(caller, exchange.model, exchange.request)
     answer = await gateway.routing.complete(exchange)
