@@ -233,6 +233,7 @@ def test_the_request_models_are_those_the_document_shows(client: TestClient) -> 
     shown = document["components"]["schemas"]["ChatCompletionRequest"]
     assert shown["properties"]["model"]["enum"] == ["gpt", "sonnet"]
     del shown["properties"]["model"]["enum"]
+    assert [example["model"] for example in shown.pop("examples")] == ["gpt", "gpt"]
     own = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     own.pop("$defs")
     assert shown == own
