@@ -20,6 +20,27 @@ from revoctl.runtime import schemas
 
 REF = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/responses/Error"}
+REQUEST_ID = {
+    "description": "This request's id: the caller's when it sent a sane one, else a new one.",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+}
+RATE_LIMIT_HEADERS = {
+    "x-request-id": REQUEST_ID,
+    "ratelimit-policy": {
+        "description": "Each charged rule (draft-ietf-httpapi-ratelimit-headers), "
+        '"requests";q=20;w=60',
+        "schema": {"type": "string"},
+    },
+    "ratelimit": {
+        "description": 'Each charged rule\'s state: "requests";r=19;t=3',
+        "schema": {"type": "string"},
+    },
+    "x-revoctl-overhead-ms": {
+        "description": "The gateway's own time, the wait for the provider left out",
+        "schema": {"type": "string", "pattern": "^[0-9.]+$"},
+    },
+}
 STREAM_EVENT = {
     "type": "object",
     "description": "One server-sent event: its data is a ChatCompletionChunk as JSON; the last "
@@ -81,6 +102,7 @@ def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, 
     ask = {status: ERROR for status in refusals if keys_required or status != "401"}
     chat_answer = {
         "description": "The answer; a stream of server-sent events when ``stream`` is true.",
+        "headers": RATE_LIMIT_HEADERS,
         "content": {
             "application/json": {"schema": _ref("ChatCompletion")},
             "text/event-stream": {"schema": STREAM_EVENT},
@@ -101,7 +123,10 @@ def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, 
                 "summary": "One answer to a prompt or messages, as text (never streamed)",
                 "operationId": "generate",
                 "requestBody": _body("GenerateRequest"),
-                "responses": {"200": _json("The answer", "Generated"), **ask},
+                "responses": {
+                    "200": {**_json("The answer", "Generated"), "headers": RATE_LIMIT_HEADERS},
+                    **ask,
+                },
                 **keyed,
             }
         },
@@ -159,6 +184,13 @@ def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, 
             "responses": {
                 "Error": {
                     "description": "A refusal: OpenAI's error object",
+                    "headers": {
+                        "x-request-id": REQUEST_ID,
+                        "retry-after": {
+                            "description": "Seconds until the same request may be allowed",
+                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        },
+                    },
                     "content": {"application/json": {"schema": _ref("ErrorResponse")}},
                 }
             },
