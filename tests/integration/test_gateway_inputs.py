@@ -106,18 +106,21 @@ def test_stream_options_not_an_object_is_a_400_before_the_stream(
     assert lines[-1] == "data: [DONE]" and '"usage"' in lines[-2]
 
 
-def test_a_user_at_the_limit_is_served_under_a_per_user_rule_and_one_past_it_is_a_400(
+def test_a_user_whose_bucket_is_too_long_with_its_model_is_served_not_a_500(
     client: TestClient,
 ) -> None:
-    """The model's own per_user rule keys on ``USER:MODEL``: 259 characters for a user of
-    255, past the limiter's key length; the bucket's key is fitted, not refused with a 500."""
-    assert chat(client, user="u" * 255).status_code == 200
-    again = chat(client, user="u" * 255)
+    """The model's own per_user rule keys on ``KEYNAME:USER:MODEL``: 259 characters for the
+    longest user the key's pair allows (248 with ``team-a``), past the limiter's key length;
+    the bucket's key is fitted, not refused with a 500."""
+    longest = "u" * (255 - len("team-a:"))
+    assert chat(client, user=longest).status_code == 200
+    again = chat(client, user=longest)
     assert again.headers["x-ratelimit-remaining-model-requests"] == "999998"  # the same bucket
-    other = chat(client, user="u" * 254 + "v")
+    other = chat(client, user=longest[:-1] + "v")
     assert other.headers["x-ratelimit-remaining-model-requests"] == "999999"  # another one
-    error = refusal(chat(client, user="u" * 256), 400)
-    assert "'user'" in error["message"] and error["code"] == "user_too_long"
+    for too_long in (longest + "u", "u" * 256):  # the key's pair, the field itself
+        error = refusal(chat(client, user=too_long), 400)
+        assert "'user'" in error["message"] and error["code"] == "user_too_long"
 
 
 @pytest.mark.parametrize(
