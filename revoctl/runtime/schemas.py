@@ -31,6 +31,8 @@ the bounds of the types below come before the validator, so the JSON schema show
 MaxTokens = Annotated[int, Field(ge=1, le=MAX_BODY_TOKENS), BeforeValidator(_whole_float)]
 Choices = Annotated[int, Field(ge=1, le=128), BeforeValidator(_whole_float)]
 TopLogprobs = Annotated[int, Field(ge=0, le=20), BeforeValidator(_whole_float)]
+StopList = Annotated[list[str], Field(max_length=4)]
+"""At most 4 stop sequences (a single one may be given as text)."""
 
 
 class Open(BaseModel):
@@ -97,7 +99,7 @@ class ChatCompletionRequest(Open):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     n: Choices | None = None
-    stop: str | list[str] | None = Field(None, max_length=4)
+    stop: str | StopList | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     seed: Whole | None = None
@@ -132,7 +134,7 @@ class GenerateRequest(Open):
     max_tokens: MaxTokens | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    stop: str | list[str] | None = Field(None, max_length=4)
+    stop: str | StopList | None = None
     user: str | None = Field(None, max_length=MAX_USER_LENGTH)
 
     @model_validator(mode="after")

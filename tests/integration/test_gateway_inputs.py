@@ -164,12 +164,17 @@ def test_a_body_that_is_not_an_object_or_has_no_model_is_a_400(client: TestClien
 def test_unknown_fields_go_to_the_provider_as_they_came(
     client: TestClient, llm: LLMStandIn
 ) -> None:
-    extra = {"x_vendor": {"nested": [1, "two"]}, "logit_bias": {"50256": -100}}
+    extra = {
+        "x_vendor": {"nested": [1, "two"]},
+        "logit_bias": {"50256": -100},
+        "stop": "a long stop",
+    }
     content = [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]
     messages = [{"role": "user", "content": content}]
     assert chat(client, messages=messages, **extra).status_code == 200
     sent = llm.requests[-1].body
     assert sent["x_vendor"] == extra["x_vendor"] and sent["logit_bias"] == extra["logit_bias"]
+    assert sent["stop"] == "a long stop"  # one stop sequence as text: any length
     assert sent["messages"] == messages
 
 
