@@ -26,7 +26,8 @@ from tests.support.served_gateway import STANDIN_KEY, served_gateway
 
 SEED = 17
 EXAMPLES_PER_OPERATION = 100
-TIME_CAP_SECONDS = 60
+TIME_CAP_SECONDS = 300
+"""A run that does not end in this long has hung: it is stopped and fails (it takes 15-30 s)."""
 
 
 @pytest.mark.slow
@@ -46,7 +47,7 @@ def test_schemathesis_finds_nothing_and_the_gateway_stays_healthy(tmp_path: Path
              "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED),
              "--workers", "1", "--request-timeout", "10",
              "--report", "json", "--report-json-path", str(report)],
-            capture_output=True, text=True, cwd=tmp_path, timeout=TIME_CAP_SECONDS * 2,
+            capture_output=True, text=True, cwd=tmp_path, timeout=TIME_CAP_SECONDS,
         )  # fmt: skip
         seconds = time.monotonic() - started
         health = httpx.get(f"{gateway.url}/health", timeout=10)
@@ -75,7 +76,6 @@ def test_schemathesis_finds_nothing_and_the_gateway_stays_healthy(tmp_path: Path
     assert set(summary["valid_rates"]) == described - {"GET /openapi.json"}
     assert summary["operations"]["tested"] == summary["operations"]["total"]
     assert summary["test_cases"]["generated"] >= 300
-    assert seconds < TIME_CAP_SECONDS
     assert '"status": 500' not in log and "Traceback" not in log
     assert "Exception in ASGI application" not in log
     assert health.status_code == 200 and ready.json()["ready"] is True
