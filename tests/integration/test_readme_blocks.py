@@ -365,3 +365,99 @@ def test_the_every_key_block_is_the_defaults_and_writes_nowhere_else(tmp_path: P
     missing = [k for k in default if k not in shown and k not in not_shown]
     missing = [k for k in missing if not k.startswith(("providers", "models"))]
     assert not missing, f"keys with a default the block does not show: {missing}"
+
+
+def _shown_json(block: Block) -> list[str]:
+    """The JSON a block shows: all of a json block, or what follows a ``$ ... -o json`` line."""
+    if block.language == "json":
+        return block.text.splitlines()
+    lines = block.text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("$ ")), None)
+    if start is None or not re.search(r" -o json\b", lines[start]):
+        return []
+    shown = []
+    for line in lines[start + 1 :]:
+        if line.startswith(("$ ", "error:")):
+            break
+        shown.append(line)
+    return shown
+
+
+def test_json_is_shown_as_printed() -> None:
+    """Commands print JSON indented, one key a line; so does the README, or a reader who
+    greps its output for a line the README shows finds nothing."""
+    blocks = [b for b in readme_blocks() if b.language in ("", "json")]
+    shown = {b.label: lines for b in blocks if (lines := _shown_json(b))}
+    assert len(shown) >= 3
+    for label, lines in shown.items():
+        assert lines[0] in ("{", "["), f"{label} starts {lines[0]!r}"
+        crowded = [line for line in lines if line.count('": ') > 1]
+        assert not crowded, f"{label} shows several keys on a line: {crowded}"
+
+
+def _db_pool_shown(backend_line: str) -> list[str]:
+    """The lines of the README's ``db pool`` example that are not data rows: its first
+    line, the SQLite note where shown, and the header of each table."""
+    block = next(
+        b
+        for b in readme_blocks(language="")
+        if b.text.startswith("$ revoctl db pool\n") and (backend_line in b.text)
+    )
+    return _frame(block.text.splitlines()[1:])
+
+
+def _frame(lines: list[str]) -> list[str]:
+    heads = ("configured:", "SQLite", "APPLICATION_NAME", "INSTANCE", "no open connections")
+    return [" ".join(line.split()) for line in lines if line.startswith(heads)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_db_pool_prints_what_the_readme_shows(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """With a runtime running, ``db pool``'s table of connections and table of instances
+    have the README's columns, on PostgreSQL and on SQLite."""
+    from tests.support.redis_servers import free_port
+
+    env = clean_environment(
+        HOME=str(tmp_path), REVOCTL_HOME=str(tmp_path / "state"), NO_COLOR="1",
+        REVOCTL_GATEWAY__AUTH="none",
+    )  # fmt: skip
+    if backend == "postgresql":
+        env["REVOCTL_DATABASE__URL"] = request.getfixturevalue("postgres_url")
+    revoctl = str(readme_venv() / "bin" / "revoctl")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([revoctl, *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("db", "migrate")
+    port = free_port(18720, 18799)
+    with (tmp_path / "serve.log").open("w") as log:
+        server = subprocess.Popen(
+            [revoctl, "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + READY_SECONDS
+        while not _ready(f"http://127.0.0.1:{port}/health/ready"):
+            assert server.poll() is None and time.monotonic() < deadline, "serve never got ready"
+            time.sleep(0.3)
+        while "INSTANCE" not in (printed := run("db", "pool")):
+            assert time.monotonic() < deadline, f"no instance reported:\n{printed}"
+            time.sleep(0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+    shown = _db_pool_shown("SQLite has no" if backend == "sqlite" else "active")
+    assert _frame(printed.splitlines()) == shown, printed
