@@ -70,7 +70,7 @@ class Plan:
 
 
 NOT_RUN = {
-    "make demo   #": (
+    "make demo": (
         "make demo builds the venv the tour runs in: test_readme_tour.py runs it (or .ci/run "
         "does, for REVOCTL_TOUR_VENV); make test is the suite this test is part of"
     ),
@@ -359,7 +359,7 @@ def test_the_every_key_block_is_the_defaults_and_writes_nowhere_else(tmp_path: P
     not_shown = {
         "database.url": "a comment: it depends on REVOCTL_HOME",
         "limits.rules": "a comment: a list of tables, none by default",
-        "breakers.defaults.name": "the defaults' own name, not a setting",
+        "breakers.defaults.name": "each breaker's own name, filled in per breaker",
         "breakers.services": "shown by an example, [breakers.services.openai_api]",
     }
     missing = [k for k in default if k not in shown and k not in not_shown]
