@@ -83,7 +83,7 @@ NOT_RUN = {
 
 PLANS: dict[str, tuple[Plan, ...]] = {
     "revoctl health -o json --fail-on degraded": (
-        Plan(given="revoctl db migrate > /dev/null   # make demo has migrated the reader's"),
+        Plan(given="revoctl db migrate > /dev/null   # as make demo leaves the reader's database"),
     ),
     "revoctl secrets set tls-key --from-file": (
         Plan(
