@@ -20,26 +20,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).parents[2]
+from tests.support.readme import REPO, clean_environment, tour_blocks
+
 TOUR_VENV = os.environ.get("REVOCTL_TOUR_VENV")
 DEMO_SECONDS = 600
 """``make demo`` on a machine whose pip cache is cold downloads every locked package."""
-
-
-def tour_blocks() -> list[str]:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Five-minute tour", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
-
-
-def clean_environment(**extra: str) -> dict[str, str]:
-    """This process's environment without revoctl's settings and test variables."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("REVOCTL_", "XDG_", "VIRTUAL_ENV", "PYTHON"))
-    }
-    return {**env, **extra}
 
 
 def demo_venv(tmp_path: Path) -> tuple[Path, Path]:
@@ -68,7 +53,7 @@ def demo_venv(tmp_path: Path) -> tuple[Path, Path]:
 def test_the_readme_tour_runs_as_written_in_the_demo_venv(tmp_path: Path) -> None:
     if shutil.which("curl") is None or shutil.which("make") is None:
         pytest.skip("the tour uses curl, and make builds its venv")
-    blocks = tour_blocks()
+    blocks = [block.text for block in tour_blocks()]
     assert len(blocks) == 3
     venv, checkout = demo_venv(tmp_path)
     script = "set -euo pipefail\n" + "\n".join([*blocks, blocks[2]])
@@ -107,7 +92,7 @@ def test_the_readme_tour_runs_as_written_in_the_demo_venv(tmp_path: Path) -> Non
 def test_the_tour_gives_up_waiting_for_a_gateway_that_does_not_start(tmp_path: Path) -> None:
     """The wait loop is bounded and says why: a gateway that cannot start (here: nothing
     listens) ends the block with the end of its log, not a loop that spins forever."""
-    block = tour_blocks()[2]
+    block = tour_blocks()[2].text
     wait = "\n".join(line for line in block.splitlines() if line.startswith(("ready", "for _ in")))
     log = tmp_path / "state.log"
     log.write_text("error: the runtime extra is not installed\n")
