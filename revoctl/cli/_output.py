@@ -186,7 +186,7 @@ class Console:
     def _stderr(self, label: str, message: str, colour: str) -> None:
         """``label: message`` on one line: a message's own line breaks are folded (after
         masking, so that a secret is recognised before its shape changes)."""
-        message = " ".join(redact(message).split())
+        message = escape_controls(" ".join(redact(message).split()))
         prefix = f"{label}:"
         if not self.no_color and sys.stderr.isatty():
             from typer import style
@@ -276,7 +276,19 @@ def cell_text(value: Any) -> str:
         return f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
     if isinstance(value, list | tuple):
         return ", ".join(cell_text(v) for v in value)
-    return str(value)
+    return escape_controls(str(value))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""What a terminal acts on rather than shows: C0/C1 controls (a BEL rings, an ESC starts a
+sequence), line separators, and the bidirectional overrides that reorder what is shown."""
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character shown as its escape (BEL as ``\\x07``), so
+    that data (a ``--reason``, a name) can neither ring, move the cursor nor restyle the
+    terminal, nor break a table's line."""
+    return _CONTROL.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def _plain(data: Any) -> Any:
