@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import IO, Any
 
 from revoctl._dotted import flatten
-from revoctl.core.errors import CheckFailedError, RevoctlError
+from revoctl.core.errors import CheckFailedError, RevoctlError, UsageError
 from revoctl.core.redaction import redact, redact_exception
 
 
@@ -34,6 +34,7 @@ Columns = Sequence[str]
 Table = tuple[str | None, Sequence[str], Sequence[Sequence[Any]]]
 """A titled table: ``(title, headers, rows)``."""
 
+NOT_UTF8 = "an argument is not valid UTF-8 text: it holds bytes that cannot be stored or shown"
 FREE_TEXT_MIN_WIDTH = 12
 """The narrowest a column of free text is folded to before the table grows past the screen."""
 
@@ -197,10 +198,14 @@ class Console:
     def fail(self, exc: BaseException) -> int:
         """Report ``exc`` on stderr, the traceback too with -v; return its exit code.
 
-        A `RevoctlError` carries its CONTRACT exit code; anything else is a bug or an
-        environment fault: exit 1, with a hint at -v.
+        A `RevoctlError` carries its CONTRACT exit code; so does text that cannot be
+        encoded for lack of UTF-8 (an argument holding bytes the locale could not decode,
+        which Python keeps as lone surrogates): a usage error. Anything else is a bug or
+        an environment fault: exit 1, with a hint at -v.
         """
-        if isinstance(exc, RevoctlError):
+        if isinstance(exc, UnicodeEncodeError) and "surrogates" in exc.reason:
+            message, code, hint = NOT_UTF8, UsageError.exit_code, False
+        elif isinstance(exc, RevoctlError):
             message, code, hint = str(exc), exc.exit_code, False
         else:
             line = next(iter(str(exc).splitlines()), "")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import revoctl
-from revoctl.cli._output import Console
+from revoctl.cli._output import NOT_UTF8, Console
 from revoctl.core.breakers._machine import StateMachine
 from revoctl.core.breakers.base import SharedState
 from revoctl.core.breakers.settings import CircuitBreakerConfig
@@ -189,3 +189,12 @@ def test_a_process_that_follows_a_reset_of_a_closed_breaker_records_no_transitio
     assert machine.generation == 2
     assert machine.state.failures == 0  # the window started again
     assert machine.transition_count == 0 and list(machine.transitions) == []
+
+
+def test_an_argument_that_is_not_utf8_is_a_usage_error(cli: Any) -> None:
+    """``--reason $'a\\xffb'``: Python keeps the byte as a lone surrogate, which no store
+    can encode; found by hand beside the fuzz (exit 1, 'unexpected UnicodeEncodeError')."""
+    assert cli("db", "migrate").exit_code == 0
+    result = cli("breakers", "trip", "openai_api", "--reason", "a\udcffb")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {NOT_UTF8}\n"

@@ -90,7 +90,13 @@ def _commands() -> dict[tuple[str, ...], list[Any]]:
 
 
 COMMANDS = _commands()
-TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+TEXT = st.text(
+    st.one_of(
+        st.characters(codec="utf-8", exclude_characters="\x00"),
+        st.sampled_from(["\udcff", "\udce9"]),  # a byte that is not UTF-8, as Python keeps it
+    ),
+    max_size=12,
+)
 NAMES = st.sampled_from(
     ["api", "win", "openai_api", "database", "nosuch", "db-password", "ci", "base", "head",
      "-1", "0001", "a" * 200, "bad name!", "${secret:x}", "x\x07y", "—", "..", "/"]
