@@ -62,13 +62,13 @@ class RedisConfig(Section):
         if not self.cluster:
             return self
         if self.url.startswith("unix://"):
-            raise ValueError("redis.cluster: a cluster is reached over TCP, not a unix:// socket")
+            raise ValueError("cluster = true, but url is a unix:// socket: a cluster is TCP")
         parts = urlsplit(self.url)
         db = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
         if db not in ("", "0"):
             raise ValueError(
-                f"redis.url: a cluster has database 0 only, not {db!r}: "
-                "drop the /N from the URL (or set cluster = false)"
+                f"cluster = true, but url names database {db!r}: a cluster has database 0 "
+                "only (drop the /N, or set cluster = false)"
             )
         return self
 

@@ -60,7 +60,7 @@ def test_a_socket_path_on_a_cluster_is_a_configuration_error(redis_rules: dict[s
     env = {**redis_rules, "REVOCTL_REDIS__URL": "unix:///run/redis.sock"}
     done = run_revoctl(["limits", "rules"], env=env)
     assert done.returncode == 2
-    assert "not a unix:// socket" in one_error(done.stderr)
+    assert "url is a unix:// socket: a cluster is TCP" in one_error(done.stderr)
 
 
 @pytest.mark.redis
