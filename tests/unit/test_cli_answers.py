@@ -16,6 +16,7 @@ from revoctl.cli._output import NOT_UTF8, Console
 from revoctl.core.breakers._machine import StateMachine
 from revoctl.core.breakers.base import SharedState
 from revoctl.core.breakers.settings import CircuitBreakerConfig
+from revoctl.core.errors import BackendUnavailableError, UsageError
 from revoctl.core.redaction import MASK, redact
 
 PACKAGE = Path(revoctl.__file__).parent
@@ -68,7 +69,7 @@ def test_no_message_the_cli_can_print_is_masked_where_no_secret_is() -> None:
             rendered += 1
             if redact(text) != text:
                 masked.append(f"{where}:{line}: {text!r} -> {redact(text)!r}")
-    assert rendered > 400  # every message, four ways (143 messages today)
+    assert rendered > 500  # every message with a text, four ways (150 of them today)
     assert masked == []
 
 
@@ -198,3 +199,29 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error(cli: Any) -> None:
     result = cli("breakers", "trip", "openai_api", "--reason", "a\udcffb")
     assert result.exit_code == 2
     assert result.stderr == f"error: {NOT_UTF8}\n"
+
+
+# ---------------------------------------------------------------- serve's address
+
+
+@pytest.mark.parametrize(
+    "host", ["", "a" * 300, "\udcff", "[::1]", "no-such-host.invalid", "1.2.3.4.5", "h:80"]
+)
+def test_serve_refuses_a_host_it_cannot_listen_on_as_a_usage_error(host: str) -> None:
+    from revoctl.runtime.server import listening_socket
+
+    with pytest.raises(UsageError, match="^--host "):
+        listening_socket(host, 0)
+
+
+def test_serve_refuses_a_port_in_use_as_unavailable() -> None:
+    import socket
+
+    from revoctl.runtime.server import listening_socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BackendUnavailableError, match="already in use"):
+            listening_socket("127.0.0.1", port)
