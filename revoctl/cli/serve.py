@@ -44,6 +44,7 @@ def serve(
     level = log_level_for(state.verbose)
     overrides = {**state.overrides, **({"logging.level": level} if level else {})}
     environment = server.worker_environment(state.config_file, state.profile, overrides)
+    listening = server.listening_socket(host, port)  # a bad address: one error, nothing said before
     state.console.info(f"revoctl gateway on http://{host}:{port} ({workers} worker(s))")
     server.run(
         host=host,
@@ -52,4 +53,5 @@ def serve(
         environment=environment,
         gateway=settings.gateway,
         log_level=level or settings.logging.level,
+        listening=listening,
     )

@@ -180,15 +180,17 @@ def run(
     environment: Mapping[str, str],
     gateway: GatewayConfig,
     log_level: str = "warning",
+    listening: socket.socket | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then get
     `GatewayConfig.request_drain_seconds` to end, and the server exits when they have
-    and its shutdown is done (see the module docstring for the bound on it).
+    and its shutdown is done (see the module docstring for the bound on it). ``listening``
+    is the socket `listening_socket` bound for ``host`` and ``port``, when the caller bound it.
 
     :raises UsageError: ``host`` does not resolve, or is not an address of this machine.
     :raises BackendUnavailableError: the address is in use.
     """
-    sock = listening_socket(host, port)
+    sock = listening or listening_socket(host, port)
     os.environ.update(environment)
     metrics_dir = None
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):

@@ -12,8 +12,8 @@ Every answer must be an exit code of the CONTRACT's table (0-4), at most one ``e
 line, no traceback (unless ``-v`` asked for one) and no "unexpected" error (a bug's
 message). ``serve``, ``breakers status --watch`` and ``db downgrade`` are fuzzed in
 parsing only: their configuration and arguments are checked as always, then a stand-in
-takes the place of the server, the live view (it ends at its first frame, as Ctrl-C does)
-and the downgrade. Redis is a closed port, so a Redis store answers 4 and no shared
+takes the place of the server and its socket, the live view (it ends at its first frame,
+as Ctrl-C does) and the downgrade. Redis is a closed port, so a Redis store answers 4 and no shared
 server is written to.
 
 Seeded (``derandomize``), bounded (`EXAMPLES` a test), each case cut at `CASE_SECONDS`.
@@ -288,6 +288,10 @@ def fuzz_home(revoctl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     def no_server(**kwargs: Any) -> None:
         """`serve` parsed, configured and checked: here it would start listening."""
 
+    def no_socket(host: str, port: int) -> None:
+        """No port is bound (other tests on this machine may want it); the address checks
+        have tests of their own (``test_cli_answers``)."""
+
     @contextlib.contextmanager
     def first_frame(self: Console) -> Iterator[Any]:
         def show(tables: Any) -> None:
@@ -299,6 +303,7 @@ def fuzz_home(revoctl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         return {"revision": revision, "downgraded": False}
 
     monkeypatch.setattr(server, "run", no_server)
+    monkeypatch.setattr(server, "listening_socket", no_socket)
     monkeypatch.setattr(Console, "live", first_frame)
     monkeypatch.setattr("revoctl.core.db.downgrade", no_downgrade)
     return [str(config), str(broken), str(value), str(tmp_path), "/nonexistent/x.toml", ""]
