@@ -23,14 +23,15 @@ from revoctl.core._paths import ENV_HOME, default_database_url, state_dir
 from revoctl.core._settings import Section
 from revoctl.core.breakers.settings import BreakersConfig
 from revoctl.core.db.settings import DatabaseConfig
-from revoctl.core.errors import ConfigError
+from revoctl.core.errors import ConfigError, UsageError
 from revoctl.core.gateway.settings import GatewayConfig, ModelConfig, ProviderConfig
 from revoctl.core.health import HealthConfig
 from revoctl.core.limits.settings import LimitsConfig
 from revoctl.core.logs import LoggingConfig
 from revoctl.core.redaction import MASK, SECRET_KEY, redact_url
 from revoctl.core.redis import RedisConfig
-from revoctl.core.references import references_secrets
+from revoctl.core.references import PATTERN, PREFIX, referenced_names, references_secrets
+from revoctl.core.secrets.base import validate_name
 from revoctl.core.secrets.settings import SecretConfig
 
 __all__ = ["ENV_HOME", "LoadedConfig", "Settings", "describe_config", "load_config"]
@@ -116,6 +117,7 @@ def validate_sources(sources: Sources, env: Mapping[str, str]) -> LoadedConfig:
     layers.add(flatten(_defaults(env)), "default")
     for flat, label in sources.layers:
         layers.add(flat, label)
+    _check_references(layers)
     try:
         settings = Settings.model_validate(layers.merged())
     except ValidationError as exc:
@@ -123,6 +125,46 @@ def validate_sources(sources: Sources, env: Mapping[str, str]) -> LoadedConfig:
     return LoadedConfig(
         settings, state_dir(env), sources.config_file, sources.profile, layers.sources
     )
+
+
+def _check_references(layers: Layers) -> None:
+    """Every ``${secret:NAME}`` in every value is closed and names a valid secret name, so a
+    typo fails at load (``config show``), not when the setting is first used.
+
+    :raises ConfigError: naming the source, the key and the reference.
+    """
+    problems = [
+        f"{layers.sources[key]}: {key}: {problem}"
+        for key, value in layers.values.items()
+        for text in _strings(value)
+        if (problem := _reference_problem(text))
+    ]
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a leaf value (a list of tables holds strings too)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def _reference_problem(text: str) -> str | None:
+    if not references_secrets(text):
+        return None
+    if text.count(PREFIX) != len(PATTERN.findall(text)):
+        return f"a {PREFIX}NAME}} reference is not closed with '}}'"
+    for name in referenced_names(text):
+        try:
+            validate_name(name)
+        except UsageError as exc:
+            return f"{exc} (in {PREFIX}{name}}})"
+    return None
 
 
 def _defaults(env: Mapping[str, str]) -> dict[str, Any]:

@@ -161,7 +161,7 @@ def configured(sources: Sources, verbose: int) -> LoadedConfig:
 
     loaded = validate_sources(sources, os.environ)
     logging = loaded.settings.logging
-    configure_logging(_log_level(verbose) or logging.level, logging.format)
+    configure_logging(log_level_for(verbose) or logging.level, logging.format)
     return loaded
 
 
@@ -264,7 +264,9 @@ def _ping(settings: ProbeSettings, verbose: int) -> dict[str, Any]:
     from revoctl.core.log_handler import configure_logging
     from revoctl.core.redaction import install_log_redaction
 
-    configure_logging(_log_level(verbose) or settings.logging["level"], settings.logging["format"])
+    configure_logging(
+        log_level_for(verbose) or settings.logging["level"], settings.logging["format"]
+    )
     install_log_redaction()
     ping = ping_database(
         settings.url,
@@ -275,8 +277,8 @@ def _ping(settings: ProbeSettings, verbose: int) -> dict[str, Any]:
     return asyncio.run(ping)
 
 
-def _log_level(verbose: int) -> str | None:
-    """-v: revoctl's steps; -vv: everything; else the configured level."""
+def log_level_for(verbose: int) -> str | None:
+    """-v: revoctl's steps; -vv: everything; None: the configured level (``[logging]``)."""
     return "debug" if verbose > 1 else "info" if verbose else None
 
 

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import IO, Any
 
 from revoctl._dotted import flatten
-from revoctl.core.errors import CheckFailedError, RevoctlError
+from revoctl.core.errors import CheckFailedError, RevoctlError, UsageError
 from revoctl.core.redaction import redact, redact_exception
 
 
@@ -34,6 +34,7 @@ Columns = Sequence[str]
 Table = tuple[str | None, Sequence[str], Sequence[Sequence[Any]]]
 """A titled table: ``(title, headers, rows)``."""
 
+NOT_UTF8 = "an argument is not valid UTF-8 text: it holds bytes that cannot be stored or shown"
 FREE_TEXT_MIN_WIDTH = 12
 """The narrowest a column of free text is folded to before the table grows past the screen."""
 
@@ -186,7 +187,7 @@ class Console:
     def _stderr(self, label: str, message: str, colour: str) -> None:
         """``label: message`` on one line: a message's own line breaks are folded (after
         masking, so that a secret is recognised before its shape changes)."""
-        message = " ".join(redact(message).split())
+        message = escape_controls(" ".join(redact(message).split()))
         prefix = f"{label}:"
         if not self.no_color and sys.stderr.isatty():
             from typer import style
@@ -197,10 +198,14 @@ class Console:
     def fail(self, exc: BaseException) -> int:
         """Report ``exc`` on stderr, the traceback too with -v; return its exit code.
 
-        A `RevoctlError` carries its CONTRACT exit code; anything else is a bug or an
-        environment fault: exit 1, with a hint at -v.
+        A `RevoctlError` carries its CONTRACT exit code; so does text that cannot be
+        encoded for lack of UTF-8 (an argument holding bytes the locale could not decode,
+        which Python keeps as lone surrogates): a usage error. Anything else is a bug or
+        an environment fault: exit 1, with a hint at -v.
         """
-        if isinstance(exc, RevoctlError):
+        if isinstance(exc, UnicodeEncodeError) and "surrogates" in exc.reason:
+            message, code, hint = NOT_UTF8, UsageError.exit_code, False
+        elif isinstance(exc, RevoctlError):
             message, code, hint = str(exc), exc.exit_code, False
         else:
             line = next(iter(str(exc).splitlines()), "")
@@ -276,7 +281,19 @@ def cell_text(value: Any) -> str:
         return f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
     if isinstance(value, list | tuple):
         return ", ".join(cell_text(v) for v in value)
-    return str(value)
+    return escape_controls(str(value))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""What a terminal acts on rather than shows: C0/C1 controls (a BEL rings, an ESC starts a
+sequence), line separators, and the bidirectional overrides that reorder what is shown."""
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character shown as its escape (BEL as ``\\x07``), so
+    that data (a ``--reason``, a name) can neither ring, move the cursor nor restyle the
+    terminal, nor break a table's line."""
+    return _CONTROL.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def _plain(data: Any) -> Any:

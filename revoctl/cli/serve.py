@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from revoctl.cli._app import AppState
+from revoctl.cli._fast import log_level_for
 from revoctl.core.errors import UsageError
 
 app = typer.Typer(add_completion=False)
@@ -39,7 +40,11 @@ def serve(
             f"gateway.auth is 'none' and the gateway listens on {host}: anyone who can reach "
             'it can spend your provider keys; use auth = "keys" beyond loopback'
         )
-    environment = server.worker_environment(state.config_file, state.profile, state.overrides)
+    # -v / -vv reach the workers as the setting they override, laid over the others.
+    level = log_level_for(state.verbose)
+    overrides = {**state.overrides, **({"logging.level": level} if level else {})}
+    environment = server.worker_environment(state.config_file, state.profile, overrides)
+    listening = server.listening_socket(host, port)  # a bad address: one error, nothing said before
     state.console.info(f"revoctl gateway on http://{host}:{port} ({workers} worker(s))")
     server.run(
         host=host,
@@ -47,4 +52,6 @@ def serve(
         workers=workers,
         environment=environment,
         gateway=settings.gateway,
+        log_level=level or settings.logging.level,
+        listening=listening,
     )

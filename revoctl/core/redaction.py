@@ -49,9 +49,11 @@ _WORDS = "|".join(sorted((re.escape(word) for word in SECRET_WORDS), key=len, re
 SECRET_KEY = re.compile(rf"(?i)(?:^|[._-])(?:{_WORDS})$")
 """A settings key (its last part) that names a secret, e.g. ``providers.openai.api_key``."""
 _TOKEN_HEADER = re.compile(
-    rf"(?i)(?P<head>(?<!\$\{{)\b(?:{_WORDS})"
-    r"[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)(?P<value>(?!\x00)[^\s\"',;&]+)"
+    rf"(?i)(?P<head>(?<!\$\{{)\b(?:{_WORDS})(?P<close>[\"']?)\s*(?P<sep>[:=])(?P<space>\s*)"
+    r"(?P<open>[\"']?)(?P<scheme>(?:bearer\s+|basic\s+)?))(?P<value>(?!\x00)[^\s\"',;&]+)"
 )
+_WORD = re.compile(r"[a-z]+")
+"""A lowercase word: after ``secret: `` in a sentence, prose (``create it first``), not a value."""
 _BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 
 
@@ -88,8 +90,22 @@ class Redactor:
 
 def _mask_credentials(text: str) -> str:
     text = _URL_CREDENTIALS.sub(rf"\g<head>{MASK}", text)
-    text = _TOKEN_HEADER.sub(rf"\g<head>{MASK}", text)
+    text = _TOKEN_HEADER.sub(_mask_token, text)
     return _BEARER.sub(rf"\g<head>{MASK}", text)
+
+
+def _mask_token(match: re.Match[str]) -> str:
+    """``name: value`` / ``name=value`` with the value masked, unless it reads as prose: a
+    lowercase word after a colon and a space, unquoted and with no auth scheme (``an
+    existing secret: create it first``). A value joined by ``=``, quoted, or with any digit,
+    capital or symbol in it is masked; a known secret is masked before this, whatever it is."""
+    prose = (
+        match["sep"] == ":"
+        and match["space"]
+        and not (match["close"] or match["open"] or match["scheme"])
+        and _WORD.fullmatch(match["value"])
+    )
+    return match[0] if prose else match["head"] + MASK
 
 
 def _references_aside(text: str, mask: Callable[[str], str]) -> str:

@@ -17,9 +17,9 @@ import contextlib
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from revoctl.core._settings import Section
 from revoctl.core.errors import BackendUnavailableError, ConfigError, first_line
@@ -54,6 +54,23 @@ class RedisConfig(Section):
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// (TLS) or unix:// URL")
         return url
+
+    @model_validator(mode="after")
+    def _cluster_url(self) -> RedisConfig:
+        """A cluster has one database and TCP nodes: a db index other than 0, or a socket
+        path, cannot be served by one (redis-py would refuse it at the first call)."""
+        if not self.cluster:
+            return self
+        if self.url.startswith("unix://"):
+            raise ValueError("cluster = true, but url is a unix:// socket: a cluster is TCP")
+        parts = urlsplit(self.url)
+        db = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
+        if db not in ("", "0"):
+            raise ValueError(
+                f"cluster = true, but url names database {db!r}: a cluster has database 0 "
+                "only (drop the /N, or set cluster = false)"
+            )
+        return self
 
     def describe(self) -> str:
         """The URL as written, password masked (a reference stays a reference)."""
@@ -122,13 +139,23 @@ def _tls_options() -> dict[str, Any]:
 def translate_redis_errors(config: RedisConfig) -> Iterator[None]:
     """Connection errors and timeouts as `BackendUnavailableError`, naming the URL template.
 
+    A cluster whose topology cannot be read (no node answers, slots not covered) is
+    unavailable too; ``cluster = true`` on a node without cluster mode is a `ConfigError`.
     Other Redis errors (a script error, a wrong type) propagate: they are bugs, not outages.
     """
-    from redis.exceptions import ConnectionError, TimeoutError
+    from redis.exceptions import ConnectionError, RedisClusterException, TimeoutError
 
     try:
         yield
     except (ConnectionError, TimeoutError, OSError) as exc:
         raise BackendUnavailableError(
             f"cannot reach Redis at {config.describe()}: {first_line(exc)}"
+        ) from exc
+    except RedisClusterException as exc:  # the cluster's topology could not be read
+        if "not enabled" in str(exc):  # a single node named with cluster = true
+            raise ConfigError(
+                f"redis.cluster is true but {config.describe()} is not a cluster node"
+            ) from None
+        raise BackendUnavailableError(
+            f"cannot reach the Redis cluster at {config.describe()}: {first_line(exc)}"
         ) from exc

@@ -65,7 +65,7 @@ def create_app(
     :raises ConfigError: the configuration is invalid.
     """
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, profile)
-    configure_logging(loaded.settings.logging.level, "json")
+    configure_logging(loaded.settings.logging.level, loaded.settings.logging.format)
     logging.getLogger("revoctl.access").setLevel(logging.INFO)
 
     close_seconds = loaded.settings.gateway.close_seconds()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -42,6 +43,7 @@ try:  # httptools, when installed (uvicorn[standard]), parses faster than h11
 except ImportError:  # pragma: no cover - the runtime extra installs it
     from uvicorn.protocols.http.h11_impl import H11Protocol as _HTTPProtocol  # type: ignore[assignment]
 
+from revoctl.core.errors import BackendUnavailableError, UsageError
 from revoctl.core.gateway.settings import GatewayConfig
 from revoctl.runtime.metrics import MULTIPROC_ENV
 
@@ -128,6 +130,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket the server listens on, bound before anything starts (as uvicorn binds it:
+    IPv6 when ``host`` has a colon), so that a bad address is one error, not a worker's
+    failed start-up.
+
+    :raises UsageError: ``host`` does not resolve, or is not an address of this machine.
+    :raises BackendUnavailableError: the address is in use.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        raise UsageError(f"--host {host!r}: cannot resolve it ({reason})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        where = f"cannot listen on {host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise BackendUnavailableError(f"{where}: the address is already in use") from None
+        raise UsageError(f"{where}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def worker_environment(
     config_file: Path | None, profile: str | None, overrides: Mapping[str, str]
 ) -> dict[str, str]:
@@ -150,10 +180,17 @@ def run(
     environment: Mapping[str, str],
     gateway: GatewayConfig,
     log_level: str = "warning",
+    listening: socket.socket | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then get
     `GatewayConfig.request_drain_seconds` to end, and the server exits when they have
-    and its shutdown is done (see the module docstring for the bound on it)."""
+    and its shutdown is done (see the module docstring for the bound on it). ``listening``
+    is the socket `listening_socket` bound for ``host`` and ``port``, when the caller bound it.
+
+    :raises UsageError: ``host`` does not resolve, or is not an address of this machine.
+    :raises BackendUnavailableError: the address is in use.
+    """
+    sock = listening or listening_socket(host, port)
     os.environ.update(environment)
     metrics_dir = None
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
@@ -176,11 +213,10 @@ def run(
     )
     try:
         if workers > 1:
-            sockets = [config.bind_socket()]
-            Supervisor(config, sockets, drain_seconds=gateway.drain_seconds).run()
+            Supervisor(config, [sock], drain_seconds=gateway.drain_seconds).run()
         else:
             server = Server(config)
-            server.run()
+            server.run(sockets=[sock])
             if not server.started:
                 sys.exit(STARTUP_FAILURE)
     except KeyboardInterrupt:  # uvicorn raises the SIGINT it caught again once it has stopped

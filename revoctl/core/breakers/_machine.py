@@ -99,6 +99,8 @@ class StateMachine:
         for counter in COUNTERS:
             self.totals[counter] += getattr(current, counter)
         self.state = new
+        if isinstance(current, Closed) and isinstance(new, Closed):
+            return new  # a reset of a closed breaker starts its window again: no transition
         self.transition_count += 1
         event = TransitionEvent(
             self.name, current.name, new.name, cause, source, time.time(), actor

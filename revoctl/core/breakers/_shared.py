@@ -80,14 +80,16 @@ def trip(*, reason: str, actor: str, process: str, for_seconds: float | None) ->
 
 def reset(*, actor: str, process: str) -> Decision:
     """Closed, every override and counter cleared, and a new generation, so that every
-    process starts its window again."""
+    process starts its window again. History records transitions only: the reset of a
+    closed breaker restarts the windows and appends nothing."""
     event = Reset(actor)
 
     def decide(record: SharedState, now: float) -> Change | None:
         move = transition(record.state, record.until, event, now, NO_THRESHOLDS)
         if move is None:
             return None
-        return _moved(record, move, now, process, generation=record.generation + 1)
+        change = _moved(record, move, now, process, generation=record.generation + 1)
+        return change if record.state != "closed" else Change(change.record, None)
 
     return decide
 

@@ -251,8 +251,11 @@ def _offline_upgrade(config: DatabaseConfig, revision: str) -> dict[str, Any]:
 
 
 def _require(revision: str) -> None:
-    if not revision.strip():
-        raise UsageError("a revision is required: an id, head, base, or a step like -1")
+    parts = revision.split(":")
+    if len(parts) > 2 or not all(part.strip() for part in parts):  # blank, "a:", ":b", "a::b"
+        raise UsageError(
+            "a revision is required: an id, head, base, or a step like -1 (--sql: FROM:TO)"
+        )
 
 
 @contextlib.contextmanager
