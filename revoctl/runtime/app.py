@@ -35,6 +35,7 @@ from revoctl.config import LoadedConfig, load_config
 from revoctl.core._process import Role
 from revoctl.core.logs import configure_logging
 from revoctl.core.services import open_services
+from revoctl.runtime.client_address import ClientAddress
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.metrics import GatewayMetrics, mark_worker_gone
@@ -82,9 +83,11 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    trusted = loaded.settings.gateway.trusted_networks()
+    behind_proxies = [Middleware(ClientAddress, trusted=trusted)] if trusted else []
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AccessLog)],
+        middleware=[*behind_proxies, Middleware(AccessLog)],
         exception_handlers={GatewayError: refused},
         lifespan=lifespan,
     )

@@ -4,6 +4,11 @@ With ``gateway.auth = "keys"`` every ``/v1/*`` and ``/generate`` request needs
 ``Authorization: Bearer KEY``; the key is checked in memory against the `KeyRing` (no
 database round trip), which this part starts and stops. Each rate-limit rule then counts
 the caller under the identifier its scope asks for (`Caller.identifier`).
+
+The ``user`` field is the client's to choose, so with keys a ``per_user`` bucket is the
+pair ``KEYNAME:USER``: a key holder cannot spread requests over invented users beyond
+the key's own. The client address is the scope's, which `revoctl.runtime.client_address`
+has already set from a trusted proxy's headers.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from revoctl.core.limits._operator import MAX_KEY_LENGTH
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.keys import KeyRing
 
@@ -33,15 +39,34 @@ class Caller:
     client_ip: str | None
 
     def identifier(self, scope: RateLimitScope) -> str | None:
-        """The key a rule of ``scope`` counts this caller under (None: the one global key)."""
+        """The key a rule of ``scope`` counts this caller under (None: the one global key).
+
+        :raises GatewayError: 400 for a ``per_user`` rule when ``KEYNAME:USER`` would be
+            longer than a rate-limit key may be.
+        """
         name = scope.value
         if name == "per_api_key":
             return self.key_name or ANONYMOUS
         if name == "per_user":
+            if self.user and self.key_name:
+                return self._key_and_user(self.key_name, self.user)
             return self.user or self.key_name or ANONYMOUS
         if name == "per_ip":
             return self.client_ip or "unknown"
         return None
+
+    @staticmethod
+    def _key_and_user(key_name: str, user: str) -> str:
+        pair = f"{key_name}:{user}"
+        if len(pair) > MAX_KEY_LENGTH:
+            room = MAX_KEY_LENGTH - len(key_name) - 1
+            raise GatewayError(
+                400,
+                f"'user' is limited to {room} characters with the key {key_name!r} "
+                f"(its per_user bucket is KEYNAME:USER, at most {MAX_KEY_LENGTH})",
+                code="user_too_long",
+            )
+        return pair
 
 
 class Identity:

@@ -172,6 +172,7 @@ def run(
         # Annotated int, used as asyncio.timeout()'s delay: a float is what it takes.
         timeout_graceful_shutdown=gateway.request_drain_seconds(),  # type: ignore[arg-type]
         server_header=False,
+        proxy_headers=False,  # the client address is gateway.trusted_proxies' to decide
     )
     try:
         if workers > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -30,6 +31,29 @@ class GatewayConfig(Section):
     """On SIGTERM, the most time the whole shutdown takes: the requests in flight get it
     less `close_seconds`, the usage flush and the services' close get the rest."""
 
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDRs of the proxies whose ``X-Forwarded-For`` / ``Forwarded`` is
+    believed (`revoctl.runtime.client_address`); () = the TCP peer is the client."""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """A string (``REVOCTL_GATEWAY__TRUSTED_PROXIES``, ``--set``) is a comma-separated list."""
+        if isinstance(value, str):
+            return tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_cidrs(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            trusted_network(entry)
+        return entries
+
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``trusted_proxies`` as networks (an address alone is a network of one)."""
+        return tuple(trusted_network(entry) for entry in self.trusted_proxies)
+
     def close_seconds(self) -> float:
         """The part of ``drain_seconds`` kept for the close: a quarter, at most 5 s."""
         return min(CLOSE_SECONDS_MAX, self.drain_seconds / 4)
@@ -37,6 +61,24 @@ class GatewayConfig(Section):
     def request_drain_seconds(self) -> float:
         """How long requests in flight may still run after SIGTERM before they are cut."""
         return self.drain_seconds - self.close_seconds()
+
+
+def trusted_network(entry: str) -> IPv4Network | IPv6Network:
+    """One ``trusted_proxies`` entry as a network.
+
+    :raises ValueError: it is neither an address nor a CIDR, or a CIDR with host bits set.
+    """
+    try:
+        return ip_network(entry)
+    except ValueError:
+        pass
+    try:
+        meant = ip_network(entry, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{entry!r} is neither an IP address nor a CIDR (e.g. 10.0.0.0/8)"
+        ) from None
+    raise ValueError(f"{entry!r} has host bits set: {meant}?")
 
 
 class ProviderKind(StrEnum):
