@@ -19,6 +19,7 @@ request refused before it was charged shows its rules as read, consuming nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -98,8 +99,22 @@ class Charging:
     def rules(self, caller: Caller, model: str | None, tokens: int) -> list[_Planned]:
         """The rules that apply to ``caller`` asking ``model`` (a configured one, or None:
         the gateway's rules only), each with the caller's key there and ``tokens`` as the
-        token rules' weight."""
-        wanted = [  # (kind, rule, weight, per model): the gateway's, then the model's own
+        token rules' weight.
+
+        :raises GatewayError: 400 when the caller has no key under one of them
+            (`Caller.identifier`: a ``user`` too long for its bucket).
+        """
+        return [
+            (kind, rule, _identifier(caller, rule, model if per_model else None), weight)
+            for kind, rule, weight, per_model in self._applying(model, tokens)
+        ]
+
+    def _applying(
+        self, model: str | None, tokens: int
+    ) -> list[tuple[str, RateLimitRule, int, bool]]:
+        """(kind, rule, weight, per model) of each configured rule: the gateway's, then
+        ``model``'s own."""
+        wanted = [
             ("requests", self.config.request_rule, 1, False),
             ("tokens", self.config.token_rule, tokens, False),
         ]
@@ -110,16 +125,11 @@ class Charging:
                 ("model-tokens", config.token_rule, tokens, True),
             ]
         limiter = self.services.limiter
-        planned: list[_Planned] = []
-        for kind, rule_name, weight, per_model in wanted:
-            if not rule_name:
-                continue
-            rule = limiter.rule(rule_name)
-            identifier = caller.identifier(rule.scope)
-            if per_model:
-                identifier = f"{identifier or '*'}:{model}"
-            planned.append((kind, rule, identifier, weight))
-        return planned
+        return [
+            (kind, limiter.rule(name), weight, per_model)
+            for kind, name, weight, per_model in wanted
+            if name
+        ]
 
     async def charge(
         self, caller: Caller, model: str, request: ChatRequest, charge: Charge
@@ -150,12 +160,17 @@ class Charging:
         """The state of every rule that applies to ``caller`` (and ``model``, a configured
         one), consuming nothing; a rule the store cannot read now, or that no key of this
         caller can be counted under (a ``user`` too long), is left out."""
-        planned = self.rules(caller, model, 1)
-        results = await asyncio.gather(*(self._current(rule, who) for _, rule, who, _ in planned))
+        planned: list[tuple[str, RateLimitRule, str | None]] = []
+        for kind, rule, _, per_model in self._applying(model, 1):
+            with contextlib.suppress(GatewayError):  # no key for this caller there: left out
+                planned.append(
+                    (kind, rule, _identifier(caller, rule, model if per_model else None))
+                )
+        results = await asyncio.gather(*(self._current(rule, who) for _, rule, who in planned))
         return Charge(
             [
                 Charged(kind, rule, who, 0, result)
-                for (kind, rule, who, _), result in zip(planned, results, strict=True)
+                for (kind, rule, who), result in zip(planned, results, strict=True)
                 if result is not None
             ]
         )
@@ -211,6 +226,15 @@ def _denied(entry: Charged) -> GatewayError:
     message = f"rate limit {entry.rule.name!r} reached for {entry.kind}: retry in {retry:.3g}s"
     headers = [("retry-after", str(max(1, math.ceil(retry))))]
     return GatewayError(429, message, kind=entry.kind, code="rate_limit_exceeded", headers=headers)
+
+
+def _identifier(caller: Caller, rule: RateLimitRule, model: str | None) -> str | None:
+    """The key ``caller`` counts under for ``rule``; per model when ``model`` is given.
+
+    :raises GatewayError: 400 when there is none (`Caller.identifier`).
+    """
+    identifier = caller.identifier(rule.scope)
+    return identifier if model is None else f"{identifier or '*'}:{model}"
 
 
 def _whole(seconds: float) -> str:

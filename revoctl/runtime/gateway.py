@@ -180,9 +180,12 @@ class Gateway:
         if exchange is not None:
             await self.charging.refund_all(exchange.charge)
             self.usage.record(exchange, error.status, None, error.code)
-            return [*error.headers, *exchange.charge.headers()]
-        caller = await self._caller_of(request)
-        self.usage.record_request(request, caller, error.status, error.code)
+            if exchange.charge.entries:
+                return [*error.headers, *exchange.charge.headers()]
+            caller: Caller | None = exchange.caller  # refused before its charge was taken
+        else:
+            caller = await self._caller_of(request)
+            self.usage.record_request(request, caller, error.status, error.code)
         if caller is None:  # not authenticated: no rule of anyone's to show
             return error.headers
         model = getattr(request.state, "model", None)

@@ -51,7 +51,7 @@ name = "gpt-rpm"
 requests = 100
 window_seconds = 31622400
 algorithm = "fixed_window"
-scope = "per_api_key"
+scope = "per_user"            # with keys: the bucket KEYNAME:USER
 
 [breakers]
 store = "memory"
@@ -214,6 +214,24 @@ def test_every_authenticated_v1_response_carries_the_rate_limit_headers(gateway,
     unauthenticated = ask(client, None)
     assert unauthenticated.status_code == 401
     assert not any(h in unauthenticated.headers for h in RATE_LIMIT_HEADERS)
+
+
+@pytest.mark.parametrize("why", ["no messages", "a user too long for its bucket"])
+def test_a_user_no_bucket_can_be_keyed_for_still_gets_the_other_rules_headers(
+    gateway, why: str
+) -> None:
+    """``team-a:`` and 250 characters is longer than a rate-limit key: the per_user rule
+    has no bucket for this caller, and the refusal shows the caller's other rules."""
+    client, key = gateway
+    body: dict[str, Any] = {"user": "u" * 250}
+    if why == "no messages":
+        body["messages"] = []
+    refused = ask(client, key, **body)
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["ratelimit-policy"] == (
+        '"requests";q=3;w=31622400, "tokens";q=3000;w=31622400'
+    )
+    assert refused.headers["x-ratelimit-remaining-requests"] == "3"
 
 
 def test_every_answered_request_has_one_row_refusals_included(
