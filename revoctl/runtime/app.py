@@ -110,13 +110,11 @@ def create_app(
 
 
 async def refused(request: Request, exc: Exception) -> Response:
-    """Every `GatewayError` a route raises, rendered once as OpenAI's error object; a request
-    that got as far as its exchange has its charge given back and its row written."""
+    """Every `GatewayError` a route raises, rendered once as OpenAI's error object, with the
+    caller's rate-limit headers; its charge given back and its row written (`Gateway.refuse`)."""
     assert isinstance(exc, GatewayError)  # the one class this handler is registered for
-    exchange = getattr(request.state, "exchange", None)
-    if exchange is not None:
-        await Gateway.of(request).refuse(exchange, exc.status)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=dict(exc.headers))
+    headers = await Gateway.of(request).refuse(request, exc)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=dict(headers))
 
 
 async def not_routed(request: Request, exc: Exception) -> Response:

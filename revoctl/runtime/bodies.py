@@ -79,6 +79,12 @@ def user_named(body: Any) -> str | None:
     return user if isinstance(user, str) else None
 
 
+def model_named(body: Any) -> str | None:
+    """The ``model`` a body names, if it names one as non-empty text (configured or not)."""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
 def checked_chat(body: Any, models: Mapping[str, object], default_max_tokens: int) -> ChatRequest:
     """``body`` as a chat request for one of ``models``, its ``max_tokens`` filled in.
 

@@ -14,8 +14,11 @@ A chat request reads top to bottom in its route (`revoctl.runtime.routes.chat`):
    (`revoctl.runtime.usage`).
 
 Any refusal on the way is raised as `GatewayError` and rendered once, by the handler
-`revoctl.runtime.app` registers: what the request was charged is given back, and its row
-is written. In the background the gateway folds the services' counters into the metrics
+`revoctl.runtime.app` registers (`Gateway.refuse`): what the request was charged is given
+back, its response shows the caller's rules, and its row is written with what is known of
+it by then (the key, the ``user`` and the model the body named, the status and the code).
+
+In the background the gateway folds the services' counters into the metrics
 (`revoctl.runtime.metrics`), reports this instance to the fleet
 (`revoctl.runtime.instance`) and follows secret changes (`revoctl.runtime.watch`).
 """
@@ -27,15 +30,17 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from revoctl.core._periodic import every
+from revoctl.core.db.models import MODEL_NAME_LENGTH
 from revoctl.core.errors import first_line
-from revoctl.runtime.bodies import checked_chat
+from revoctl.runtime.bodies import checked_chat, model_named, user_named
 from revoctl.runtime.charging import Charging
+from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.exchange import Exchange
 from revoctl.runtime.identity import Identity
 from revoctl.runtime.instance import INSTANCE_REPORT_SECONDS, Instance
 from revoctl.runtime.metrics import METRICS_SYNC_SECONDS, MetricsSync
 from revoctl.runtime.routing import Routing
-from revoctl.runtime.usage import UsageLog
+from revoctl.runtime.usage import MAX_USER_LENGTH, UsageLog
 from revoctl.runtime.watch import SecretChangeWatcher
 
 if TYPE_CHECKING:
@@ -112,9 +117,24 @@ class Gateway:
         self.metrics_sync.sync_usage()  # what shutdown dropped is counted too
         await self.routing.close()
 
+    async def identify(self, request: Request, body: Any) -> Caller:
+        """Who asks (`Identity.identify`, with the ``user`` ``body`` names). The request's
+        state keeps the caller and the model and ``user`` the body names, so that a refusal
+        still has its row and its headers (`refuse`).
+
+        :raises GatewayError: 401 when keys are required and the request has no valid one.
+        """
+        model, user = model_named(body), user_named(body)
+        state = request.state
+        state.model = model[:MODEL_NAME_LENGTH] if model else None
+        state.user = user[:MAX_USER_LENGTH] if user else None
+        state.caller = None  # asked once: a refusal does not ask again (`_caller_of`)
+        caller = state.caller = await self.identity.identify(request, user)
+        return caller
+
     def exchange(self, request: Request, caller: Caller, body: Any, started: float) -> Exchange:
         """``body``, checked, as the exchange the rest of the request carries; from here on a
-        refusal gives back what was charged and writes the request's row (`refuse`).
+        refusal gives back what was charged (`refuse`).
 
         :raises GatewayError: 400 for a malformed body, 404 for a model that is not configured.
         """
@@ -131,16 +151,58 @@ class Gateway:
         request.state.exchange = exchange
         return exchange
 
+    async def charge(self, exchange: Exchange) -> None:
+        """Charge the exchange's request on every rule that applies (`Charging.charge`);
+        ``exchange.charge`` holds what was taken, for its headers and a refusal's refund.
+
+        :raises GatewayError: 429 when a rule denies it, 413 when a rule can never allow it.
+        """
+        await self.charging.charge(
+            exchange.caller, exchange.model, exchange.request, exchange.charge
+        )
+
+    async def rate_limit_headers(
+        self, caller: Caller, model: str | None = None
+    ) -> list[tuple[str, str]]:
+        """The state of ``caller``'s rules (and ``model``'s, a configured one), read without
+        consuming: the headers of a response that charged nothing."""
+        return (await self.charging.read(caller, model)).headers()
+
     async def settle(self, exchange: Exchange, usage: Usage | None, status: int = 200) -> None:
         """After the answer: refund what its usage shows was not used, write its row."""
         await self.charging.settle(exchange.charge, usage, exchange.request_id)
         self.usage.record(exchange, status, usage)
 
-    async def refuse(self, exchange: Exchange, status: int) -> None:
+    async def refuse(self, request: Request, error: GatewayError) -> list[tuple[str, str]]:
         """A refusal: give back what the request was charged (nothing was answered, nothing
-        is owed), write its row."""
-        await self.charging.refund_all(exchange.charge)
-        self.usage.record(exchange, status, None)
+        is owed), write its row; returns its headers, the caller's rules' among them."""
+        exchange: Exchange | None = getattr(request.state, "exchange", None)
+        if exchange is not None:
+            await self.charging.refund_all(exchange.charge)
+            self.usage.record(exchange, error.status, None, error.code)
+            if exchange.charge.entries:
+                return [*error.headers, *exchange.charge.headers()]
+            caller: Caller | None = exchange.caller  # refused before its charge was taken
+        else:
+            caller = await self._caller_of(request)
+            self.usage.record_request(request, caller, error.status, error.code)
+        if caller is None:  # not authenticated: no rule of anyone's to show
+            return error.headers
+        model = getattr(request.state, "model", None)
+        configured = model if model in self.models else None
+        return [*error.headers, *await self.rate_limit_headers(caller, configured)]
+
+    async def _caller_of(self, request: Request) -> Caller | None:
+        """The caller `identify` found; for a request refused before it was asked (its body
+        could not be read), the key it presents, if valid; None when there is none."""
+        state = request.state
+        if hasattr(state, "caller"):
+            caller: Caller | None = state.caller
+            return caller
+        try:
+            return await self.identity.identify(request, None)
+        except GatewayError:
+            return None
 
     def readiness(self) -> dict[str, Any]:
         """``/health/ready``'s verdict (`Instance.readiness`)."""

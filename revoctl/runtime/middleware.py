@@ -36,6 +36,7 @@ class AccessLog:
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
         request_id = given.decode() if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        scope["state"]["started"] = started  # a refused request's row takes its duration from it
         status = 500
 
         async def send_with_id(message: Message) -> None:

@@ -2,11 +2,13 @@
 
 The candidates are the model and its ``fallbacks``, in order, each once. Each is called
 through its provider's breaker; while the breaker is open or the call fails in the
-provider's way (429, 5xx, timeout), the next candidate is tried. A request the provider
-refuses as malformed is returned as it is, and no fallback is tried (it would refuse it
-too). When no candidate answers, the refusal says why: 503 when every breaker was open,
-429 (with the upstream's ``Retry-After``) when the last was rate limited, 504 when it
-timed out, else 502.
+provider's way (429, 5xx, timeout, or 401/403: the provider refused the gateway's own
+key, a configuration fault of the gateway's and never the caller's), the next candidate
+is tried. A request the provider refuses as malformed is returned as it is, and no
+fallback is tried (it would refuse it too). When no candidate answers, the refusal says
+why: 503 when every breaker was open, 429 (with the upstream's ``Retry-After``) when the
+last was rate limited, 504 when it timed out, 502 "upstream authentication failed" when
+the last provider refused the gateway's key, else 502.
 
 A stream counts as answered at its first chunk: after that the client holds part of an
 answer, and a failure ends the stream (the relay's business) instead of a fallback.
@@ -27,6 +29,7 @@ from revoctl.runtime.providers import (
     ProviderRateLimitError,
     ProviderRequestError,
     ProviderTimeoutError,
+    ProviderUnavailableError,
     api_key_from,
     provider_for,
 )
@@ -42,6 +45,8 @@ logger = logging.getLogger("revoctl.gateway")
 
 T = TypeVar("T")
 
+UPSTREAM_AUTH_FAILURES = frozenset({401, 403})
+"""A provider's statuses for a key it refuses: the gateway's configuration, not the caller's."""
 MAX_REASON_CHARS = 300
 """A failure's reason, as a fallback's log line and a refusal name it, is cut here."""
 
@@ -199,6 +204,11 @@ def _exhausted(model: str, failures: list[BaseException]) -> GatewayError:
         return GatewayError(
             429, f"every provider for {model!r} is rate limited: {tried}",
             kind="rate_limit_exceeded", code="upstream_rate_limited", headers=headers,
+        )  # fmt: skip
+    if isinstance(last, ProviderUnavailableError) and last.status in UPSTREAM_AUTH_FAILURES:
+        return GatewayError(
+            502, f"upstream authentication failed for {model!r} (the provider refused the "
+            f"gateway's key: check the provider's api_key): {tried}", kind="server_error",
         )  # fmt: skip
     if isinstance(last, ProviderTimeoutError | TimeoutError):
         return GatewayError(

@@ -2,7 +2,9 @@
 
 `UsageLog.record` turns each request the gateway answered into one `RequestRecord` (with
 its model call's tokens and cost, priced from the model's configuration) and counts it in
-the metrics; the records go to a `BatchWriter`, and a batch is one transaction.
+the metrics; `UsageLog.record_request` writes the row of a request that had no exchange
+(refused before one existed, or ``GET /v1/models``) from what is known of it. The records
+go to a `BatchWriter`, and a batch is one transaction.
 While the database is away the rows wait in the bounded buffer (``gateway.usage_buffer``);
 what overflows is counted (``revoctl_usage_rows_dropped_total``) and logged, and no
 response ever waits for the database. Shutdown flushes what is left.
@@ -29,10 +31,12 @@ from revoctl.core.health import worst
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+    from starlette.requests import Request
 
     from revoctl.core.db import DatabaseManager
     from revoctl.core.gateway.settings import ModelConfig
     from revoctl.runtime.exchange import Exchange
+    from revoctl.runtime.identity import Caller
     from revoctl.runtime.metrics import GatewayMetrics
     from revoctl.runtime.providers import Usage
 
@@ -71,6 +75,10 @@ class RequestRecord:
     client_ip: str | None
     request_id: str
     call: ModelCall | None
+    model: str | None = None
+    """The model the request named, if it named one."""
+    error_code: str | None = None
+    """A refusal's ``code``."""
     record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     """This record's own id: what makes writing it twice harmless."""
 
@@ -124,8 +132,11 @@ class UsageLog:
             UsageSink(db), what="usage rows", describe=RequestRecord.describe, capacity=capacity
         )
 
-    def record(self, exchange: Exchange, status: int, usage: Usage | None) -> None:
-        """The request's row (written in the background) and its metrics, now."""
+    def record(
+        self, exchange: Exchange, status: int, usage: Usage | None, code: str | None = None
+    ) -> None:
+        """The request's row (written in the background) and its metrics, now; ``code`` is a
+        refusal's."""
         elapsed = time.perf_counter() - exchange.started
         call = None
         model = exchange.served_by or exchange.model
@@ -159,6 +170,38 @@ class UsageLog:
                 client_ip=exchange.caller.client_ip,
                 request_id=exchange.request_id,
                 call=call,
+                model=exchange.model,
+                error_code=code,
+            )
+        )
+
+    def record_request(
+        self, request: Request, caller: Caller | None, status: int, code: str | None = None
+    ) -> None:
+        """The row of a request with no exchange, from what is known of it: the caller (None:
+        not identified), the model and ``user`` its body named and when it began
+        (``request.state``: `Gateway.identify`, the access log's middleware)."""
+        state = request.state
+        started = getattr(state, "started", None)
+        elapsed = 0.0 if started is None else time.perf_counter() - started
+        if caller is not None:
+            key_name, client = caller.key_name, caller.client_ip
+        else:
+            key_name, client = None, request.client.host if request.client else None
+        self.writer.add(
+            RequestRecord(
+                ts=datetime.now(UTC),
+                method=request.method,
+                path=request.url.path,
+                status_code=status,
+                duration_ms=round(elapsed * 1000, 3),
+                user_id=getattr(state, "user", None) or key_name,
+                key_name=key_name,
+                client_ip=client,
+                request_id=state.request_id,
+                call=None,
+                model=getattr(state, "model", None),
+                error_code=code,
             )
         )
 
@@ -202,6 +245,8 @@ async def _insert(session: AsyncSession, backend: str, records: Sequence[Request
             "client_ip": r.client_ip,
             "request_id": r.request_id,
             "record_id": r.record_id,
+            "model": r.model,
+            "error_code": r.error_code,
         }
         for r in records
     ]

@@ -163,8 +163,10 @@ def test_a_request_whose_tokens_cannot_fit_is_refused_and_charges_nothing(gatewa
     client, key = gateway
     before = len(llm.requests)
     refused = ask(client, key, max_tokens=5000)
-    assert refused.status_code == 429
+    assert refused.status_code == 413  # not a 429: retrying cannot help (issue 17)
+    assert refused.json()["error"]["code"] == "request_too_large"
     assert "can never be allowed" in refused.json()["error"]["message"]
+    assert "retry-after" not in refused.headers
     assert len(llm.requests) == before  # the provider was never called
     ok = ask(client, key)
     assert ok.headers["x-ratelimit-remaining-requests"] == "4"  # the refused one was given back

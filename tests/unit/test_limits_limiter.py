@@ -225,6 +225,30 @@ async def test_operator_calls_are_strict() -> None:
         await lim.run_checks("api", "a", 3)
 
 
+async def test_current_reads_without_consuming_and_never_raises_for_the_store() -> None:
+    """The runtime's read, for the headers of a response that charged nothing: fail-soft,
+    where `peek` is strict, and no probe wasted while the store is down."""
+    lim, store, clock = limiter()
+    await lim.check_rate_limit("api", "a", 5)
+    for _ in range(3):
+        seen = await lim.current("api", "a")
+        assert seen is not None and (seen.remaining, seen.limit) == (15, 20)
+    assert lim.decisions()["api"]["allowed"] == 1  # reads are not decisions
+    off = await lim.current("off", "a")
+    assert off is not None and off.allowed
+    store.down = True
+    assert await lim.current("api", "a") is None
+    calls = store.calls
+    assert await lim.current("api", "a") is None  # down, within the interval: not asked
+    assert store.calls == calls
+    clock.now += 1.0
+    store.down = False
+    seen = await lim.current("api", "a")  # the probe, which succeeds
+    assert seen is not None and seen.remaining == 15
+    with pytest.raises(UsageError):
+        await lim.current("api", "x" * 256)
+
+
 async def test_run_checks_inspect_reset() -> None:
     lim, _, _ = limiter()
     run = await lim.run_checks("api", "a", count=25)

@@ -69,6 +69,9 @@ def utcnow() -> datetime:
 
 Id = BigInteger().with_variant(Integer, "sqlite")
 """SQLite only auto-increments an ``INTEGER PRIMARY KEY``."""
+MODEL_NAME_LENGTH = 128
+"""Characters kept of a model's name (a configured name is never longer)."""
+ERROR_CODE_LENGTH = 64
 REASON_LENGTH = 500
 """Characters kept of a breaker's reason or a transition's cause (the stores cut to it)."""
 
@@ -103,6 +106,10 @@ class RequestLog(_Event, Base):
     record_id: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
     """The writer's own id for the row (``request_id`` may be the caller's, and a caller may
     send one twice): a batch written again after a lost COMMIT answer adds nothing."""
+    model: Mapped[str | None] = mapped_column(String(MODEL_NAME_LENGTH))
+    """The model the request named (configured or not; cut to the column), if it named one."""
+    error_code: Mapped[str | None] = mapped_column(String(ERROR_CODE_LENGTH))
+    """A refusal's ``code``, as the caller's error object has it (``rate_limit_exceeded``)."""
 
 
 class ModelUsage(_Event, Base):
@@ -112,7 +119,7 @@ class ModelUsage(_Event, Base):
     __table_args__ = (Index(None, "provider", "model", "ts"),)
 
     provider: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(MODEL_NAME_LENGTH))
     prompt_tokens: Mapped[int] = mapped_column(default=0)
     completion_tokens: Mapped[int] = mapped_column(default=0)
     total_tokens: Mapped[int] = mapped_column(default=0)

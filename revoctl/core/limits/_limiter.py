@@ -17,7 +17,8 @@ as down. `revoctl.core.limits._condition` keeps that account.
 
 The operator's calls (`peek`, `inspect`, `reset`, `run_checks`) are strict: they
 raise, because an operator must see the store as it is, not the policy's stand-in
-(`revoctl.core.limits._operator`, with the rules by name and the keys' checks).
+(`revoctl.core.limits._operator`, with the rules by name and the keys' checks). The
+runtime's own read, `current` (a rule's state for a response's headers), is fail-soft.
 """
 
 from __future__ import annotations
@@ -164,6 +165,26 @@ class RateLimiter(OperatorCalls):
         if self._weight(weight, minimum=0) == 0 or not found.enabled:
             return None
         answer = await self._fail_soft(found, key, "refund", weight)
+        return None if isinstance(answer, str) else answer
+
+    async def current(
+        self, rule: str | RateLimitRule, identifier: str | None
+    ) -> RateLimitResult | None:
+        """What a check of one unit for ``identifier`` would answer now, consuming nothing:
+        the state a response shows of a rule it was not charged on. Fail-soft, unlike `peek`:
+        None when the store cannot say now (it is down, busy or failing).
+
+        :raises NotFoundError: no rule has that name.
+        :raises UsageError: the identifier is invalid.
+        """
+        found = self.rule(rule)
+        key = self.key_for(found, identifier)
+        if not found.enabled:
+            limit = found.capacity
+            return RateLimitResult(True, limit, limit, None, 0.0, "the rule is disabled")
+        if self._local is not None:
+            return self._local(found, key, "peek", 1)
+        answer = await self._fail_soft(found, key, "peek", 1)
         return None if isinstance(answer, str) else answer
 
     async def _fail_soft(

@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from revoctl.runtime.bodies import read_json, user_named
+from revoctl.runtime.bodies import read_json
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.exchange import Exchange
 from revoctl.runtime.gateway import Gateway
@@ -32,9 +32,9 @@ async def chat_completions(request: Request) -> Response:
     started = time.perf_counter()
     gateway = Gateway.of(request)
     body = await read_json(request, gateway.config.max_body_bytes)
-    caller = await gateway.identity.identify(request, user_named(body))
+    caller = await gateway.identify(request, body)
     exchange = gateway.exchange(request, caller, body, started)
-    exchange.charge = await gateway.charging.charge(caller, exchange.model, exchange.request)
+    await gateway.charge(exchange)
     if exchange.request.get("stream"):
         stream, first = await gateway.routing.open_stream(exchange)
         return StreamingResponse(

@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from revoctl.runtime.bodies import checked, read_json, user_named
+from revoctl.runtime.bodies import checked, read_json
 from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.providers import usage_of
 from revoctl.runtime.schemas import GenerateRequest
@@ -27,10 +27,10 @@ async def generate(request: Request) -> Response:
     started = time.perf_counter()
     gateway = Gateway.of(request)
     body = await read_json(request, gateway.config.max_body_bytes)
-    caller = await gateway.identity.identify(request, user_named(body))
+    caller = await gateway.identify(request, body)
     body = _as_chat(body)
     exchange = gateway.exchange(request, caller, body, started)
-    exchange.charge = await gateway.charging.charge(caller, exchange.model, exchange.request)
+    await gateway.charge(exchange)
     answer = await gateway.routing.complete(exchange)
     usage = usage_of(answer)
     choice = (answer.get("choices") or [{}])[0]

@@ -9,11 +9,16 @@ from revoctl.runtime.gateway import Gateway
 
 
 async def list_models(request: Request) -> Response:
-    """Every configured model. :raises GatewayError: 401 when keys are required and missing."""
+    """Every configured model, with the caller's rate-limit headers (read, not charged).
+
+    :raises GatewayError: 401 when keys are required and missing.
+    """
     gateway = Gateway.of(request)
-    await gateway.identity.identify(request, None)
+    caller = await gateway.identify(request, None)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": model.provider}
         for name, model in sorted(gateway.models.items())
     ]
-    return JSONResponse({"object": "list", "data": data})
+    headers = await gateway.rate_limit_headers(caller)
+    gateway.usage.record_request(request, caller, 200)
+    return JSONResponse({"object": "list", "data": data}, headers=dict(headers))
