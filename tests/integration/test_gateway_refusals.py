@@ -23,12 +23,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from revoctl.config import load_config
+from revoctl.core.gateway.settings import GatewayConfig
 from revoctl.runtime.app import create_app
-from revoctl.runtime.bodies import MAX_BODY_BYTES
 from revoctl.runtime.providers import ProviderUnavailableError
 from revoctl.runtime.routing import _exhausted
 from tests.support.llm_standin import LLMStandIn
 
+MAX_BODY = GatewayConfig().max_body_bytes
 PROVIDER_KEY = "sk-refusals-test"
 
 CONFIG = """
@@ -245,12 +246,12 @@ def test_every_answered_request_has_one_row_refusals_included(
         return {**auth, "x-request-id": f"{tag}-{name}"}
 
     sent = {  # request id suffix -> (status, model, key, user, error_code) expected
-        "bad-json": (400, None, "team-a", "team-a", None),
-        "no-messages": (400, "gpt", "team-a", "alice", None),
+        "bad-json": (400, None, "team-a", "team-a", "invalid_json"),
+        "no-messages": (400, "gpt", "team-a", "alice", "invalid_value"),
         "no-key": (401, "gpt", None, "alice", "invalid_api_key"),
         "unknown": (404, "nope", "team-a", "team-a", "model_not_found"),
         "heavy": (413, "gpt", "team-a", "team-a", "request_too_large"),
-        "huge": (413, None, "team-a", "team-a", None),
+        "huge": (413, None, "team-a", "team-a", "body_too_large"),
         "ok-1": (200, "gpt", "team-a", "team-a", None),
         "broken": (502, "gpt", "team-a", "team-a", None),
         "ok-2": (200, "gpt", "team-a", "team-a", None),
@@ -270,7 +271,7 @@ def test_every_answered_request_has_one_row_refusals_included(
         ),
         "unknown": client.post(chat, json={**body, "model": "nope"}, headers=rid("unknown")),
         "heavy": client.post(chat, json={**body, "max_tokens": 5000}, headers=rid("heavy")),
-        "huge": client.post(chat, content=b" " * (MAX_BODY_BYTES + 1), headers=rid("huge")),
+        "huge": client.post(chat, content=b" " * (MAX_BODY + 1), headers=rid("huge")),
         "ok-1": client.post(chat, json=body, headers=rid("ok-1")),
     }
     llm.mode = "error500"
