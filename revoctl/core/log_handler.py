@@ -16,7 +16,11 @@ from revoctl.core.redaction import RedactionFilter, install_log_redaction, redac
 LogFormat = Literal["auto", "json", "text"]
 
 
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with ANSI colour codes, for terminals
+}
 
 
 class JsonFormatter(logging.Formatter):

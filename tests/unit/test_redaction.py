@@ -159,3 +159,25 @@ def test_log_records_are_scrubbed_for_any_handler_and_keep_their_arguments() -> 
     assert record.args is not None and len(record.args) == 5  # formatters read them by position
     assert "hunter2-canary" not in record.getMessage()
     assert record.getMessage().endswith("200")
+
+
+def test_json_lines_carry_no_terminal_colour_codes() -> None:
+    """uvicorn's records carry ``color_message``, the message with ANSI codes for a terminal;
+    a JSON line has the plain message only."""
+    import json
+    import logging
+
+    from revoctl.core.log_handler import JsonFormatter
+
+    record = logging.makeLogRecord(
+        {
+            "name": "uvicorn.error",
+            "msg": "Started server process [%d]",
+            "args": (42,),
+            "color_message": "Started server process [\x1b[36m%d\x1b[0m]",
+            "request_id": "r-1",
+        }
+    )
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "Started server process [42]"
+    assert "color_message" not in entry and entry["request_id"] == "r-1"
