@@ -8,7 +8,6 @@ there (migrating the database first) and `close_store` releases it.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from revoctl.core.breakers import BreakerStateStore
+from tests.support import stores
 
 ALL_BREAKER_STORES = [
     pytest.param("memory", id="memory"),
@@ -26,12 +26,8 @@ ALL_BREAKER_STORES = [
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where a store of ``kind`` lives: a database URL, or Redis's URL and key prefix."""
-
-    kind: str
-    url: str = ""
-    prefix: str = ""
+class Target(stores.Target):
+    """Where a breaker store of ``kind`` lives, and the settings that point revoctl at it."""
 
     @property
     def store(self) -> str:
@@ -49,17 +45,8 @@ class Target:
 
 
 def store_target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    if kind == "redis":
-        return Target(
-            kind, request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        )
-    if kind == "postgres":
-        return Target(kind, request.getfixturevalue("postgres_url"))
-    if kind == "sqlite":
-        return Target(
-            kind, f"sqlite+aiosqlite:///{tmp_path / f'breakers-{uuid.uuid4().hex[:6]}.db'}"
-        )
-    return Target(kind)
+    """Where a breaker store of ``kind`` lives."""
+    return stores.store_target(kind, request, tmp_path, Target)
 
 
 async def open_store(target: Target, *, history_limit: int = 1000) -> tuple[BreakerStateStore, Any]:

@@ -1,7 +1,7 @@
 """Limit stores for tests: one table of every store kind, each built on a real back end.
 
 `ALL_LIMIT_STORES` parametrises a test over memory, Redis, PostgreSQL and SQLite, as
-`ALL_BREAKER_STORES` does for the breakers. `store_url(kind, request, tmp_path)` resolves
+`ALL_BREAKER_STORES` does for the breakers. `store_target(kind, request, tmp_path)` resolves
 where the store lives (from a sync fixture: the server fixtures run their own event
 loop); `open_store` builds the store there (migrating the database first) and
 `close_store` releases it.
@@ -9,14 +9,14 @@ loop); `open_store` builds the store there (migrating the database first) and
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from revoctl.core.limits import LimitStore
+from tests.support import stores
+from tests.support.stores import Target
 
 ALL_LIMIT_STORES = [
     pytest.param("memory", id="memory"),
@@ -26,25 +26,9 @@ ALL_LIMIT_STORES = [
 ]
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a store of ``kind`` lives: a database URL, or Redis's URL and key prefix."""
-
-    kind: str
-    url: str = ""
-    prefix: str = ""
-
-
 def store_target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    if kind == "redis":
-        return Target(
-            kind, request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        )
-    if kind == "postgres":
-        return Target(kind, request.getfixturevalue("postgres_url"))
-    if kind == "sqlite":
-        return Target(kind, f"sqlite+aiosqlite:///{tmp_path / f'limits-{uuid.uuid4().hex[:6]}.db'}")
-    return Target(kind)
+    """Where a limit store of ``kind`` lives."""
+    return stores.store_target(kind, request, tmp_path, Target)
 
 
 async def open_store(target: Target) -> tuple[LimitStore, Any]:
