@@ -24,7 +24,13 @@ from revoctl.core._settings import Section
 from revoctl.core.breakers.settings import BreakersConfig
 from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import ConfigError, UsageError
-from revoctl.core.gateway.settings import GatewayConfig, ModelConfig, ProviderConfig
+from revoctl.core.gateway.settings import (
+    GatewayConfig,
+    ModelConfig,
+    ProviderConfig,
+    TierConfig,
+    rule_names,
+)
 from revoctl.core.health import HealthConfig
 from revoctl.core.limits.settings import LimitsConfig
 from revoctl.core.logs import LoggingConfig
@@ -50,6 +56,7 @@ class Settings(Section):
     gateway: GatewayConfig = GatewayConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
+    tiers: dict[str, TierConfig] = {}
 
     @model_validator(mode="after")
     def _references_between_tables(self) -> Settings:
@@ -57,9 +64,23 @@ class Settings(Section):
         problems = []
         rules = {rule.name for rule in self.limits.rules}
         for key in ("request_rule", "token_rule"):
-            rule = getattr(self.gateway, key)
-            if rule and rule not in rules:
-                problems.append(f"gateway.{key}: no [[limits.rules]] named {rule!r}")
+            problems += [
+                f"gateway.{key}: no [[limits.rules]] named {rule!r}"
+                for rule in rule_names(getattr(self.gateway, key))
+                if rule not in rules
+            ]
+        for name, tier in self.tiers.items():
+            for key in ("request_rule", "token_rule"):
+                problems += [
+                    f"tiers.{name}.{key}: no [[limits.rules]] named {rule!r}"
+                    for rule in rule_names(getattr(tier, key))
+                    if rule not in rules
+                ]
+            problems += [
+                f"tiers.{name}.models: no [models.{model}]"
+                for model in tier.models
+                if model not in self.models
+            ]
         for name, model in self.models.items():
             for key in ("request_rule", "token_rule"):
                 rule = getattr(model, key)

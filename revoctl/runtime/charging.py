@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from revoctl.core.errors import UsageError
+from revoctl.core.gateway.settings import rule_names
 from revoctl.core.limits._operator import MAX_KEY_LENGTH
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.tokens import prompt_token_bound
@@ -129,8 +130,8 @@ class Charging:
         limiter = self.services.limiter
         return [
             (kind, limiter.rule(name), weight, per_model)
-            for kind, name, weight, per_model in wanted
-            if name
+            for kind, names, weight, per_model in wanted
+            for name in rule_names(names)
         ]
 
     async def charge(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, Literal
@@ -12,6 +13,45 @@ from revoctl.core._settings import Section
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"
 
+RuleNames = str | tuple[str, ...]
+"""A rule setting: one ``[[limits.rules]]`` name ("" = none) or a list of them (every rule
+must allow)."""
+_PERIOD = re.compile(r"^([1-9][0-9]{0,6})([smhd])$")
+_PERIOD_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_BUDGET_PERIOD = 60
+MAX_BUDGET_PERIOD = 366 * 86400
+
+
+def rule_names(value: RuleNames) -> tuple[str, ...]:
+    """A rule setting as the names it lists (none for "")."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return value
+
+
+def period_seconds(value: str | int) -> int:
+    """A ``budget_period`` (``"1h"``, ``"1d"``, ``"7d"``, ``"30d"``, or seconds) in seconds.
+
+    :raises ValueError: not a period, or outside 60 s to 366 days.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a period is like '1h', '1d', '30d' or a number of seconds")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        text = value.strip()
+        match = _PERIOD.fullmatch(text)
+        if text.isdigit():
+            seconds = int(text)
+        elif match is not None:
+            seconds = int(match.group(1)) * _PERIOD_UNITS[match.group(2)]
+        else:
+            raise ValueError(f"{value!r} is not a period: use '1h', '1d', '7d', '30d' or seconds")
+    if not MIN_BUDGET_PERIOD <= seconds <= MAX_BUDGET_PERIOD:
+        raise ValueError(f"a budget period is {MIN_BUDGET_PERIOD} s to 366 days, got {seconds} s")
+    return seconds
+
+
 CLOSE_SECONDS_MAX = 5.0
 """The most of ``gateway.drain_seconds`` kept for the close after the requests in flight."""
 
@@ -21,8 +61,12 @@ class GatewayConfig(Section):
 
     auth: Literal["keys", "none"] = "keys"
     default_max_tokens: int = Field(1024, ge=1, le=1_000_000)
-    request_rule: str = ""
-    token_rule: str = ""
+    request_rule: RuleNames = ""
+    """Rules charged 1 per request of a key with no tier (`rule_names`)."""
+    token_rule: RuleNames = ""
+    """Rules charged in tokens (prompt bound plus ``max_tokens``) for a key with no tier."""
+    admin_key: str = ""
+    """The admin API's bearer key (``/admin/*``); "" = the admin API is off (404)."""
     keys_refresh_seconds: float = Field(0.5, gt=0, le=60)
     """How often each instance re-reads revoked keys: a revocation takes effect within it."""
     usage_buffer: int = Field(10_000, ge=1, le=1_000_000)
@@ -143,3 +187,31 @@ class ModelConfig(Section):
     def upstream_name(self, name: str) -> str:
         """The provider's own name for the model called ``name`` here."""
         return self.upstream or name
+
+
+class TierConfig(Section):
+    """``[tiers.NAME]``: what the keys of one tier may use. Its rules replace the gateway's
+    for its keys; ``budget`` caps spend per ``budget_period`` (periods start at each key's
+    creation); ``max_parallel_requests`` caps a key's requests in flight across every
+    instance; ``models`` lists the models its keys may call ([] = every one)."""
+
+    request_rule: RuleNames = ""
+    token_rule: RuleNames = ""
+    budget: float = Field(0.0, ge=0, le=1e9)
+    """Spend cap per period, in the price table's units; 0 = none."""
+    budget_period: str | int = "30d"
+    max_parallel_requests: int = Field(0, ge=0, le=100_000)
+    models: tuple[str, ...] = ()
+
+    @field_validator("budget_period")
+    @classmethod
+    def _a_period(cls, value: str | int) -> str | int:
+        period_seconds(value)
+        return value
+
+    def period_seconds(self) -> int:
+        return period_seconds(self.budget_period)
+
+    def allows(self, model: str) -> bool:
+        """Whether this tier's keys may call ``model``."""
+        return not self.models or model in self.models

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from revoctl.core.keys._budget import BudgetWindow, budget_window
     from revoctl.core.keys._store import KEY_PATTERN, IssuedKey, KeyRecord, KeyStore, hash_key
 
 __getattr__, __dir__ = lazy_exports(__name__)

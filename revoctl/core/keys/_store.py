@@ -49,6 +49,16 @@ class KeyRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    tier: str | None = None
+    """The key's ``[tiers.NAME]``; None: the gateway's own rules."""
+    budget_added: float = 0.0
+    """Top-ups (``keys budget NAME --add``) of the period ``budget_added_period``."""
+    budget_added_period: int | None = None
+    previous_key_id: str | None = None
+    """After ``keys rotate --overlap``: the replaced key's id and hash, valid until
+    ``previous_expires_at``."""
+    previous_key_hash: str | None = None
+    previous_expires_at: datetime | None = None
 
     def usable(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

@@ -8,9 +8,14 @@ decision, so no caller needs a second round trip for them.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from revoctl.core.limits.settings import RateLimitRule
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from revoctl.core.limits.reservations import HeldLease, Reservation, Reserved, Settlement
 
 Op = Literal["check", "peek", "refund"]
 """``check`` consumes when allowed, ``peek`` never writes, ``refund`` gives units back."""
@@ -63,6 +68,30 @@ class LimitStore(Protocol):
 
         :raises BackendUnavailableError: the store cannot be reached.
         """
+        ...
+
+    async def reserve(self, reservation: Reservation, lease_seconds: float) -> Reserved:
+        """Apply every charge of ``reservation`` (one hash tag) atomically, all or nothing,
+        in one round trip: its rules' checks, its budget, its slot (a lease running out
+        ``lease_seconds`` from now, server time).
+
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        ...
+
+    async def settle(self, settlement: Settlement) -> list[RateLimitResult]:
+        """Apply ``settlement`` (one hash tag) in one round trip; the refunded rules' states
+        after it, in its order."""
+        ...
+
+    async def renew(self, held: Sequence[HeldLease], lease_seconds: float) -> None:
+        """Extend every lease in ``held`` to ``lease_seconds`` from now (server time); one
+        background call for all of them (pipelined per node on a cluster)."""
+        ...
+
+    async def spent(self, account: str, period: int) -> int:
+        """``account``'s budget counter for ``period``, nano-units (0 when never charged);
+        reservations of requests in flight included."""
         ...
 
     async def keys(self, rule: RateLimitRule) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from itertools import islice
+from typing import Any
 
 from revoctl.core.limits._algorithms import Algorithm, State, algorithm_for
 from revoctl.core.limits.base import Op, RateLimitResult
@@ -106,6 +107,19 @@ class MemoryLimitStore:
             entries.clear()
             return removed
         return 1 if entries.pop(key, None) is not None else 0
+
+    # TODO(issue 18): replaced by the reservation work in progress.
+    async def reserve(self, reservation: Any, lease_seconds: float) -> Any:
+        raise NotImplementedError
+
+    async def settle(self, settlement: Any) -> Any:
+        raise NotImplementedError
+
+    async def renew(self, held: Any, lease_seconds: float) -> None:
+        raise NotImplementedError
+
+    async def spent(self, account: str, period: int) -> int:
+        raise NotImplementedError
 
     async def ping(self) -> None:
         return None

@@ -197,6 +197,19 @@ class RedisLimitStore:
                 removed += int(await self.client.delete(*doomed[start : start + RESET_BATCH]))
         return removed
 
+    # TODO(issue 18): replaced by the reservation work in progress.
+    async def reserve(self, reservation: Any, lease_seconds: float) -> Any:
+        raise NotImplementedError
+
+    async def settle(self, settlement: Any) -> Any:
+        raise NotImplementedError
+
+    async def renew(self, held: Any, lease_seconds: float) -> None:
+        raise NotImplementedError
+
+    async def spent(self, account: str, period: int) -> int:
+        raise NotImplementedError
+
     async def ping(self) -> None:
         with translate_redis_errors(self.config):
             await self.client.ping()

@@ -198,6 +198,19 @@ class SqlLimitStore:
 
         return await self._run(delete)
 
+    # TODO(issue 18): replaced by the reservation work in progress.
+    async def reserve(self, reservation: Any, lease_seconds: float) -> Any:
+        raise NotImplementedError
+
+    async def settle(self, settlement: Any) -> Any:
+        raise NotImplementedError
+
+    async def renew(self, held: Any, lease_seconds: float) -> None:
+        raise NotImplementedError
+
+    async def spent(self, account: str, period: int) -> int:
+        raise NotImplementedError
+
     async def ping(self) -> None:
         """Reach the database on the raw driver and check that migration 0003 is applied.
 
