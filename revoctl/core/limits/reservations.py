@@ -112,7 +112,8 @@ class Reserved:
     answer (``allowed``, ``remaining`` after the charge; when the whole was denied, nothing
     was taken and ``remaining`` is as found). ``spent``: the budget's counter after the
     charge (as found, when denied), in nano-units. ``in_flight``: the account's slots held,
-    this one included when taken.
+    this one included when taken. ``stored``: False when the store failed and the
+    limiter's ``failure_mode`` answered: nothing was taken, so nothing is to be settled.
     """
 
     rules: list[RateLimitResult] = field(default_factory=list)
@@ -120,6 +121,7 @@ class Reserved:
     spent: int = 0
     slot_allowed: bool = True
     in_flight: int = 0
+    stored: bool = True
 
     @property
     def allowed(self) -> bool:
