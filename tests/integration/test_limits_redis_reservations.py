@@ -152,6 +152,22 @@ async def test_one_rule_twice_is_charged_twice(store: RedisLimitStore) -> None:
     assert not (await store.reserve(twice, LEASE)).allowed  # 9 more do not fit in 1
 
 
+@pytest.mark.parametrize("part", ["rule", "budget", "slot"])
+async def test_a_part_under_another_tag_is_refused_before_it_is_sent(
+    store: RedisLimitStore, part: str
+) -> None:
+    """On a cluster it would span two slots; on one node it is refused all the same."""
+    other = Reservation(
+        TAG,
+        (RuleCharge(RULES[0], "team-b:alice" if part == "rule" else KEY, 1),),
+        BudgetCharge("team-b" if part == "budget" else TAG, 0, BUDGET, 1, keep_seconds=600),
+        SlotCharge("team-b" if part == "slot" else TAG, 1, "lease"),
+    )
+    with pytest.raises(ValueError, match="'team-b', not the call's 'team-a'"):
+        await store.reserve(other, LEASE)
+    assert await remaining(store) == [20, 10, 10]
+
+
 async def test_a_settlement_refunds_corrects_the_budget_and_frees_the_slot(
     store: RedisLimitStore,
 ) -> None:

@@ -13,7 +13,9 @@ Every key of one caller shares a hash tag, so one script reaches them all on a c
   `spent(account, period)` finds the counter with nothing else to go on;
 * a call's receipt on a cluster: ``<prefix>_receipt:{<tag>}:<caller><n>``.
 
-Rule names start with a letter or digit, so no rule's keys begin like the ``_`` ones.
+Rule names start with a letter or digit, so no rule's keys begin like the ``_`` ones. A
+reservation or settlement with a part under another tag than its own is refused
+(``ValueError``) before it is sent: on a cluster it would span two slots.
 """
 
 from __future__ import annotations
@@ -83,6 +85,11 @@ class KeyLayout:
         return f"{self.prefix}_receipt:{{{tag}}}:{call}"
 
 
+def _outside(tag: str, part: str, own: str) -> ValueError:
+    """A part of a call under another hash tag: on a cluster it would sit in another slot."""
+    return ValueError(f"{part} has the hash tag {own!r}, not the call's {tag!r}")
+
+
 class _RulePlan(NamedTuple):
     rule: RateLimitRule
     head: str
@@ -109,8 +116,21 @@ class ChargeCalls:
             self._plans[rule.name] = plan
         return plan
 
+    def _rule_key(self, tag: str, charge: RuleCharge) -> tuple[str, _RulePlan]:
+        plan = self._plan(charge.rule)
+        own = hash_tag(charge.rule, charge.key)
+        if own != tag:
+            raise _outside(tag, f"rule {charge.rule.name!r}", own)
+        return f"{plan.head}{own}}}:{charge.key}", plan
+
+    def _account_key(self, tag: str, key: str, account: str) -> str:
+        own = account_tag(account)
+        if own != tag:
+            raise _outside(tag, "account", own)
+        return key
+
     def _rules(
-        self, charges: tuple[RuleCharge, ...], keys: list[str], args: list[EncodableT]
+        self, tag: str, charges: tuple[RuleCharge, ...], keys: list[str], args: list[EncodableT]
     ) -> list[int]:
         """Add each charge's key and arguments; the index of each charge's part. Charges on
         one key (one rule listed twice) are one part of their summed weight: a script
@@ -119,8 +139,7 @@ class ChargeCalls:
         parts: list[int] = []
         seen: dict[str, int] = {}
         for charge in charges:
-            plan = self._plan(charge.rule)
-            name = f"{plan.head}{hash_tag(charge.rule, charge.key)}}}:{charge.key}"
+            name, plan = self._rule_key(tag, charge)
             part = seen.get(name)
             if part is None:
                 part = seen[name] = len(keys)
@@ -145,13 +164,17 @@ class ChargeCalls:
         keys: list[str] = []
         args: list[EncodableT] = [0, _FLAG[budget is not None], _FLAG[slot is not None]]
         args.append(self._receipt_ms)
-        parts = self._rules(reservation.rules, keys, args)
+        tag = reservation.tag
+        parts = self._rules(tag, reservation.rules, keys, args)
         args[0] = len(keys)
         if budget is not None:
-            keys.append(self.layout.budget_key(budget.account, budget.period))
+            account = budget.account
+            keys.append(
+                self._account_key(tag, self.layout.budget_key(account, budget.period), account)
+            )
             args += (budget.limit, budget.amount, milliseconds(budget.keep_seconds))
         if slot is not None:
-            keys.append(self.layout.slots_key(slot.account))
+            keys.append(self._account_key(tag, self.layout.slots_key(slot.account), slot.account))
             args += (slot.cap, slot.lease, self._lease_ms(lease_seconds))
         return keys, args, parts
 
@@ -181,15 +204,19 @@ class ChargeCalls:
         keys: list[str] = []
         args: list[EncodableT] = [len(settlement.refunds), _FLAG[budget is not None]]
         args += (_FLAG[slot is not None], self._receipt_ms)
+        tag = settlement.tag
         for refund in settlement.refunds:
-            plan = self._plan(refund.rule)
-            keys.append(f"{plan.head}{hash_tag(refund.rule, refund.key)}}}:{refund.key}")
+            name, plan = self._rule_key(tag, refund)
+            keys.append(name)
             args += (plan.code, refund.weight, *plan.arguments)
         if budget is not None:
-            keys.append(self.layout.budget_key(budget.account, budget.period))
+            account = budget.account
+            keys.append(
+                self._account_key(tag, self.layout.budget_key(account, budget.period), account)
+            )
             args += (budget.delta, milliseconds(budget.keep_seconds))
         if slot is not None:
-            keys.append(self.layout.slots_key(slot.account))
+            keys.append(self._account_key(tag, self.layout.slots_key(slot.account), slot.account))
             args.append(slot.lease)
         return keys, args
 
