@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from revoctl.core.limits.reservations import (
     hash_tag,
 )
 from revoctl.core.redis import RedisConfig, open_redis
+from tests.integration.test_limits_exactness import ConnectionDropper
 from tests.support import reservations_worker as worker
 from tests.support.redis_servers import (
     CommandCounter,
@@ -304,8 +306,17 @@ async def test_a_lease_runs_out_unless_renewed(store: RedisLimitStore) -> None:
     assert b"fourth" not in members
 
 
-def run_workers(url: str, cluster: bool, prefix: str, mode: str, processes: int, tasks: int):
-    """Start the processes, wait until each has its store open, start them together."""
+def run_workers(
+    url: str,
+    cluster: bool,
+    prefix: str,
+    mode: str,
+    processes: int,
+    tasks: int,
+    started: threading.Event | None = None,
+) -> list[dict[str, int]]:
+    """Start the processes, wait until each has its store open, start them together (and
+    set ``started``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     argv = [sys.executable, "-m", "tests.support.reservations_worker", url, str(int(cluster))]
     workers = [
@@ -327,6 +338,8 @@ def run_workers(url: str, cluster: bool, prefix: str, mode: str, processes: int,
         for process in workers:
             process.stdin.write("go\n")  # type: ignore[union-attr]
             process.stdin.flush()  # type: ignore[union-attr]
+        if started is not None:
+            started.set()
         counts = []
         for process in workers:
             out, err = process.communicate(timeout=180)
@@ -373,3 +386,19 @@ def test_exact_across_processes_on_a_cluster(cluster: RedisClusterServers, mode:
         assert_budget_exact(counts)
     else:
         assert_cap_kept(counts)
+
+
+@pytest.mark.slow
+def test_a_cluster_budget_stays_exact_while_its_connections_drop(
+    cluster: RedisClusterServers,
+) -> None:
+    """Reservations whose replies were lost are sent again by the cluster client, or by the
+    store after the transport broke under them: each is charged once (its receipt)."""
+    started = threading.Event()
+    dropper = ConnectionDropper(cluster, started, every=40, times=3)  # of 200 reservations
+    try:
+        counts = run_workers(cluster.url, True, "dropped:", "budget", 4, 50, started)
+    finally:
+        dropped = dropper.stop()
+    assert dropped >= 1
+    assert_budget_exact(counts)
