@@ -265,6 +265,18 @@ async def test_on_a_cluster_one_evalsha_each_and_a_call_sent_again_decides_once(
         again = await store._reserve(keys=[*keys, receipt], args=args)  # the client's resend
         assert again == first == f"1 {spent + 1}".encode()
         assert await store.spent(TAG, 0) == spent + 1  # charged once
+
+        for account in (TAG, "team-z"):  # two slots, on two nodes
+            taken = Reservation(account, slot=SlotCharge(account, 5, "renewed"))
+            assert (await store.reserve(taken, LEASE)).allowed
+        held = [HeldLease(account, account, "renewed") for account in (TAG, "team-z")]
+        scores = [
+            await store.client.zscore(store.layout.slots_key(a), "renewed") for a in (TAG, "team-z")
+        ]
+        await store.renew(held, LEASE * 2)
+        for account, before in zip((TAG, "team-z"), scores, strict=True):
+            after = await store.client.zscore(store.layout.slots_key(account), "renewed")
+            assert after >= before + LEASE * 1000 - 1000  # now + twice the lease
     finally:
         await store.close()
 

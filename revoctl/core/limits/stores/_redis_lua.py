@@ -5,8 +5,8 @@ Each algorithm's file (``lua/<algorithm>.lua``) defines one function of the same
 (``lua/_common.lua`` describes it) that decides and returns the write it would make, so a
 script can evaluate every part of a call before it writes any. The scripts are those
 functions with a body: one decision (``_decision.lua``), a reservation (``_reserve.lua``),
-a settlement (``_settle.lua``), and the renewal of leases (``_renew.lua``). Each is one
-script, registered once per store and called by SHA.
+and a settlement (``_settle.lua``). Each is one script, registered once per store and
+called by SHA.
 """
 
 from __future__ import annotations
@@ -48,10 +48,6 @@ def reservation_source() -> str:
 
 def settlement_source() -> str:
     return _with_every_algorithm("_settle.lua")
-
-
-def renewal_source() -> str:
-    return _read("_common.lua", "_renew.lua")
 
 
 def rule_arguments(rule: RateLimitRule) -> tuple[bytes, ...]:

@@ -40,12 +40,11 @@ from typing import TYPE_CHECKING, Any
 from revoctl.core.errors import BackendUnavailableError, PoolExhaustedError
 from revoctl.core.limits.reservations import hash_tag
 from revoctl.core.limits.settings import RateLimitAlgorithm, RateLimitRule
-from revoctl.core.limits.stores._redis_charges import ChargeCalls, KeyLayout, milliseconds
+from revoctl.core.limits.stores._redis_charges import ChargeCalls, KeyLayout
 from revoctl.core.limits.stores._redis_lua import (
     CODES,
     lua_source,
     parse_reply,
-    renewal_source,
     reservation_source,
     rule_arguments,
     settlement_source,
@@ -106,8 +105,6 @@ class RedisLimitStore:
         }
         self._reserve = client.register_script(reservation_source())
         self._settle = client.register_script(settlement_source())
-        self._renewal = renewal_source()
-        self._renew_sha = client.register_script(self._renewal).sha
         self._plans: dict[str, tuple[RateLimitRule, AsyncScript, str, tuple[bytes, ...]]] = {}
 
     def describe(self) -> str:
@@ -175,29 +172,23 @@ class RedisLimitStore:
                 attempt += 1
 
     async def renew(self, held: Sequence[HeldLease], lease_seconds: float) -> None:
-        """One pipeline: an EVALSHA of ``_renew.lua`` per account (redis-py's cluster
-        pipeline splits it by node); after a NOSCRIPT, the script is loaded and the
-        pipeline sent once more (renewing twice is harmless)."""
-        from redis.exceptions import NoScriptError
-
+        """The server's clock (TIME), then one pipeline (redis-py's cluster pipeline splits
+        it by node): per account, drop the leases that ran out, then extend the held ones
+        that are still there (ZADD XX: a lease released or run out is not added again)."""
         leases: dict[str, list[str]] = {}
         for lease in held:
             leases.setdefault(lease.account, []).append(lease.lease)
-        lease_ms = milliseconds(lease_seconds)
+        lease_ms = math.ceil(lease_seconds * 1000)
         with translate_redis_errors(self.config):
-            for attempt in (1, 2):
-                pipeline: Any = self.client.pipeline()
-                for account, ids in leases.items():
-                    key = self.layout.slots_key(account)
-                    pipeline.evalsha(self._renew_sha, 1, key, lease_ms, *ids)
-                results = await pipeline.execute(raise_on_error=False)
-                failed = [r for r in results if isinstance(r, Exception)]
-                if not failed:
-                    return
-                if attempt == 1 and all(isinstance(r, NoScriptError) for r in failed):
-                    await self.client.script_load(self._renewal)
-                    continue
-                raise failed[0]
+            seconds, micros = await self.client.time()
+            now_ms = seconds * 1000 + micros // 1000
+            pipeline: Any = self.client.pipeline(transaction=False)
+            for account, ids in leases.items():
+                key = self.layout.slots_key(account)
+                pipeline.zremrangebyscore(key, "-inf", now_ms)
+                pipeline.zadd(key, dict.fromkeys(ids, now_ms + lease_ms), xx=True)
+                pipeline.pexpire(key, lease_ms + 1000)
+            await pipeline.execute()
 
     async def spent(self, account: str, period: int) -> int:
         with translate_redis_errors(self.config):
