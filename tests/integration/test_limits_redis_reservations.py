@@ -110,6 +110,20 @@ async def test_a_reservation_takes_every_part_and_answers_each(store: RedisLimit
     assert await store.spent(TAG, 1) == 0  # another period: never charged
 
 
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.algorithm.value)
+async def test_a_reserved_rule_answers_as_its_own_check_would(
+    store: RedisLimitStore, rule: RateLimitRule
+) -> None:
+    """The reservation runs each algorithm's own Lua function: the numbers of a check."""
+    for weight in (1, 4, 2, 30, 6, 5, 1):
+        alone = await store.apply(rule, "team-b:check", "check", weight)
+        charge = RuleCharge(rule, "team-b:reserve", weight)
+        reserved = (await store.reserve(Reservation("team-b", (charge,)), LEASE)).rules[0]
+        assert reserved[:3] == alone[:3] and reserved.reason == alone.reason
+        assert reserved.retry_after == pytest.approx(alone.retry_after, abs=0.5)
+        assert reserved.reset_after == pytest.approx(alone.reset_after, abs=0.5)
+
+
 @pytest.mark.parametrize("denier", ["api", "sliding", "fixed", "budget", "slot"])
 async def test_a_denial_by_any_part_takes_nothing_from_the_others(
     store: RedisLimitStore, denier: str

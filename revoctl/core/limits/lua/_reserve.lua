@@ -16,13 +16,18 @@
 local call = charges()
 if call.answered then return call.answered end
 local now = server_now()
-local whole, parts, writes, checks = true, {}, {}, {}
-for i = 1, call.rules do
+
+-- Rule i's decision under `op` (its arguments: see the header).
+local function rule(i, op)
   local at = 5 * i
-  local check = { ALGORITHMS[ARGV[at]], KEYS[i], tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3], ARGV[at + 4] }
-  local allowed, remaining, retry, reset, heavy, write =
-    check[1](check[2], 'check', check[3], now, check[4], check[5], check[6])
-  parts[i], writes[i], checks[i] = result(allowed, remaining, retry, reset, heavy), write, check
+  return ALGORITHMS[ARGV[at]](
+    KEYS[i], op, tonumber(ARGV[at + 1]), now, ARGV[at + 2], ARGV[at + 3], ARGV[at + 4])
+end
+
+local whole, parts, writes = true, {}, {}
+for i = 1, call.rules do
+  local allowed, remaining, retry, reset, heavy, write = rule(i, 'check')
+  parts[i], writes[i] = result(allowed, remaining, retry, reset, heavy), write
   if allowed == 0 then whole = false end
 end
 
@@ -59,8 +64,7 @@ if whole then
 else
   for i = 1, call.rules do
     if writes[i] then  -- allowed, but nothing was taken: its numbers as found
-      local check = checks[i]
-      parts[i] = result(check[1](check[2], 'peek', check[3], now, check[4], check[5], check[6]))
+      parts[i] = result(rule(i, 'peek'))
     end
   end
 end
