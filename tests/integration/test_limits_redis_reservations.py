@@ -279,6 +279,12 @@ async def test_on_a_cluster_one_evalsha_each_and_a_call_sent_again_decides_once(
         again = await store._reserve(keys=[*keys, receipt], args=args)  # the client's resend
         assert again == first == f"1 {spent + 1}".encode()
         assert await store.spent(TAG, 0) == spent + 1  # charged once
+        back = Settlement(TAG, budget=BudgetSettlement(TAG, 0, -1, keep_seconds=600))
+        keys, args = store._calls_of.settlement(back)
+        receipt = store.layout.receipt_key(TAG, "another-lost-reply")
+        for _ in range(2):
+            await store._settle(keys=[*keys, receipt], args=args)
+        assert await store.spent(TAG, 0) == spent  # settled once
 
         for account in (TAG, "team-z"):  # two slots, on two nodes
             taken = Reservation(account, slot=SlotCharge(account, 5, "renewed"))
