@@ -75,11 +75,12 @@ class KeyLayout:
             return None
         return key
 
-    def budget_key(self, account: str, period: int) -> str:
-        return f"{self.prefix}_budget:{{{account_tag(account)}}}:{account}:{period}"
+    def budget_key(self, account: str, period: int, tag: str | None = None) -> str:
+        """``tag``: `account_tag` of ``account``, when the caller has it already."""
+        return f"{self.prefix}_budget:{{{tag or account_tag(account)}}}:{account}:{period}"
 
-    def slots_key(self, account: str) -> str:
-        return f"{self.prefix}_slots:{{{account_tag(account)}}}:{account}"
+    def slots_key(self, account: str, tag: str | None = None) -> str:
+        return f"{self.prefix}_slots:{{{tag or account_tag(account)}}}:{account}"
 
     def receipt_key(self, tag: str, call: str) -> str:
         return f"{self.prefix}_receipt:{{{tag}}}:{call}"
@@ -93,6 +94,7 @@ def _outside(tag: str, part: str, own: str) -> ValueError:
 class _RulePlan(NamedTuple):
     rule: RateLimitRule
     head: str
+    limit: int
     code: bytes
     arguments: tuple[bytes, bytes, bytes]
 
@@ -112,7 +114,8 @@ class ChargeCalls:
         if plan is None or plan.rule is not rule:
             a, b, *c = rule_arguments(rule)
             code = CODES[rule.algorithm].encode()
-            plan = _RulePlan(rule, self.layout.rule_head(rule), code, (a, b, c[0] if c else b""))
+            head, limit = self.layout.rule_head(rule), rule.capacity
+            plan = _RulePlan(rule, head, limit, code, (a, b, c[0] if c else b""))
             self._plans[rule.name] = plan
         return plan
 
@@ -123,20 +126,22 @@ class ChargeCalls:
             raise _outside(tag, f"rule {charge.rule.name!r}", own)
         return f"{plan.head}{own}}}:{charge.key}", plan
 
-    def _account_key(self, tag: str, key: str, account: str) -> str:
+    @staticmethod
+    def _account(tag: str, account: str) -> str:
+        """``tag``, which must be ``account``'s."""
         own = account_tag(account)
         if own != tag:
             raise _outside(tag, "account", own)
-        return key
+        return tag
 
     def _rules(
         self, tag: str, charges: tuple[RuleCharge, ...], keys: list[str], args: list[EncodableT]
-    ) -> list[int]:
-        """Add each charge's key and arguments; the index of each charge's part. Charges on
+    ) -> list[tuple[int, int]]:
+        """Add each charge's key and arguments; each charge's part and limit. Charges on
         one key (one rule listed twice) are one part of their summed weight: a script
         evaluates every part before it writes any, so two parts on one key would each
         see the state before the other."""
-        parts: list[int] = []
+        parts: list[tuple[int, int]] = []
         seen: dict[str, int] = {}
         for charge in charges:
             name, plan = self._rule_key(tag, charge)
@@ -148,7 +153,7 @@ class ChargeCalls:
             else:
                 weight_at = 4 + 5 * part + 1
                 args[weight_at] = int(args[weight_at]) + charge.weight
-            parts.append(part)
+            parts.append((part, plan.limit))
         return parts
 
     def _lease_ms(self, lease_seconds: float) -> bytes:
@@ -158,7 +163,7 @@ class ChargeCalls:
 
     def reservation(
         self, reservation: Reservation, lease_seconds: float
-    ) -> tuple[list[str], list[EncodableT], list[int]]:
+    ) -> tuple[list[str], list[EncodableT], list[tuple[int, int]]]:
         """``(keys, args, parts)``: the call, and which reply part answers each rule."""
         budget, slot = reservation.budget, reservation.slot
         keys: list[str] = []
@@ -168,28 +173,27 @@ class ChargeCalls:
         parts = self._rules(tag, reservation.rules, keys, args)
         args[0] = len(keys)
         if budget is not None:
-            account = budget.account
-            keys.append(
-                self._account_key(tag, self.layout.budget_key(account, budget.period), account)
-            )
+            own = self._account(tag, budget.account)
+            keys.append(self.layout.budget_key(budget.account, budget.period, own))
             args += (budget.limit, budget.amount, milliseconds(budget.keep_seconds))
         if slot is not None:
-            keys.append(self._account_key(tag, self.layout.slots_key(slot.account), slot.account))
+            keys.append(self.layout.slots_key(slot.account, self._account(tag, slot.account)))
             args += (slot.cap, slot.lease, self._lease_ms(lease_seconds))
         return keys, args, parts
 
     @staticmethod
     def reserved(
-        reply: bytes, reservation: Reservation, parts: list[int], weights: list[EncodableT]
+        reply: bytes,
+        reservation: Reservation,
+        parts: list[tuple[int, int]],
+        weights: list[EncodableT],
     ) -> Reserved:
         """The reservation script's reply as `Reserved`; ``weights``: its call's arguments."""
         answers = reply.split(b",")
-        rules = [
-            parse_reply(answers[part], charge.rule.capacity, int(weights[5 + 5 * part]))
-            for charge, part in zip(reservation.rules, parts, strict=True)
-        ]
-        done = Reserved(rules)
-        at = max(parts, default=-1) + 1
+        done = Reserved(
+            [parse_reply(answers[at], limit, int(weights[5 + 5 * at])) for at, limit in parts]
+        )
+        at = int(weights[0])
         if reservation.budget is not None:
             allowed, spent = answers[at].split()
             done.budget_allowed, done.spent = allowed == b"1", int(spent)
@@ -210,13 +214,11 @@ class ChargeCalls:
             keys.append(name)
             args += (plan.code, refund.weight, *plan.arguments)
         if budget is not None:
-            account = budget.account
-            keys.append(
-                self._account_key(tag, self.layout.budget_key(account, budget.period), account)
-            )
+            own = self._account(tag, budget.account)
+            keys.append(self.layout.budget_key(budget.account, budget.period, own))
             args += (budget.delta, milliseconds(budget.keep_seconds))
         if slot is not None:
-            keys.append(self._account_key(tag, self.layout.slots_key(slot.account), slot.account))
+            keys.append(self.layout.slots_key(slot.account, self._account(tag, slot.account)))
             args.append(slot.lease)
         return keys, args
 
