@@ -1,6 +1,7 @@
 """`RedisLimitStore` reservations against real servers: every rule, the budget and the slot of
 one caller in one EVALSHA, all or nothing; settled in one more; leases that run out unless
-renewed; exact across processes on one node and on a Redis Cluster.
+renewed; a call sent again on a cluster decides once (exactness across processes:
+``test_limits_redis_exact_reservations.py``).
 
 The shared server (db 13, a per-test key prefix) is used where nothing else is disturbed;
 command counts get a private ``redis-server`` or the tests' own cluster.
@@ -9,17 +10,10 @@ command counts get a private ``redis-server`` or the tests' own cluster.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-import redis as redis_sync
 
 from revoctl.core.limits import RateLimitRule, RedisLimitStore
 from revoctl.core.limits.reservations import (
@@ -34,8 +28,6 @@ from revoctl.core.limits.reservations import (
     hash_tag,
 )
 from revoctl.core.redis import RedisConfig, open_redis
-from tests.integration.test_limits_exactness import ConnectionDropper
-from tests.support import reservations_worker as worker
 from tests.support.redis_servers import (
     CommandCounter,
     RedisClusterServers,
@@ -46,7 +38,6 @@ from tests.support.redis_servers import (
 
 pytestmark = pytest.mark.redis
 
-REPO = Path(__file__).parents[2]
 RULES = (
     RateLimitRule(name="api", requests=10, window_seconds=60, burst_multiplier=2.0),
     RateLimitRule(name="sliding", requests=10, window_seconds=60, algorithm="sliding_window"),
@@ -336,101 +327,3 @@ async def test_a_lease_runs_out_unless_renewed(store: RedisLimitStore) -> None:
     await store.renew([HeldLease(TAG, TAG, "fourth")], lease)
     members = await store.client.zrange(store.layout.slots_key(TAG), 0, -1)
     assert b"fourth" not in members
-
-
-def run_workers(
-    url: str,
-    cluster: bool,
-    prefix: str,
-    mode: str,
-    processes: int,
-    tasks: int,
-    started: threading.Event | None = None,
-) -> list[dict[str, int]]:
-    """Start the processes, wait until each has its store open, start them together (and
-    set ``started``)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "tests.support.reservations_worker", url, str(int(cluster))]
-    workers = [
-        subprocess.Popen(
-            [*argv, prefix, mode, str(tasks)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        for _ in range(processes)
-    ]
-    try:
-        for process in workers:
-            line = process.stdout.readline()  # type: ignore[union-attr]
-            assert line.strip() == "ready", process.stderr.read()  # type: ignore[union-attr]
-        for process in workers:
-            process.stdin.write("go\n")  # type: ignore[union-attr]
-            process.stdin.flush()  # type: ignore[union-attr]
-        if started is not None:
-            started.set()
-        counts = []
-        for process in workers:
-            out, err = process.communicate(timeout=180)
-            assert process.returncode == 0, err
-            counts.append(json.loads(out.strip().splitlines()[-1]))
-        return counts
-    finally:
-        for process in workers:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-def assert_budget_exact(counts: list[dict[str, int]]) -> None:
-    assert sum(c["amount"] for c in counts) <= worker.LIMIT
-    assert sum(c["admitted"] for c in counts) == worker.FIT
-
-
-def assert_cap_kept(counts: list[dict[str, int]]) -> None:
-    assert max(c["highest"] for c in counts) <= worker.CAP, counts
-    assert sum(c["held"] for c in counts) >= worker.CAP  # slots were taken and freed
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["budget", "slot"])
-def test_exact_across_processes(redis_url: str, redis_prefix: str, mode: str) -> None:
-    """4 processes x 50 concurrent reservations on one account."""
-    counts = run_workers(redis_url, False, redis_prefix, mode, processes=4, tasks=50)
-    if mode == "budget":
-        assert_budget_exact(counts)
-        client = redis_sync.Redis.from_url(redis_url)
-        spent = client.get(f"{redis_prefix}_budget:{{{worker.ACCOUNT}}}:{worker.ACCOUNT}:0")
-        assert int(spent or 0) == worker.FIT * worker.AMOUNT
-        client.close()
-    else:
-        assert_cap_kept(counts)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["budget", "slot"])
-def test_exact_across_processes_on_a_cluster(cluster: RedisClusterServers, mode: str) -> None:
-    counts = run_workers(cluster.url, True, f"exact-{mode}:", mode, processes=4, tasks=50)
-    if mode == "budget":
-        assert_budget_exact(counts)
-    else:
-        assert_cap_kept(counts)
-
-
-@pytest.mark.slow
-def test_a_cluster_budget_stays_exact_while_its_connections_drop(
-    cluster: RedisClusterServers,
-) -> None:
-    """Reservations whose replies were lost are sent again by the cluster client, or by the
-    store after the transport broke under them: each is charged once (its receipt)."""
-    started = threading.Event()
-    dropper = ConnectionDropper(cluster, started, every=40, times=3)  # of 200 reservations
-    try:
-        counts = run_workers(cluster.url, True, "dropped:", "budget", 4, 50, started)
-    finally:
-        dropped = dropper.stop()
-    assert dropped >= 1
-    assert_budget_exact(counts)
