@@ -99,14 +99,16 @@ def assert_cap_kept(counts: list[dict[str, int]]) -> None:
 def test_exact_across_processes(redis_url: str, redis_prefix: str, mode: str) -> None:
     """4 processes x 50 concurrent reservations on one account."""
     counts = run_workers(redis_url, False, redis_prefix, mode, processes=4, tasks=50)
+    client = redis_sync.Redis.from_url(redis_url)
+    account = f"{{{worker.ACCOUNT}}}:{worker.ACCOUNT}"
     if mode == "budget":
         assert_budget_exact(counts)
-        client = redis_sync.Redis.from_url(redis_url)
-        spent = client.get(f"{redis_prefix}_budget:{{{worker.ACCOUNT}}}:{worker.ACCOUNT}:0")
+        spent = client.get(f"{redis_prefix}_budget:{account}:0")
         assert int(spent or 0) == worker.FIT * worker.AMOUNT
-        client.close()
     else:
         assert_cap_kept(counts)
+        assert client.zcard(f"{redis_prefix}_slots:{account}") == 0  # every slot released
+    client.close()
 
 
 @pytest.mark.parametrize("mode", ["budget", "slot"])
