@@ -1,23 +1,34 @@
-"""One process of the reservation exactness tests: ``TASKS`` concurrent reservations on one
-account of a `RedisLimitStore`. Prints ``ready`` once the store is open, waits for a line on
-stdin so that every process starts at once, then prints what it saw as JSON.
+"""One process of the reservations' exactness test, through `load_services` (the runtime's
+own wiring). Prints ``ready`` once the store is open, waits for a line on stdin so that
+every process starts at once, then prints what it got as JSON:
 
-``budget``: each task reserves ``AMOUNT`` nano-units of the account's budget (``LIMIT``).
-``slot``: each task takes one of the account's ``CAP`` slots; while holding it, it counts
-itself in a shared Redis counter (INCR, a few ms, DECR) and keeps the highest count seen,
-then settles, releasing the slot, and tries again ``ROUNDS`` times.
+* ``budget``: ``TASKS`` concurrent reservations of ``AMOUNT`` nano-units each on
+  ``ACCOUNT``'s budget of ``LIMIT``; ``admitted`` is how many were allowed.
+* ``slots``: ``TASKS`` concurrent tasks, each trying ``ATTEMPTS`` times for one of
+  ``ACCOUNT``'s ``CAP`` slots and holding it ``HOLD`` seconds; ``held`` lists the
+  (start, end) of each slot held, on the machine's monotonic clock (shared by processes),
+  measured inside the time the slot was taken.
 
-    python -m tests.support.reservations_worker URL CLUSTER PREFIX MODE TASKS
+* ``hold``: takes ``CAP`` of ``ACCOUNT``'s slots, prints ``{"held": N}`` and keeps them
+  (renewed in the background) until it is killed.
+
+``failed`` counts the reservations ``failure_mode`` answered (``stored`` False).
+
+    python -m tests.support.reservations_worker CONFIG budget ACCOUNT TASKS AMOUNT LIMIT
+    python -m tests.support.reservations_worker CONFIG slots ACCOUNT TASKS CAP ATTEMPTS HOLD
+    python -m tests.support.reservations_worker CONFIG hold ACCOUNT CAP
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
+import time
+from typing import Any
 
-from revoctl.core.limits import RedisLimitStore
+from revoctl.core import load_services
+from revoctl.core.limits import RateLimiter
 from revoctl.core.limits.reservations import (
     BudgetCharge,
     Reservation,
@@ -25,65 +36,70 @@ from revoctl.core.limits.reservations import (
     SlotCharge,
     SlotRelease,
 )
-from revoctl.core.redis import RedisConfig, open_redis
 
-ACCOUNT = "team-a"
-AMOUNT = 7_000_000
-"""Nano-units per reservation."""
-FIT = 60
-LIMIT = FIT * AMOUNT + AMOUNT - 1
-"""Room for exactly FIT reservations, and not quite one more."""
-CAP = 3
-ROUNDS = 4
-LEASE_SECONDS = 30.0
+KEEP = 86_400.0
 
 
-async def budget(store: RedisLimitStore, tasks: int) -> dict[str, int]:
-    charge = BudgetCharge(ACCOUNT, 0, LIMIT, AMOUNT, keep_seconds=600)
-    reservation = Reservation(ACCOUNT, budget=charge)
-    done = await asyncio.gather(*(store.reserve(reservation, LEASE_SECONDS) for _ in range(tasks)))
-    admitted = [r for r in done if r.allowed]
-    return {"admitted": len(admitted), "amount": AMOUNT * len(admitted)}
+async def budget(limiter: RateLimiter, account: str, tasks: int, amount: int, limit: int) -> Any:
+    charge = Reservation(account, budget=BudgetCharge(account, 0, limit, amount, KEEP))
+    answers = await asyncio.gather(*(limiter.reserve([charge]) for _ in range(tasks)))
+    return {
+        "admitted": sum(answer.allowed for [answer] in answers),
+        "failed": sum(not answer.stored for [answer] in answers),
+    }
 
 
-async def slot(store: RedisLimitStore, tasks: int, prefix: str) -> dict[str, int]:
-    holding = f"{prefix}holding"
-    highest = held = 0
+async def slots(
+    limiter: RateLimiter, account: str, tasks: int, cap: int, attempts: int, hold: float
+) -> Any:
+    held: list[tuple[float, float]] = []
+    failed = 0
 
-    async def task(number: int) -> None:
-        nonlocal highest, held
-        for round_ in range(ROUNDS):
-            lease = f"{os.getpid()}-{number}-{round_}"
-            charge = SlotCharge(ACCOUNT, CAP, lease)
-            reserved = await store.reserve(Reservation(ACCOUNT, slot=charge), LEASE_SECONDS)
-            if not reserved.allowed:
-                await asyncio.sleep(0.001)
-                continue
-            held += 1
-            highest = max(highest, int(await store.client.incr(holding)))
-            await asyncio.sleep(0.003)
-            await store.client.decr(holding)
-            await store.settle(Settlement(ACCOUNT, slot=SlotRelease(ACCOUNT, lease)))
+    async def task() -> None:
+        nonlocal failed
+        for _ in range(attempts):
+            lease = limiter.new_lease()
+            [answer] = await limiter.reserve(
+                [Reservation(account, slot=SlotCharge(account, cap, lease))]
+            )
+            failed += not answer.stored
+            if answer.allowed and answer.stored:
+                start = time.monotonic()
+                await asyncio.sleep(hold)
+                held.append((start, time.monotonic()))
+                await limiter.settle([Settlement(account, slot=SlotRelease(account, lease))])
+            else:
+                await asyncio.sleep(hold / 4)
 
-    await asyncio.gather(*(task(number) for number in range(tasks)))
-    return {"held": held, "highest": highest}
+    await asyncio.gather(*(task() for _ in range(tasks)))
+    return {"held": held, "failed": failed}
 
 
-async def main(url: str, cluster: bool, prefix: str, mode: str, tasks: int) -> dict[str, int]:
-    config = RedisConfig(url=url, cluster=cluster)
-    store = RedisLimitStore(await open_redis(config), config, prefix=prefix, call_timeout=30)
-    try:
-        await store.spent(ACCOUNT, 0)  # opens the connection before the start line
+async def hold(limiter: RateLimiter, account: str, cap: int) -> None:
+    held = 0
+    for _ in range(cap):
+        slot = SlotCharge(account, cap, limiter.new_lease())
+        [answer] = await limiter.reserve([Reservation(account, slot=slot)])
+        held += answer.allowed and answer.stored
+    print(json.dumps({"held": held}), flush=True)
+    await asyncio.Event().wait()  # until killed: the limiter renews the leases meanwhile
+
+
+async def main(config: str, mode: str, account: str, numbers: list[str]) -> Any:
+    async with load_services(config) as svc:
+        limiter = svc.limiter
+        await limiter.spent(account, 0)  # opens the store before the start line
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
+        if mode == "hold":
+            return await hold(limiter, account, int(numbers[0]))
         if mode == "budget":
-            return await budget(store, tasks)
-        return await slot(store, tasks, prefix)
-    finally:
-        await store.close()
+            tasks, amount, limit = (int(n) for n in numbers)
+            return await budget(limiter, account, tasks, amount, limit)
+        tasks, cap, attempts = (int(n) for n in numbers[:3])
+        return await slots(limiter, account, tasks, cap, attempts, float(numbers[3]))
 
 
 if __name__ == "__main__":
-    url, cluster, prefix, mode, tasks = sys.argv[1:6]
-    counts = asyncio.run(main(url, cluster == "1", prefix, mode, int(tasks)))
-    print(json.dumps(counts), flush=True)
+    config, mode, account, *numbers = sys.argv[1:]
+    print(json.dumps(asyncio.run(main(config, mode, account, numbers))), flush=True)
