@@ -3,7 +3,7 @@ reservations on one account admit exactly what fits its budget, never hold more 
 slot cap, on one node and on a Redis Cluster, and stay exact while the cluster's
 connections drop.
 
-Each process is `tests.support.redis_redis_reservations_worker`, started together by a line on stdin.
+Each process is `tests.support.redis_reservations_worker`, started together by a line on stdin.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def run_workers(
     """Start the processes, wait until each has its store open, start them together (and
     set ``started``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "tests.support.redis_redis_reservations_worker", url, str(int(cluster))]
+    argv = [sys.executable, "-m", "tests.support.redis_reservations_worker", url, str(int(cluster))]
     workers = [
         subprocess.Popen(
             [*argv, prefix, mode, str(tasks)],
