@@ -43,7 +43,6 @@ auth = "keys"
 request_rule = "per_user"
 token_rule = "tokens"
 max_body_bytes = {max_body_bytes}
-admin_key = "{admin_key}"
 
 [providers.llm]
 kind = "openai"
@@ -79,14 +78,12 @@ def served_gateway(
     with a gateway key (and the admin API on ``admin_key``, when given); yields the running
     server and the key, and stops it after."""
     config = directory / "revoctl.toml"
-    config.write_text(
-        CONFIG.format(
-            openai=llm.openai_base_url,
-            anthropic=llm.url,
-            max_body_bytes=max_body_bytes,
-            admin_key=admin_key,
-        )
+    text = CONFIG.format(
+        openai=llm.openai_base_url, anthropic=llm.url, max_body_bytes=max_body_bytes
     )
+    if admin_key:
+        text = text.replace("[gateway]\n", f'[gateway]\nadmin_key = "{admin_key}"\n', 1)
+    config.write_text(text)
     fleet = Fleet(config=config, home=directory / "home", openai=llm, anthropic=llm, workers=1)
     stored = fleet.cli("secrets", "set", "llm-key", stdin=STANDIN_KEY)
     assert stored.returncode == 0, stored.stderr
