@@ -112,15 +112,6 @@ class Charging:
     def _key(self, caller: Caller, rule: RateLimitRule, model: str | None) -> str:
         return self.services.limiter.key_for(rule, _identifier(caller, rule, model))
 
-    def spend_bound(self, caller: Caller, model: str, prompt: int, max_tokens: int) -> float:
-        """The most the request can cost: its prompt bound at the highest input price and
-        ``max_tokens`` at the highest output price among ``model`` and the fallbacks the
-        caller may be served by."""
-        prices = [self.models[name] for name in candidates(self.models, model, caller)]
-        per_1k_in = max(config.input_cost_per_1k for config in prices)
-        per_1k_out = max(config.output_cost_per_1k for config in prices)
-        return (prompt * per_1k_in + max_tokens * per_1k_out) / 1000
-
     # ------------------------------------------------------------------ the charge
 
     async def charge(self, exchange: Exchange) -> None:
@@ -167,7 +158,7 @@ class Charging:
         window = budget_window(record, tier, now)
         if window is None:
             return None
-        bound = self.spend_bound(caller, model, prompt, max_tokens)
+        bound = spend_bound(self.models, caller, model, prompt, max_tokens)
         amount, limit = to_nano(bound, up=True), to_nano(window.limit, up=False)
         if amount > limit:
             raise GatewayError(
@@ -270,6 +261,18 @@ class Charging:
             return await self.services.limiter.current(rule, key)
         except UsageError:
             return None
+
+
+def spend_bound(
+    models: dict[str, ModelConfig], caller: Caller, model: str, prompt: int, max_tokens: int
+) -> float:
+    """The most a request can cost: its prompt bound at the highest input price and
+    ``max_tokens`` at the highest output price among ``model`` and the fallbacks ``caller``
+    may be served by (`candidates`)."""
+    prices = [models[name] for name in candidates(models, model, caller)]
+    per_1k_in = max(config.input_cost_per_1k for config in prices)
+    per_1k_out = max(config.output_cost_per_1k for config in prices)
+    return (prompt * per_1k_in + max_tokens * per_1k_out) / 1000
 
 
 def _nothing(entry: Charged) -> int:
