@@ -144,7 +144,7 @@ class Served:
     def rows(self) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.home / "revoctl.db") as conn:
             return conn.execute(
-                "SELECT key_name, model, status_code, error_code FROM request_logs"
+                "SELECT api_key_id, model, status_code, error_code FROM request_logs"
             ).fetchall()
 
 
