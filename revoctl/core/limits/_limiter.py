@@ -15,6 +15,12 @@ A busy store is not a down one. A decision waits for a free connection (all of
 Only a store that does not answer (unreachable, past ``timeout_seconds``) is treated
 as down. `revoctl.core.limits._condition` keeps that account.
 
+A request's reservations (`reserve`: its rules, budget and parallel slot, one store call
+per hash tag, run at once) are all or nothing across the tags: when one is denied, what
+the others took is settled back at once. The parallel slots taken are leases this
+process renews in the background (`revoctl.core.limits._leases`) until `settle` frees
+them. A reservation ``failure_mode`` answered has ``stored`` False: nothing to settle.
+
 The operator's calls (`peek`, `inspect`, `reset`, `run_checks`) are strict: they
 raise, because an operator must see the store as it is, not the policy's stand-in
 (`revoctl.core.limits._operator`, with the rules by name and the keys' checks). The
@@ -26,38 +32,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from revoctl.core._lifecycle import ServiceState
 from revoctl.core.errors import PoolExhaustedError
-from revoctl.core.limits._condition import StoreCondition, describe_failure
-from revoctl.core.limits._log import EventKind, RateLimitEvent, RateLimitLogWriter
-from revoctl.core.limits._operator import MAX_KEY_LENGTH, MAX_WEIGHT, OperatorCalls
+from revoctl.core.limits._condition import describe_failure
+from revoctl.core.limits._failsoft import FailSoftCalls, StoreFailure, StoreOpener
+from revoctl.core.limits._leases import MAX_LEASE_AGE, LeaseKeeper, new_lease_id
+from revoctl.core.limits._log import RateLimitLogWriter
+from revoctl.core.limits._operator import MAX_KEY_LENGTH, MAX_WEIGHT
+from revoctl.core.limits._reservations import (
+    enabled,
+    enabled_settlement,
+    failure_answer,
+    give_back,
+    with_disabled,
+)
 from revoctl.core.limits.base import LimitStore, Op, RateLimitResult
-from revoctl.core.limits.settings import LimitsConfig, RateLimitRule, RateLimitScope
+from revoctl.core.limits.reservations import (
+    LEASE_SECONDS,
+    RENEW_SECONDS,
+    HeldLease,
+    Reservation,
+    Reserved,
+    Settlement,
+)
+from revoctl.core.limits.settings import FailureMode, LimitsConfig, RateLimitRule
 
 logger = logging.getLogger("revoctl.limits")
 
-StoreOpener = Callable[[], Awaitable[LimitStore]]
-LocalApply = Callable[[RateLimitRule, str, Op, int], RateLimitResult]
-"""A store's synchronous decision, for a store in this process (`MemoryLimitStore.apply_now`)."""
-_Plan = tuple[RateLimitRule, list[int], bool]
-"""A rule, its counters per outcome, and whether it has keys of its own (see `_plan`)."""
 CLOSE_FLUSH_SECONDS = 5.0
 """How long closing waits for the event log's last batch."""
 
-OUTCOMES = ("allowed", "denied", "failed_open", "failed_closed")
-"""Decision outcomes as counted per rule (``revoctl_rate_limit_decisions_total``)."""
 
-
-class RateLimiter(OperatorCalls):
+class RateLimiter(FailSoftCalls):
     """Rules from ``config`` applied on a store: ``store`` (ready) or ``open_store`` (an
     async factory called on first use, so a Redis URL's secret is read only then).
 
     ``log`` receives denials and store failures; ``clock`` (monotonic seconds) paces the
-    recovery probes and is injectable for tests.
+    recovery probes and dates the leases held, and is injectable for tests. Parallel
+    slots are leases of ``lease_seconds``, renewed every ``renew_seconds`` up to
+    ``max_lease_age``.
     """
 
     def __init__(
@@ -68,28 +83,24 @@ class RateLimiter(OperatorCalls):
         open_store: StoreOpener | None = None,
         log: RateLimitLogWriter | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lease_seconds: float = LEASE_SECONDS,
+        renew_seconds: float = RENEW_SECONDS,
+        max_lease_age: float = MAX_LEASE_AGE,
     ) -> None:
-        if (store is None) == (open_store is None):
-            raise ValueError("give exactly one of store and open_store")
-        super().__init__(config, store)
-        self.log = log
-        self._open_store = open_store
-        self._clock = clock
-        self._tallies: dict[str, list[int]] = {}
-        self._plans = {rule.name: self._plan(rule) for rule in config.rules}
-        self._local: LocalApply | None = None
-        self._condition = StoreCondition(config, clock)
-
-    # ------------------------------------------------------------------ lifecycle
-
-    async def _open(self) -> None:
-        if self._store is None and self._open_store is not None:
-            self._store = await self._open_store()
-        if self._store is not None and not self._store.remote:
-            self._local = getattr(self._store, "apply_now", None)
+        super().__init__(config, store=store, open_store=open_store, log=log, clock=clock)
+        self._admit = config.failure_mode is FailureMode.OPEN
+        self._leases = LeaseKeeper(
+            lambda: self.store,
+            lease_seconds=lease_seconds,
+            renew_seconds=renew_seconds,
+            max_age=max_lease_age,
+            timeout=config.timeout_seconds,
+            clock=clock,
+        )
 
     async def _close(self) -> None:
         try:
+            await self._leases.stop()
             if self.log is not None:
                 await self.log.close(CLOSE_FLUSH_SECONDS)
         finally:
@@ -143,12 +154,6 @@ class RateLimiter(OperatorCalls):
             self._event(found, key, weight, result, "denied")
         return result
 
-    def _plan(self, rule: RateLimitRule) -> _Plan:
-        """What a check needs of ``rule``: the rule, its counters (one per outcome in
-        `OUTCOMES` order) and whether it has keys of its own (not ``global``)."""
-        tally = self._tallies.setdefault(rule.name, [0] * len(OUTCOMES))
-        return rule, tally, rule.scope is not RateLimitScope.GLOBAL
-
     async def refund(
         self, rule: str | RateLimitRule, identifier: str | None, weight: int
     ) -> RateLimitResult | None:
@@ -187,62 +192,107 @@ class RateLimiter(OperatorCalls):
         answer = await self._fail_soft(found, key, "peek", 1)
         return None if isinstance(answer, str) else answer
 
+    # ------------------------------------------------------------------ reservations
+
+    async def reserve(self, reservations: Sequence[Reservation]) -> list[Reserved]:
+        """Take every reservation (one store call each, at once), all or nothing: when any
+        is denied, what the others took is settled back before this returns, so a denied
+        request has nothing to settle. While the store fails, ``failure_mode`` answers a
+        reservation with ``stored`` False (nothing taken, nothing to settle). Each rule is
+        counted and a denial logged like a check.
+        """
+        sent = [enabled(reservation) for reservation in reservations]
+        local = self._reserve_local
+        lease_seconds = self._leases.lease_seconds
+        if local is not None:  # a store in this process: nothing to wait for, nothing to fail
+            answers: list[Reserved | StoreFailure] = [local(r, lease_seconds) for r in sent]
+        elif len(sent) == 1:
+            answers = [await self._attempt(lambda store: store.reserve(sent[0], lease_seconds))]
+        else:
+            answers = await asyncio.gather(*(self._reserve_one(r, lease_seconds) for r in sent))
+        reserved = [
+            self._account(reservation, answer)
+            for reservation, answer in zip(reservations, answers, strict=True)
+        ]
+        if all(r.allowed for r in reserved):
+            for reservation, taken in zip(sent, reserved, strict=True):
+                slot = reservation.slot
+                if slot is not None and taken.stored:
+                    self._leases.add(HeldLease(reservation.tag, slot.account, slot.lease))
+        else:
+            taken_back = [
+                give_back(reservation)
+                for reservation, taken in zip(sent, reserved, strict=True)
+                if taken.stored and taken.allowed
+            ]
+            if taken_back:
+                await self.settle(taken_back)
+        return reserved
+
+    async def _reserve_one(
+        self, reservation: Reservation, lease_seconds: float
+    ) -> Reserved | StoreFailure:
+        return await self._attempt(lambda store: store.reserve(reservation, lease_seconds))
+
+    def _account(self, reservation: Reservation, answer: Reserved | StoreFailure) -> Reserved:
+        """The answer to ``reservation`` (failure_mode's, when the store gave none), with its
+        disabled rules in place, each rule counted and each denial logged."""
+        charges = reservation.rules
+        if isinstance(answer, StoreFailure):
+            reserved = failure_answer(self._condition, reservation, answer.reason, self._admit)
+        else:
+            reserved = answer
+            reserved.rules = with_disabled(charges, answer.rules)
+        for charge, result in zip(charges, reserved.rules, strict=True):
+            tally = self._tally(charge.rule)
+            if not charge.rule.enabled or (reserved.stored and result.allowed):
+                tally[0] += 1
+            elif reserved.stored:
+                tally[1] += 1
+                self._event(charge.rule, charge.key, charge.weight, result, "denied")
+            else:
+                tally[2 if result.allowed else 3] += 1
+                self._event(charge.rule, charge.key, charge.weight, result, "store_failure")
+        return reserved
+
+    async def settle(self, settlements: Sequence[Settlement]) -> list[list[RateLimitResult] | None]:
+        """Apply each settlement (one store call each, at once): the refunded rules' states
+        after it, or None for a settlement the store did not take (the failure is counted
+        and logged like a check's; a slot it did not free runs out by itself, no longer
+        renewed)."""
+        for settlement in settlements:
+            if settlement.slot is not None:
+                self._leases.remove(settlement.slot.lease)
+        sent = [enabled_settlement(settlement) for settlement in settlements]
+        local = self._settle_local
+        if local is not None:
+            answers: list[list[RateLimitResult] | StoreFailure] = [local(s) for s in sent]
+        else:
+            answers = await asyncio.gather(*(self._settle_one(s) for s in sent))
+        return [
+            None if isinstance(answer, StoreFailure) else with_disabled(settlement.refunds, answer)
+            for settlement, answer in zip(settlements, answers, strict=True)
+        ]
+
+    async def _settle_one(self, settlement: Settlement) -> list[RateLimitResult] | StoreFailure:
+        return await self._attempt(lambda store: store.settle(settlement))
+
+    def new_lease(self) -> str:
+        """An id for a parallel slot, unique across processes and hosts."""
+        return new_lease_id()
+
+    @property
+    def leases_held(self) -> int:
+        """Parallel slots this process holds (and renews) now."""
+        return len(self._leases)
+
     async def _fail_soft(
         self, rule: RateLimitRule, key: str, op: Op, weight: int
     ) -> RateLimitResult | str:
         """The store's answer, or why it gave none: it failed, found no free connection in
         time, or is down and this call is not its probe."""
-        condition = self._condition
-        refusal = condition.refusal()
-        if refusal is not None:
-            return refusal
-        probe = condition.down
-        try:
-            if self._state is not ServiceState.OPEN:
-                await self.initialize()
-            store = self.store
-            if store.remote:
-                async with asyncio.timeout(self.config.timeout_seconds):
-                    result = await store.apply(rule, key, op, weight)
-            else:
-                result = await store.apply(rule, key, op, weight)
-        except PoolExhaustedError as exc:
-            return condition.busy(exc)
-        except Exception as exc:
-            return condition.failed(exc)
-        finally:
-            if probe:
-                condition.end_probe()
-        if condition.down:
-            condition.recovered()
-        return result
-
-    def _event(
-        self, rule: RateLimitRule, key: str, weight: int, result: RateLimitResult, kind: EventKind
-    ) -> None:
-        if self.log is not None:
-            self.log.add(
-                RateLimitEvent(
-                    rule=rule.name,
-                    key=key,
-                    allowed=result.allowed,
-                    remaining=result.remaining,
-                    weight=weight,
-                    event=kind,
-                    reason=result.reason,
-                    ts=datetime.now(UTC),
-                )
-            )
-
-    # ------------------------------------------------------------------ counters and health
-
-    def decisions(self) -> dict[str, dict[str, int]]:
-        """Decisions so far, per rule and outcome (``allowed``, ``denied``, ``failed_open``,
-        ``failed_closed``)."""
-        return {
-            rule: dict(zip(OUTCOMES, tally, strict=True))
-            for rule, tally in sorted(self._tallies.items())
-        }
+        answer = await self._attempt(lambda store: store.apply(rule, key, op, weight))
+        return answer.reason if isinstance(answer, StoreFailure) else answer
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """``{"status", "store", "target", "failure_mode", "latency_ms", "decisions",
@@ -265,6 +315,7 @@ class RateLimiter(OperatorCalls):
             "store_failures": self._condition.failures,
             "pool_wait_seconds": self.config.pool_wait_seconds,
             "pool_waits_expired": self._condition.busy_answers,
+            "leases_held": len(self._leases),
         }
         if self.log is not None:
             report["event_log"] = self.log.stats()

@@ -1,8 +1,9 @@
 """The limiter's rules by name, its keys and weights checked, and the operator's calls.
 
-The operator's calls (`peek`, `inspect`, `reset`, `run_checks`: ``revoctl limits``)
-are strict: they raise, because an operator must see the store as it is, not the
-policy's stand-in. `RateLimiter` adds the runtime's fail-soft decisions on top.
+The operator's calls (`peek`, `inspect`, `reset`, `run_checks`: ``revoctl limits``;
+`spent`: ``revoctl keys spend`` and the admin API) are strict: they raise, because an
+operator must see the store as it is, not the policy's stand-in. `RateLimiter` adds the
+runtime's fail-soft decisions on top.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from revoctl.core._lifecycle import AsyncService
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, UsageError
 from revoctl.core.limits.base import LimitStore, Op, RateLimitResult
+from revoctl.core.limits.reservations import from_nano
 from revoctl.core.limits.settings import LimitsConfig, RateLimitRule, RateLimitScope
 
 GLOBAL_KEY = "*"
@@ -101,6 +103,22 @@ class OperatorCalls(AsyncService):
         try:
             async with asyncio.timeout(self.config.timeout_seconds):
                 return await self.store.apply(rule, key, op, weight)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"the {self.store.describe()} store did not answer within "
+                f"{self.config.timeout_seconds:g}s"
+            ) from None
+
+    async def spent(self, account: str, period: int) -> float:
+        """``account``'s budget counter for ``period`` in the price table's units (0 when
+        never charged), reservations of requests in flight included.
+
+        :raises BackendUnavailableError: the store cannot be reached.
+        """
+        await self.initialize()
+        try:
+            async with asyncio.timeout(self.config.timeout_seconds):
+                return from_nano(await self.store.spent(account, period))
         except TimeoutError:
             raise BackendUnavailableError(
                 f"the {self.store.describe()} store did not answer within "
