@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.config import LoadedConfig, Settings
+    from revoctl.core.accounts import Accounts
     from revoctl.core.breakers import CircuitBreakerManager
     from revoctl.core.db import DatabaseManager
     from revoctl.core.keys import KeyStore
@@ -134,6 +135,11 @@ class Services:
     @property
     def keys(self) -> KeyStore:
         return cast("KeyStore", self.component("keys"))
+
+    @property
+    def accounts(self) -> Accounts:
+        """Gateway keys with their tiers, budgets and spend: the CLI's and the admin API's."""
+        return cast("Accounts", self.component("accounts"))
 
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service, each
@@ -277,12 +283,19 @@ def _build_keys(services: Services) -> Component:
     return KeyStore(services.db)
 
 
+def _build_accounts(services: Services) -> Component:
+    from revoctl.core.accounts import Accounts
+
+    return Accounts(services.keys, services.limiter, services.settings.tiers)
+
+
 COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec("secrets", "secrets", _build_secrets),
     ComponentSpec("db", "database", _build_database),
     ComponentSpec("limiter", "rate_limiter", _build_limiter, _limiter_depends),
     ComponentSpec("breakers", "circuit_breakers", _build_breakers, _breakers_depends),
     ComponentSpec("keys", None, _build_keys, lambda _: ("db",)),
+    ComponentSpec("accounts", None, _build_accounts, lambda _: ("keys", "limiter")),
 )
 """Every component; those with a health key in the order the health document lists them."""
 

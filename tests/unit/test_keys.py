@@ -131,7 +131,8 @@ def test_keys_commands(cli: Any, revoctl_home: Path) -> None:
     assert "not shown again" in table.stderr
     listed = json.loads(cli("keys", "list", "-o", "json").stdout)
     assert [k["name"] for k in listed] == ["team-a", "team-b"]
-    assert set(listed[0]) == {"name", "created_at", "expires_at", "revoked"}
+    assert set(listed[0]) == {"name", "created_at", "expires_at", "revoked", "tier", "spend",
+                              "budget", "budget_resets_at"}  # fmt: skip
     for text in (cli("keys", "list").stdout, cli("keys", "list", "-o", "yaml").stdout):
         assert document["key"] not in text and table.stdout.strip() not in text
     assert cli("keys", "revoke", "team-a").exit_code == 0

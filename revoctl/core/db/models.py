@@ -1,5 +1,5 @@
 """The tables revoctl keeps: request, model-usage, rate-limit and metric logs, rate-limit and
-breaker state, secret audit records, gateway keys and runtime instances.
+breaker state, secret audit records, gateway keys and their events, and runtime instances.
 
 One `Base` and one `MetaData` with a naming convention, so that constraint and
 index names are stable across dialects and later revisions can refer to them.
@@ -202,6 +202,30 @@ class GatewayKey(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    tier: Mapped[str | None] = mapped_column(String(64))
+    """The key's ``[tiers.NAME]``; NULL: the gateway's own rules."""
+    budget_added: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    """Top-ups of the budget period ``budget_added_period`` (counted from ``created_at``)."""
+    budget_added_period: Mapped[int | None]
+    previous_key_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
+    """The key a rotation replaced, valid until ``previous_expires_at``."""
+    previous_key_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_expires_at: Mapped[datetime | None]
+
+
+class GatewayKeyEvent(Base):
+    """One change to a gateway key (``created``, ``rotated``, ``updated``, ``budget_added``,
+    ``revoked``): who, when, and what changed as JSON; never a key or its hash."""
+
+    __tablename__ = "gateway_key_events"
+    __table_args__ = (Index(None, "name", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class RuntimeInstance(Base):
