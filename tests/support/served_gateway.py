@@ -72,20 +72,27 @@ upstream = "claude-sonnet"
 
 @contextlib.contextmanager
 def served_gateway(
-    directory: Path, llm: LLMStandIn, *, max_body_bytes: int = 4194304
+    directory: Path,
+    llm: LLMStandIn,
+    *,
+    max_body_bytes: int = 4194304,
+    tiers: str = "",
+    tier: str | None = None,
 ) -> Iterator[tuple[Fleet, str]]:
     """``revoctl serve --workers 1`` over ``llm`` (which must take `STANDIN_KEY`), migrated,
-    with a gateway key; yields the running server and the key, and stops it after."""
+    with a gateway key (of ``tier``, one of the ``[tiers.NAME]`` tables ``tiers`` adds to
+    the configuration); yields the running server and the key, and stops it after."""
     config = directory / "revoctl.toml"
     config.write_text(
         CONFIG.format(openai=llm.openai_base_url, anthropic=llm.url, max_body_bytes=max_body_bytes)
+        + tiers
     )
     fleet = Fleet(config=config, home=directory / "home", openai=llm, anthropic=llm, workers=1)
     stored = fleet.cli("secrets", "set", "llm-key", stdin=STANDIN_KEY)
     assert stored.returncode == 0, stored.stderr
     migrated = fleet.cli("db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
-    key = fleet.new_key("served")
+    key = fleet.new_key("served", *(("--tier", tier) if tier else ()))
     fleet.start()
     try:
         yield fleet, key
