@@ -44,6 +44,7 @@ from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.metrics import GatewayMetrics, mark_worker_gone
 from revoctl.runtime.middleware import AccessLog
+from revoctl.runtime.routes import admin
 from revoctl.runtime.routes.chat import chat_completions
 from revoctl.runtime.routes.generate import generate
 from revoctl.runtime.routes.health import health, live, ready
@@ -93,6 +94,7 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *admin.ROUTES,
     ]
     trusted = loaded.settings.gateway.trusted_networks()
     behind_proxies = [Middleware(ClientAddress, trusted=trusted)] if trusted else []

@@ -3,8 +3,9 @@
 Every route is described with the pydantic models of `revoctl.runtime.schemas`: the
 request bodies the gateway validates with, the answers it relays (a chat completion, or
 ``text/event-stream`` when streamed), and the error object every refusal is. The document
-is this gateway's own: ``model`` lists the configured models, and the routes that need a
-gateway key say so when ``gateway.auth = "keys"``. It is built once per configuration.
+is this gateway's own: ``model`` lists the configured models, the routes that need a
+gateway key say so when ``gateway.auth = "keys"``, and the admin API is there when
+``gateway.admin_key`` is set. It is built once per configuration.
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ _COMPONENTS: list[type[BaseModel]] = [
 
 
 @functools.cache
-def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, Any]:
-    """The document for a gateway serving ``models``, with or without gateway keys."""
+def openapi_document(
+    models: tuple[str, ...], keys_required: bool, admin: bool = False
+) -> dict[str, Any]:
+    """The document for a gateway serving ``models``, with or without gateway keys, with or
+    without the admin API (`revoctl.runtime.openapi_admin`)."""
     _, defs = models_json_schema([(m, "validation") for m in _COMPONENTS], ref_template=REF)
     components: dict[str, Any] = defs["$defs"]
     if models:
@@ -200,6 +204,12 @@ def openapi_document(models: tuple[str, ...], keys_required: bool) -> dict[str, 
         document["components"]["securitySchemes"] = {
             "gatewayKey": {"type": "http", "scheme": "bearer", "description": "revoctl keys create"}
         }
+    if admin:
+        from revoctl.runtime.openapi_admin import SECURITY, admin_components, admin_paths
+
+        paths.update(admin_paths())
+        components.update(admin_components())
+        document["components"].setdefault("securitySchemes", {}).update(SECURITY)
     return document
 
 

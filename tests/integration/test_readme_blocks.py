@@ -70,6 +70,10 @@ class Plan:
 
 
 NOT_RUN = {
+    "Bearer $(revoctl secrets get revoctl-admin-key)": (
+        "calls a running gateway with an admin key; tests/integration/test_admin_api.py makes "
+        "the same calls against a real revoctl serve"
+    ),
     "make demo": (
         "make demo builds the venv the tour runs in: test_readme_tour.py runs it (or .ci/run "
         "does, for REVOCTL_TOUR_VENV); make test is the suite this test is part of"

@@ -1,5 +1,6 @@
-"""The tables revoctl keeps: request, model-usage, rate-limit and metric logs, rate-limit and
-breaker state, secret audit records, gateway keys and their events, and runtime instances.
+"""The tables revoctl keeps: request, model-usage, rate-limit and metric logs, rate-limit,
+budget, parallel-slot and breaker state, secret audit records, gateway keys and their events,
+and runtime instances.
 
 One `Base` and one `MetaData` with a naming convention, so that constraint and
 index names are stable across dialects and later revisions can refer to them.
@@ -154,6 +155,44 @@ class RateLimitState(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(16))
     state: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class LimitBudget(Base):
+    """One account's budget counter for one period (the index of the period since the
+    account's key was created), in whole nano-units of the price table's unit; the counter
+    counts as 0 from ``expires_at`` (epoch seconds on the database's clock)."""
+
+    __tablename__ = "limit_budgets"
+
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    period: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    spent: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class LimitSlotAccount(Base):
+    """One row per account with parallel slots: the row a reservation locks before it
+    counts the account's leases, so concurrent reservations take slots one at a time;
+    ``cap`` is the cap the last one applied."""
+
+    __tablename__ = "limit_slots"
+
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    cap: Mapped[int] = mapped_column(Integer)
+
+
+class LimitLease(Base):
+    """One parallel slot held: ``lease`` is its id (unique everywhere), ``holder`` the
+    process that renews it; the slot is free again from ``expires_at`` (epoch seconds on
+    the database's clock)."""
+
+    __tablename__ = "limit_leases"
+    __table_args__ = (Index(None, "account", "expires_at"),)
+
+    lease: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    holder: Mapped[str] = mapped_column(String(64), index=True)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
 
 

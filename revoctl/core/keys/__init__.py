@@ -12,6 +12,15 @@ from revoctl.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from revoctl.core.keys._budget import BudgetWindow, budget_window
-    from revoctl.core.keys._store import KEY_PATTERN, IssuedKey, KeyRecord, KeyStore, hash_key
+    from revoctl.core.keys._store import (
+        KEY_PATTERN,
+        MAX_EXPIRES_IN,
+        MAX_OVERLAP,
+        NAME_PATTERN,
+        IssuedKey,
+        KeyRecord,
+        KeyStore,
+        hash_key,
+    )
 
 __getattr__, __dir__ = lazy_exports(__name__)

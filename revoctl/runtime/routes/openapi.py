@@ -10,7 +10,8 @@ from revoctl.runtime.openapi import openapi_document
 
 
 async def openapi(request: Request) -> Response:
-    """This gateway's document: its models, and whether its routes need a key."""
+    """This gateway's document: its models, whether its routes need a key, its admin API."""
     gateway = Gateway.of(request)
     keys_required = gateway.config.auth == "keys"
-    return JSONResponse(openapi_document(tuple(sorted(gateway.models)), keys_required))
+    admin = bool(gateway.config.admin_key)
+    return JSONResponse(openapi_document(tuple(sorted(gateway.models)), keys_required, admin))

@@ -17,6 +17,9 @@ migrates an embedded SQLite database first and says "not migrated" for a missing
 The statements are built from the ``RateLimitState`` model's table (SQLAlchemy Core),
 once per dialect, on the first decision: a store only pinged imports no SQLAlchemy.
 
+Reservations (a request's rules, budget and parallel slot) are one transaction each, on
+the rules' rows and the tables of migration 0008 (`revoctl.core.limits.stores._sql_reservations`).
+
 The pool is the process's own, shared with everything else, and waits ``pool_timeout``
 (30 s) for a free connection; a decision waits at most ``pool_wait`` (the limiter's
 ``pool_wait_seconds``) and then raises `PoolExhaustedError`, for ``failure_mode`` to
@@ -36,22 +39,22 @@ from revoctl.core.db._sql import server_clock, table, upsert
 from revoctl.core.limits._algorithms import Algorithm, State, algorithm_for
 from revoctl.core.limits.base import Op, RateLimitResult
 from revoctl.core.limits.settings import RateLimitRule
+from revoctl.core.limits.stores._sql_reservations import RuleRows, SqlReservations
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from sqlalchemy import Executable
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.core.db import DatabaseManager
+    from revoctl.core.limits.reservations import HeldLease, Reservation, Reserved, Settlement
 
 T = TypeVar("T")
 
-MIGRATION = "0003"
-"""The revision that creates ``rate_limit_state``."""
-TABLE = "rate_limit_state"
-"""``RateLimitState.__tablename__``, named here for `SqlLimitStore.ping`'s message: the
-ping runs on the raw driver, without the models."""
+MIGRATIONS = (("0003", "rate_limit_state"), ("0008", "limit_budgets"))
+"""The revisions that create the store's tables, each with a table it creates, named here
+for `SqlLimitStore.ping`'s message: the ping runs on the raw driver, without the models."""
 SWEEP_EVERY = 1000
 """Decisions between two deletions of rows whose state ran out."""
 SWEEP_BATCH = 500
@@ -121,6 +124,7 @@ class SqlLimitStore:
         self.pool_wait = pool_wait
         self._algorithms: dict[str, tuple[RateLimitRule, Algorithm]] = {}
         self._decisions = 0
+        self._reservations: SqlReservations | None = None
 
     def describe(self) -> str:
         return f"{self.db.backend} {self.db.describe_url()}"
@@ -166,9 +170,9 @@ class SqlLimitStore:
                 await self._run(self._delete_expired)
         return result
 
-    async def _delete_expired(self, session: AsyncSession) -> int:
-        result = await session.execute(_statements(self.db.backend).sweep)
-        return int(getattr(result, "rowcount", 0) or 0)
+    async def _delete_expired(self, session: AsyncSession) -> None:
+        await session.execute(_statements(self.db.backend).sweep)
+        await self._reserving().sweep(session)
 
     async def _run(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
         return await self.db.transaction(fn, pool_wait=self.pool_wait)
@@ -198,27 +202,48 @@ class SqlLimitStore:
 
         return await self._run(delete)
 
-    # TODO(issue 18): replaced by the reservation work in progress.
-    async def reserve(self, reservation: Any, lease_seconds: float) -> Any:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ reservations
 
-    async def settle(self, settlement: Any) -> Any:
-        raise NotImplementedError
+    def _reserving(self) -> SqlReservations:
+        if self._reservations is None:
+            sql = _statements(self.db.backend)
+            rows = RuleRows(sql.lock, sql.write, self._algorithm)
+            self._reservations = SqlReservations(self.db.backend, rows)
+        return self._reservations
 
-    async def renew(self, held: Any, lease_seconds: float) -> None:
-        raise NotImplementedError
+    async def reserve(self, reservation: Reservation, lease_seconds: float) -> Reserved:
+        reservations = self._reserving()
+        reserved = await self._run(
+            lambda session: reservations.reserve(session, reservation, lease_seconds)
+        )
+        self._decisions += 1
+        if self._decisions % SWEEP_EVERY == 0:
+            await self._run(self._delete_expired)
+        return reserved
+
+    async def settle(self, settlement: Settlement) -> list[RateLimitResult]:
+        reservations = self._reserving()
+        return await self._run(lambda session: reservations.settle(session, settlement))
+
+    async def renew(self, held: Sequence[HeldLease], lease_seconds: float) -> None:
+        reservations = self._reserving()
+        await self._run(lambda session: reservations.renew(session, held, lease_seconds))
 
     async def spent(self, account: str, period: int) -> int:
-        raise NotImplementedError
+        reservations = self._reserving()
+        return await self._run(lambda session: reservations.spent(session, account, period))
 
     async def ping(self) -> None:
-        """Reach the database on the raw driver and check that migration 0003 is applied.
+        """Reach the database on the raw driver and check that migrations 0003 (the rules'
+        state) and 0008 (budgets and slots) are applied.
 
         :raises BackendUnavailableError: the database cannot be reached.
         :raises UsageError: the table is not there yet.
         """
-        if not is_applied(MIGRATION, await self.db.applied_revisions()):
-            raise not_migrated(TABLE)
+        applied = await self.db.applied_revisions()
+        for revision, table_name in MIGRATIONS:
+            if not is_applied(revision, applied):
+                raise not_migrated(table_name)
 
     async def close(self) -> None:
         """Nothing of its own: the database manager is closed by its owner."""

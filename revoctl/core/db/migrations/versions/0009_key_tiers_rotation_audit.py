@@ -8,7 +8,7 @@ presented key's row). ``gateway_key_events`` records every change to a key (crea
 rotated, updated, budget_added, revoked): who, when, and what changed as JSON, never a key.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
