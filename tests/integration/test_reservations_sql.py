@@ -6,10 +6,13 @@ at once on PostgreSQL (and on SQLite shared by processes).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from revoctl.core.db import DatabaseConfig, DatabaseManager, downgrade, upgrade
 from revoctl.core.db.models import Base
 from revoctl.core.limits import RateLimitRule, SqlLimitStore
 from revoctl.core.limits.reservations import (
+    LEASE_SECONDS,
+    RENEW_SECONDS,
     BudgetCharge,
     BudgetSettlement,
     HeldLease,
@@ -231,3 +236,58 @@ def test_a_slot_cap_holds_across_processes(config: Path) -> None:
     held = [tuple(span) for r in results for span in r["held"]]
     assert len(held) > CAP  # slots were freed and taken again
     assert 2 <= most_at_once(held) <= CAP  # type: ignore[arg-type]  # at once, never more
+
+
+async def _slot_free(url: str, account: str, cap: int) -> bool:
+    """Whether one of ``account``'s ``cap`` slots can be taken now (it is given back)."""
+    async with DatabaseManager(DatabaseConfig(url=url), role="test") as db:
+        store = SqlLimitStore(db)
+        lease = f"probe-{time.monotonic_ns()}"
+        answer = await store.reserve(Reservation(account, slot=SlotCharge(account, cap, lease)), 1)
+        if answer.allowed:
+            await store.settle(Settlement(account, slot=SlotRelease(account, lease)))
+        return answer.allowed
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_process_renews_its_slots_and_they_are_free_within_a_lease_once_it_dies(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The holder keeps its slots past several leases by renewing them; killed (no chance
+    to settle), its slots are free again within ``LEASE_SECONDS`` (the CONTRACT: 30 s)."""
+    config = write_config(tmp_path, f'url = "{postgres_url}"')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "tests.support.reservations_worker", str(config)]
+    holder = subprocess.Popen(
+        [*argv, "hold", "team", str(CAP)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
+        holder.stdin.write("go\n")  # type: ignore[union-attr]
+        holder.stdin.flush()  # type: ignore[union-attr]
+        assert json.loads(holder.stdout.readline()) == {"held": CAP}  # type: ignore[union-attr]
+        held_until = time.monotonic() + LEASE_SECONDS + 2 * RENEW_SECONDS
+        while time.monotonic() < held_until:  # past the first leases: renewed
+            assert not asyncio.run(_slot_free(postgres_url, "team", CAP))
+            time.sleep(1)
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=10)
+        killed = time.monotonic()
+        deadline = killed + LEASE_SECONDS + RENEW_SECONDS
+        while not asyncio.run(_slot_free(postgres_url, "team", CAP)):
+            assert time.monotonic() < deadline, "the dead process's slots were not freed"
+            time.sleep(0.25)
+        freed_after = time.monotonic() - killed
+        # the last renewal was at most RENEW_SECONDS before the kill
+        assert LEASE_SECONDS - RENEW_SECONDS - 1 <= freed_after <= LEASE_SECONDS + 1
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.communicate(timeout=10)

@@ -9,10 +9,14 @@ every process starts at once, then prints what it got as JSON:
   (start, end) of each slot held, on the machine's monotonic clock (shared by processes),
   measured inside the time the slot was taken.
 
+* ``hold``: takes ``CAP`` of ``ACCOUNT``'s slots, prints ``{"held": N}`` and keeps them
+  (renewed in the background) until it is killed.
+
 ``failed`` counts the reservations ``failure_mode`` answered (``stored`` False).
 
     python -m tests.support.reservations_worker CONFIG budget ACCOUNT TASKS AMOUNT LIMIT
     python -m tests.support.reservations_worker CONFIG slots ACCOUNT TASKS CAP ATTEMPTS HOLD
+    python -m tests.support.reservations_worker CONFIG hold ACCOUNT CAP
 """
 
 from __future__ import annotations
@@ -71,12 +75,24 @@ async def slots(
     return {"held": held, "failed": failed}
 
 
+async def hold(limiter: RateLimiter, account: str, cap: int) -> None:
+    held = 0
+    for _ in range(cap):
+        slot = SlotCharge(account, cap, limiter.new_lease())
+        [answer] = await limiter.reserve([Reservation(account, slot=slot)])
+        held += answer.allowed and answer.stored
+    print(json.dumps({"held": held}), flush=True)
+    await asyncio.Event().wait()  # until killed: the limiter renews the leases meanwhile
+
+
 async def main(config: str, mode: str, account: str, numbers: list[str]) -> Any:
     async with load_services(config) as svc:
         limiter = svc.limiter
         await limiter.spent(account, 0)  # opens the store before the start line
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
+        if mode == "hold":
+            return await hold(limiter, account, int(numbers[0]))
         if mode == "budget":
             tasks, amount, limit = (int(n) for n in numbers)
             return await budget(limiter, account, tasks, amount, limit)

@@ -296,12 +296,14 @@ class RateLimiter(FailSoftCalls):
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """``{"status", "store", "target", "failure_mode", "latency_ms", "decisions",
-        "store_failures", "pool_wait_seconds", "pool_waits_expired", "reason"?}``.
+        "store_failures", "pool_wait_seconds", "pool_waits_expired", "leases_held",
+        "reason"?}``.
 
         Pings the store (within ``budget``): degraded, with the reason, while it fails,
         since ``failure_mode`` is answering for it. A successful ping ends an outage.
         ``pool_waits_expired`` counts the calls ``failure_mode`` answered because no
-        connection came free within ``pool_wait_seconds``.
+        connection came free within ``pool_wait_seconds``; ``leases_held`` is the parallel
+        slots this process holds and renews.
         """
         timeout = min(self.config.timeout_seconds, budget or self.config.timeout_seconds)
         report: dict[str, Any] = {

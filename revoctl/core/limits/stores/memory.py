@@ -10,12 +10,15 @@ nobody touches again go too.
 Reservations (`reserve_now`) decide every part on the state as found and write only when
 every part allows: the rules' checks (each as its own check would answer), the budget
 counter of an account's period (whole nano-units, kept ``keep_seconds``) and the
-account's parallel slots, leases that run out by the store's clock unless renewed.
+account's parallel slots, leases that run out by the store's clock unless renewed. An
+account's leases are kept in the order they run out (taken or renewed last, last), so
+dropping those that ran out looks only at the front.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -71,8 +74,8 @@ class MemoryLimitStore:
         self._clock = clock
         self._tables: dict[str, _Table] = {}
         self._budgets: dict[tuple[str, int], _Counter] = {}
-        self._slots: dict[str, dict[str, float]] = {}
-        """Per account, its leases and when each runs out."""
+        self._slots: dict[str, OrderedDict[str, float]] = {}
+        """Per account, its leases and when each runs out, soonest first."""
 
     def describe(self) -> str:
         return "process memory"
@@ -83,6 +86,8 @@ class MemoryLimitStore:
     def _table(self, rule: RateLimitRule) -> _Table:
         """The rule's table; a rule of that name with other numbers starts afresh."""
         table = self._tables.get(rule.name)
+        if table is not None and table.rule is rule:
+            return table
         if table is None or table.rule != rule:
             table = self._tables[rule.name] = _Table(rule)
         table.rule = rule  # equal numbers: the next lookup is by identity
@@ -148,7 +153,7 @@ class MemoryLimitStore:
             reserved.budget_allowed = found + budget.amount <= budget.limit
             reserved.spent = found
             allowed = allowed and reserved.budget_allowed
-        leases: dict[str, float] = {}
+        leases: OrderedDict[str, float] = OrderedDict()
         if slot is not None:
             leases = self._leases(slot.account, now)
             reserved.slot_allowed = slot.lease in leases or len(leases) < slot.cap
@@ -223,19 +228,20 @@ class MemoryLimitStore:
             self._sweep(self._budgets, now)
         self._budgets[key] = (value, now + keep)
 
-    def _leases(self, account: str, now: float) -> dict[str, float]:
-        """``account``'s live leases (those run out are dropped)."""
+    def _leases(self, account: str, now: float) -> OrderedDict[str, float]:
+        """``account``'s live leases (those run out are dropped, from the front)."""
         leases = self._slots.get(account)
         if leases is None:
-            return {}
-        for lease in [lease for lease, expires in leases.items() if expires <= now]:
-            del leases[lease]
+            return OrderedDict()
+        while leases and leases[next(iter(leases))] <= now:
+            leases.popitem(last=False)
         if not leases:
             del self._slots[account]
         return leases
 
-    def _take(self, slot: SlotCharge, leases: dict[str, float], expires: float) -> None:
+    def _take(self, slot: SlotCharge, leases: OrderedDict[str, float], expires: float) -> None:
         leases[slot.lease] = expires
+        leases.move_to_end(slot.lease)
         self._slots[slot.account] = leases
 
     def settle_now(self, settlement: Settlement) -> list[RateLimitResult]:
@@ -266,6 +272,7 @@ class MemoryLimitStore:
             leases = self._slots.get(lease.account)
             if leases is not None and leases.get(lease.lease, 0.0) > now:
                 leases[lease.lease] = now + lease_seconds
+                leases.move_to_end(lease.lease)
 
     async def spent(self, account: str, period: int) -> int:
         return self._counter(account, period, self._clock())
