@@ -8,8 +8,9 @@ decision, so no caller needs a second round trip for them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from revoctl.core.limits._result import Op, RateLimitResult
 from revoctl.core.limits.settings import RateLimitRule
 
 if TYPE_CHECKING:
@@ -17,38 +18,7 @@ if TYPE_CHECKING:
 
     from revoctl.core.limits.reservations import HeldLease, Reservation, Reserved, Settlement
 
-Op = Literal["check", "peek", "refund"]
-"""``check`` consumes when allowed, ``peek`` never writes, ``refund`` gives units back."""
-
-
-class RateLimitResult(NamedTuple):
-    """One decision: the CONTRACT's ``allowed``, ``remaining``, ``limit``, ``retry_after``
-    (seconds until a check of the same weight would be allowed; None when allowed) and
-    ``reset_after`` (seconds until the key is back to full); ``reason`` says why a check
-    was denied without counting (a weight above the limit) or answered without the store.
-
-    A named tuple: immutable, and the cheapest object to build on the decision path.
-    """
-
-    allowed: bool
-    remaining: int
-    limit: int
-    retry_after: float | None
-    reset_after: float
-    reason: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The CONTRACT's JSON record (``reason`` only when there is one)."""
-        document: dict[str, Any] = {
-            "allowed": self.allowed,
-            "remaining": self.remaining,
-            "limit": self.limit,
-            "retry_after": self.retry_after,
-            "reset_after": self.reset_after,
-        }
-        if self.reason is not None:
-            document["reason"] = self.reason
-        return document
+__all__ = ["LimitStore", "Op", "RateLimitResult"]
 
 
 class LimitStore(Protocol):

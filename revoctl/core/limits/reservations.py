@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from revoctl.core.limits.settings import RateLimitScope
 
 if TYPE_CHECKING:
-    from revoctl.core.limits.base import RateLimitResult
+    from revoctl.core.limits._result import RateLimitResult
     from revoctl.core.limits.settings import RateLimitRule
 
 NANO = 1_000_000_000
