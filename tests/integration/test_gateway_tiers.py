@@ -291,7 +291,7 @@ def test_the_parallel_cap_refuses_beyond_it_and_frees_slots_at_the_end(
     for thread in threads:
         thread.join(timeout=30)
     assert [answer.status_code for answer in answers] == [200, 200]
-    assert openai_llm.max_in_flight() <= 3
+    assert openai_llm.max_in_flight() == 2
     assert [gateway.ask("duo").status_code for _ in range(3)] == [200, 200, 200]
 
 
@@ -306,4 +306,21 @@ def test_a_slot_is_freed_on_a_refusal_after_the_charge_and_on_a_broken_stream(
         ended = gateway.ask("solo", stream=stream)
         assert ended.status_code != 429 or "parallel" not in ended.text, ended.text
     openai_llm.mode = claude_llm.mode = "ok"
+    assert gateway.ask("solo").status_code == 200
+
+
+def test_a_slot_is_freed_when_an_unexpected_error_ends_the_request(
+    gateway: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no part expected (a 500) gives the request's charge back, its slot too."""
+
+    async def broken(exchange: Any) -> Any:
+        raise RuntimeError("a bug in the routing")
+
+    routing = gateway.client.app_state["gateway"].routing
+    monkeypatch.setattr(routing, "complete", broken)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="a bug"):
+            gateway.ask("solo")
+    monkeypatch.undo()
     assert gateway.ask("solo").status_code == 200
