@@ -83,6 +83,8 @@ class Charge:
     budget: BudgetHold | None = None
     slot: SlotHold | None = None
     stored_tags: set[str] = field(default_factory=set)
+    store_failed: bool = False
+    """Whether ``failure_mode`` answered a reservation the store could not decide."""
     settled: bool = False
 
     def claim(self) -> bool:

@@ -3,7 +3,9 @@
 413 ``request_too_large`` without ``Retry-After`` when a rule can never allow the request;
 else 429 with ``Retry-After``: ``too_many_parallel_requests`` (the key's slots are all
 held), ``budget_exceeded`` (the seconds to the next budget period) or
-``rate_limit_exceeded`` (the first denying rule's wait).
+``rate_limit_exceeded`` (the first denying rule's wait). While the store cannot be reached
+and ``failure_mode`` is "closed", the rules' denial stands as before; a request with only a
+budget or a slot to reserve is 503 ``limits_unavailable`` (it is not the caller's doing).
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ def denied(charge: Charge) -> GatewayError:
             f"{never.rule.name!r} is {never.result.limit}: it can never be allowed"
         )
         return GatewayError(413, message, code="request_too_large")
+    if charge.store_failed and not denied:
+        return GatewayError(
+            503,
+            "the limits store cannot be reached and failure_mode is closed: retry shortly",
+            kind="server_error",
+            code="limits_unavailable",
+            headers=[("retry-after", str(PARALLEL_RETRY_SECONDS))],
+        )
     slot, budget = charge.slot, charge.budget
+    if charge.store_failed:
+        slot = budget = None  # failure_mode denied them: the rules' denial speaks
     if slot is not None and not slot.allowed:
         return GatewayError(
             429,

@@ -57,6 +57,8 @@ def record(charge: Charge, reservations: list[Reservation], answers: list[Reserv
     for reservation, answer in zip(reservations, answers, strict=True):
         if answer.stored:
             charge.stored_tags.add(reservation.tag)
+        else:
+            charge.store_failed = True
         entries = [e for e in charge.entries if e.tag == reservation.tag]
         for entry, result in zip(entries, answer.rules, strict=True):
             entry.result = result

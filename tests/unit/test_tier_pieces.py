@@ -17,6 +17,7 @@ from revoctl.core.limits.base import RateLimitResult
 from revoctl.core.limits.reservations import hash_tag
 from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold
 from revoctl.runtime.charging import spend_bound
+from revoctl.runtime.denials import denied
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.identity import Caller, Identity
 from revoctl.runtime.keys import KeyRing
@@ -210,3 +211,29 @@ def test_budget_headers_show_what_is_left_and_when_it_resets() -> None:
     assert headers["x-revoctl-budget-remaining"] == "3.75"
     assert headers["x-revoctl-budget-reset"] == "30"
     assert headers["x-ratelimit-remaining-requests"] == "99"
+
+
+def refusal(charge: Charge) -> tuple[int, str | None, str | None]:
+    error = denied(charge)
+    return error.status, error.code, dict(error.headers).get("retry-after")
+
+
+def test_a_denial_names_the_part_that_denied_it() -> None:
+    charge = a_charge()
+    assert charge.slot is not None and charge.budget is not None
+    charge.budget.allowed = False
+    assert refusal(charge) == (429, "budget_exceeded", "30")
+    charge.slot.allowed = False  # the parallel cap first: it frees soonest
+    assert refusal(charge) == (429, "too_many_parallel_requests", "1")
+    heavy = charge.entries[1]
+    heavy.result = RateLimitResult(False, 100, 100, None, 0.0, "weight above the limit")
+    assert refusal(charge) == (413, "request_too_large", None)
+
+
+def test_a_store_that_cannot_be_reached_is_not_blamed_on_the_caller() -> None:
+    charge = a_charge()
+    assert charge.slot is not None
+    charge.store_failed, charge.slot.allowed = True, False  # failure_mode "closed"
+    assert refusal(charge) == (503, "limits_unavailable", "1")
+    charge.entries[0].result = RateLimitResult(False, 0, 100, 0.5, 0.0, "denied (closed)")
+    assert refusal(charge) == (429, "rate_limit_exceeded", "1")
