@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from revoctl.core.errors import BackendUnavailableError, PoolExhaustedError
+from revoctl.core.errors import BackendUnavailableError, PoolExhaustedError, UsageError
 from revoctl.core.limits import (
     LimitsConfig,
     MemoryLimitStore,
@@ -233,6 +233,24 @@ async def test_a_disabled_rule_is_answered_in_its_place_without_the_store() -> N
     assert await store.keys(OFF) == []
     [after] = await lim.settle([Settlement("team", refunds=(RuleCharge(OFF, "team", 1),))])
     assert after is not None and after[0].reason == "the rule is disabled"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Reservation("t", rules=(RuleCharge(API, "x" * 256, 1),)),
+        Reservation("t", rules=(RuleCharge(API, "t", 0),)),
+        Reservation("t", budget=budget(0.1, account="")),
+        Reservation("t", slot=SlotCharge("t", 1, "l" * 65)),
+    ],
+    ids=["long-key", "zero-weight", "empty-account", "long-lease"],
+)
+async def test_what_no_store_can_keep_is_refused_before_the_store(bad: Reservation) -> None:
+    lim, store, _, _ = limiter()
+    with pytest.raises(UsageError):
+        await lim.reserve([request(), bad])
+    assert (await store.apply(API, "team", "peek", 1)).remaining == 10  # nothing was taken
+    assert (await lim.health_check())["store_failures"] == 0  # not a store failure
 
 
 @pytest.mark.parametrize(("mode", "admit"), [("open", True), ("closed", False)])

@@ -42,6 +42,7 @@ from revoctl.core.limits._leases import MAX_LEASE_AGE, LeaseKeeper, new_lease_id
 from revoctl.core.limits._log import RateLimitLogWriter
 from revoctl.core.limits._operator import MAX_KEY_LENGTH, MAX_WEIGHT
 from revoctl.core.limits._reservations import (
+    check_charges,
     enabled,
     enabled_settlement,
     failure_answer,
@@ -200,7 +201,11 @@ class RateLimiter(FailSoftCalls):
         request has nothing to settle. While the store fails, ``failure_mode`` answers a
         reservation with ``stored`` False (nothing taken, nothing to settle). Each rule is
         counted and a denial logged like a check.
+
+        :raises UsageError: a key, account, weight or lease id no store can keep.
         """
+        for reservation in reservations:
+            check_charges(reservation)
         sent = [enabled(reservation) for reservation in reservations]
         local = self._reserve_local
         lease_seconds = self._leases.lease_seconds

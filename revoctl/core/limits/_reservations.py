@@ -6,6 +6,10 @@ store cannot answer, ``failure_mode`` does for the whole reservation (`failure_a
 every rule as a check would be answered, the budget and the slot allowed ("open") or
 denied ("closed"), and ``stored`` False, since nothing was taken. A reservation taken
 while another of the same request was denied is given back whole (`give_back`).
+
+What cannot be stored is refused before the store is called (`check_charges`), as a check
+refuses a bad key: a value the database would reject would otherwise count as the store
+failing, for every caller.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from revoctl.core.errors import UsageError
+from revoctl.core.limits._operator import MAX_KEY_LENGTH, MAX_WEIGHT
 from revoctl.core.limits.base import RateLimitResult
 from revoctl.core.limits.reservations import (
     BudgetSettlement,
@@ -27,6 +33,29 @@ from revoctl.core.limits.reservations import (
 if TYPE_CHECKING:
     from revoctl.core.limits._condition import StoreCondition
     from revoctl.core.limits.settings import RateLimitRule
+
+
+MAX_LEASE_LENGTH = 64
+"""The longest lease id a store keeps (``limit_leases.lease``)."""
+
+
+def check_charges(reservation: Reservation) -> None:
+    """Refuse what no store can keep: a key or an account of 0 or over 255 characters, a
+    weight outside 1 to 1e9, a lease id over 64 characters.
+
+    :raises UsageError: one of them.
+    """
+    for charge in reservation.rules:
+        if not 0 < len(charge.key) <= MAX_KEY_LENGTH:
+            raise UsageError(f"a rate-limit key is 1 to {MAX_KEY_LENGTH} characters")
+        if not 0 < charge.weight <= MAX_WEIGHT:
+            raise UsageError(f"a weight is 1 to {MAX_WEIGHT}, got {charge.weight}")
+    for part in (reservation.budget, reservation.slot):
+        if part is not None and not 0 < len(part.account) <= MAX_KEY_LENGTH:
+            raise UsageError(f"an account is 1 to {MAX_KEY_LENGTH} characters")
+    slot = reservation.slot
+    if slot is not None and not 0 < len(slot.lease) <= MAX_LEASE_LENGTH:
+        raise UsageError(f"a lease id is 1 to {MAX_LEASE_LENGTH} characters")
 
 
 def disabled(rule: RateLimitRule) -> RateLimitResult:
