@@ -21,15 +21,16 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
 from revoctl.core.keys import MAX_EXPIRES_IN, MAX_OVERLAP, NAME_PATTERN
 from revoctl.core.redaction import register_secret
 from revoctl.core.references import resolve_text
 from revoctl.runtime.errors import GatewayError
+from revoctl.runtime.schemas import _whole_float
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -45,7 +46,10 @@ MAX_TRIP_SECONDS = 30 * 86400
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict (``"5"`` is not a number, ``true`` not an amount) and closed: a misspelt field
+    is refused rather than ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class KeyCreate(_Body):
@@ -53,9 +57,9 @@ class KeyCreate(_Body):
 
     name: str = Field(pattern=NAME_PATTERN.pattern, description="Who holds the key")
     tier: str | None = Field(None, description="A configured [tiers.NAME]; null: no tier")
-    expires_in: int | None = Field(
-        None, ge=1, le=MAX_EXPIRES_IN, description="Seconds until the key expires"
-    )
+    expires_in: (
+        Annotated[int, Field(ge=1, le=MAX_EXPIRES_IN), BeforeValidator(_whole_float)] | None
+    ) = Field(None, description="Seconds until the key expires")
 
 
 class KeyRotate(_Body):
@@ -69,7 +73,7 @@ class KeyRotate(_Body):
 class BreakerTrip(_Body):
     """``POST /admin/breakers/{name}/trip``: as ``revoctl breakers trip NAME``."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     reason: str | None = Field(None, max_length=MAX_REASON, description="Shown by status")
     for_seconds: float | None = Field(

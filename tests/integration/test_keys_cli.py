@@ -4,6 +4,9 @@ SQLite and a real PostgreSQL; bad input is one ``error:`` line and the CONTRACT'
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +147,23 @@ def test_bad_input_is_one_error_line_and_its_exit_code(keys_cli: Any) -> None:
         result = keys_cli(*args)
         assert result.exit_code == code, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, args
+
+
+def test_top_ups_from_several_processes_at_once_all_count(
+    keys_cli: Any, revoctl_home: Path
+) -> None:
+    """Each top-up reads and writes the key's row under a lock: none is lost to another."""
+    assert keys_cli("keys", "create", "team-a", "--tier", "free").exit_code == 0
+    env = {**os.environ, "REVOCTL_HOME": str(revoctl_home)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "revoctl", "keys", "budget", "team-a", "--add", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(8)
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    spend = as_json(keys_cli("keys", "spend", "team-a", "-o", "json"))
+    assert spend["budget"] == 2.0 + 8

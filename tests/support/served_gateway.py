@@ -76,17 +76,21 @@ def served_gateway(
     llm: LLMStandIn,
     *,
     max_body_bytes: int = 4194304,
+    admin_key: str = "",
     tiers: str = "",
     tier: str | None = None,
 ) -> Iterator[tuple[Fleet, str]]:
     """``revoctl serve --workers 1`` over ``llm`` (which must take `STANDIN_KEY`), migrated,
     with a gateway key (of ``tier``, one of the ``[tiers.NAME]`` tables ``tiers`` adds to
-    the configuration); yields the running server and the key, and stops it after."""
+    the configuration), and the admin API on ``admin_key`` when given; yields the running
+    server and the key, and stops it after."""
     config = directory / "revoctl.toml"
-    config.write_text(
-        CONFIG.format(openai=llm.openai_base_url, anthropic=llm.url, max_body_bytes=max_body_bytes)
-        + tiers
+    text = CONFIG.format(
+        openai=llm.openai_base_url, anthropic=llm.url, max_body_bytes=max_body_bytes
     )
+    if admin_key:
+        text = text.replace("[gateway]\n", f'[gateway]\nadmin_key = "{admin_key}"\n', 1)
+    config.write_text(text + tiers)
     fleet = Fleet(config=config, home=directory / "home", openai=llm, anthropic=llm, workers=1)
     stored = fleet.cli("secrets", "set", "llm-key", stdin=STANDIN_KEY)
     assert stored.returncode == 0, stored.stderr

@@ -279,16 +279,22 @@ def _new_key() -> tuple[str, str]:
 
 
 async def _row(session: AsyncSession, name: str, *, lock: bool) -> GatewayKey:
-    """``name``'s row (locked for the transaction when ``lock``, on PostgreSQL).
+    """``name``'s row; with ``lock``, locked until the transaction ends: a write that changes
+    nothing comes first, which takes PostgreSQL's row lock and SQLite's write lock before
+    anything is read (a ``SELECT ... FOR UPDATE`` would lock nothing on SQLite, where two
+    processes could then both read and one's change be lost).
 
     :raises NotFoundError: no key has that name.
     """
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
     from revoctl.core.db.models import GatewayKey
 
+    if lock:
+        touch = update(GatewayKey).where(GatewayKey.name == name).values(name=GatewayKey.name)
+        await session.execute(touch)
     query = select(GatewayKey).where(GatewayKey.name == name)
-    row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
         raise NotFoundError(f"no gateway key named {name!r}")
     return row

@@ -88,9 +88,13 @@ async def reset_breaker(request: Request) -> Response:
     return _answer(request, actor, status)
 
 
+async def keys(request: Request) -> Response:
+    """``/admin/keys``: one route for both methods, so a 405 there lists both in ``Allow``."""
+    return await (create_key if request.method == "POST" else list_keys)(request)
+
+
 ROUTES = [
-    Route("/admin/keys", create_key, methods=["POST"]),
-    Route("/admin/keys", list_keys, methods=["GET"]),
+    Route("/admin/keys", keys, methods=["GET", "POST"]),
     Route("/admin/keys/{name}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{name}/spend", key_spend, methods=["GET"]),
     Route("/admin/keys/{name}/rotate", rotate_key, methods=["POST"]),
