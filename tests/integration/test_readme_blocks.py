@@ -465,3 +465,20 @@ def test_db_pool_prints_what_the_readme_shows(
                 os.killpg(server.pid, signal.SIGKILL)
     shown = _db_pool_shown("SQLite has no" if backend == "sqlite" else "active")
     assert _frame(printed.splitlines()) == shown, printed
+
+
+def test_the_many_teams_configuration_loads(tmp_path: Path) -> None:
+    """The worked configuration of "Many teams" is valid as shown: every rule, model and tier
+    it names exists, and its tiers read back as written."""
+    text = _toml_under("## Many teams")
+    (tmp_path / "revoctl.toml").write_text(text)
+    env = clean_environment(HOME=str(tmp_path), REVOCTL_HOME=str(tmp_path / "state"))
+    shown = subprocess.run(
+        [str(readme_venv() / "bin" / "revoctl"), "config", "show", "-o", "json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    settings = {e["key"]: e["value"] for e in json.loads(shown.stdout)["settings"]}
+    assert settings["tiers.free.budget"] == 5.0
+    assert settings["tiers.free.models"] == ["gpt-4o-mini"]
+    assert settings["tiers.pro.max_parallel_requests"] == 32
