@@ -15,7 +15,7 @@ them all or nothing. A denial consumed nothing: 413 ``request_too_large`` withou
 below the request's bound), else 429 with ``Retry-After``: ``too_many_parallel_requests``
 (1 s), ``budget_exceeded`` (the seconds to the next period) or ``rate_limit_exceeded``.
 
-After the request, one `Settlement` per tag (`revoctl.runtime.settling`): what its usage
+After the request, one `Settlement` per tag (`revoctl.runtime.reserving`): what its usage
 shows was not used goes back to the token rules, the budget moves to the usage's real cost,
 the slot is freed. A refused or unanswered request gets everything back; a request whose
 usage is unknown (a broken stream, a client gone) keeps its rule and budget charge (never
@@ -35,11 +35,7 @@ from revoctl.core.errors import UsageError, first_line
 from revoctl.core.gateway.settings import rule_names
 from revoctl.core.keys._budget import budget_window
 from revoctl.core.limits._operator import MAX_KEY_LENGTH
-from revoctl.core.limits.reservations import (
-    Settlement,
-    hash_tag,
-    to_nano,
-)
+from revoctl.core.limits.reservations import Settlement, account_tag, hash_tag, to_nano
 from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold
 from revoctl.runtime.denials import denied
 from revoctl.runtime.errors import GatewayError
@@ -134,7 +130,7 @@ class Charging:
         if caller.tier is not None and caller.tier.max_parallel_requests and caller.key_name:
             name = caller.key_name
             cap = caller.tier.max_parallel_requests
-            charge.slot = SlotHold(name, _account_tag(name), cap, limiter.new_lease())
+            charge.slot = SlotHold(name, account_tag(name), cap, limiter.new_lease())
         planned = reservations(charge)
         if not planned:
             return
@@ -171,7 +167,7 @@ class Charging:
         left = window.seconds_left(now)
         return BudgetHold(
             account=record.name,
-            tag=_account_tag(record.name),
+            tag=account_tag(record.name),
             period=window.period,
             limit=limit,
             amount=amount,
@@ -284,13 +280,6 @@ def _untaken(rule: RateLimitRule) -> RateLimitResult:
     from revoctl.core.limits.base import RateLimitResult
 
     return RateLimitResult(True, rule.capacity, rule.capacity, None, 0.0)
-
-
-def _account_tag(name: str) -> str:
-    """The hash tag of a key's own store keys (its ``per_api_key`` rules', its budget's,
-    its slots'): its name, as `hash_tag` derives it, so one reservation holds them all."""
-    tag = name.split(":", 1)[0].replace("{", "").replace("}", "")
-    return tag or "_"
 
 
 def _identifier(caller: Caller, rule: RateLimitRule, model: str | None) -> str | None:

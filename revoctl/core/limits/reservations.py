@@ -50,17 +50,28 @@ def from_nano(amount: int) -> float:
     return amount / NANO
 
 
-def hash_tag(rule: RateLimitRule, key: str) -> str:
-    """The part of ``key`` that decides its cluster slot under ``rule``: for the caller's own
-    scopes (``per_user``, ``per_api_key``, and their per-model keys) the text before the first
-    ``:``, which with gateway keys is the key's name (``KEYNAME:USER``, ``KEYNAME:MODEL``); for
-    the others (``per_ip``, ``global``) the whole key. Braces are dropped, so the tag is the
-    whole of a Redis hash tag. A deterministic function of (rule, key): an operator's
-    ``limits inspect RULE --key K`` finds the bucket the gateway filled."""
-    tag = key.split(":", 1)[0] if rule.scope in _CALLER_SCOPES else key
+def account_tag(account: str) -> str:
+    """The hash tag of ``account``'s keys (a gateway key's name, or any caller-scoped key):
+    the text before its first ``:``, braces dropped (so the tag is the whole of a Redis hash
+    tag), ``_`` when nothing is left. A key's budget, its slots and its caller-scoped rules'
+    keys (``KEYNAME``, ``KEYNAME:USER``, ``KEYNAME:MODEL``) share it: one cluster slot."""
+    tag = account.split(":", 1)[0]
     if "{" in tag or "}" in tag:
         tag = tag.replace("{", "").replace("}", "")
     return tag or "_"
+
+
+def hash_tag(rule: RateLimitRule, key: str) -> str:
+    """The part of ``key`` that decides its cluster slot under ``rule``: `account_tag` for the
+    caller's own scopes (``per_user``, ``per_api_key``, and their per-model keys); the whole
+    key, braces dropped, for the others (``per_ip``, ``global``). A deterministic function of
+    (rule, key): an operator's ``limits inspect RULE --key K`` finds the bucket the gateway
+    filled."""
+    if rule.scope in _CALLER_SCOPES:
+        return account_tag(key)
+    if "{" in key or "}" in key:
+        key = key.replace("{", "").replace("}", "")
+    return key or "_"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import math
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
-from revoctl.core.limits.reservations import Reserved, hash_tag
+from revoctl.core.limits.reservations import Reserved, account_tag, hash_tag
 from revoctl.core.limits.stores._redis_lua import CODES, parse_reply, rule_arguments
 
 if TYPE_CHECKING:
@@ -36,14 +36,6 @@ if TYPE_CHECKING:
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _FLAG = (b"0", b"1")
-
-
-def account_tag(account: str) -> str:
-    """The hash tag of ``account``'s budget and slots: as `hash_tag` tags a caller's key."""
-    tag = account.split(":", 1)[0]
-    if "{" in tag or "}" in tag:
-        tag = tag.replace("{", "").replace("}", "")
-    return tag or "_"
 
 
 def milliseconds(seconds: float) -> bytes:
