@@ -134,7 +134,9 @@ async def client_left(request: Request, exc: Exception) -> Response:
 
 
 async def failed(request: Request, exc: Exception) -> Response:
-    """An error no part expected: a 500 in the same shape (Starlette logs the traceback)."""
+    """An error no part expected: a 500 in the same shape (Starlette logs the traceback);
+    what the request was charged is given back (`Gateway.abandon`)."""
+    Gateway.of(request).abandon(request)
     request_id = getattr(request.state, "request_id", "?")
     error = GatewayError(
         500, f"internal error (request {request_id})", kind="server_error", code="internal_error"

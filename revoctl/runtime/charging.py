@@ -1,19 +1,25 @@
-"""What a request is charged: before any provider is called, given back after.
+"""What a request is charged: reserved before any provider is called, settled after.
 
-A request is charged 1 on ``gateway.request_rule`` and, on ``gateway.token_rule``, an
-upper bound of its prompt's tokens plus its ``max_tokens`` (`revoctl.runtime.tokens`),
-and likewise on its model's own ``request_rule`` and ``token_rule``, so a token limit
-holds exactly across every worker and instance that shares the store. The rules are
-independent and checked at once: one round trip of latency for all. A denial is a 429
-with ``Retry-After`` that consumed nothing (what the other rules took is given back); a
-request heavier than a rule can ever allow is a 413 without it, since retrying cannot
-help; a request the provider never answered is given back whole; after an answer, what
-its usage shows was not used is refunded to the token rules.
+A request is charged 1 on each request rule and, on each token rule, an upper bound of its
+prompt's tokens plus its ``max_tokens`` (`revoctl.runtime.tokens`). The rules are its key's
+tier's ``request_rule``/``token_rule`` (a key with no tier, or no keys: the gateway's) and
+its model's own. A key of a tier with a ``budget`` also reserves the most the request can
+cost (`spend_bound`) against its budget period, and a tier with ``max_parallel_requests``
+takes one of the key's parallel slots, a lease of this process (`RateLimiter.new_lease`).
 
-Every response to an identified caller carries its rules' state: ``RateLimit-Policy`` and
-``RateLimit`` (draft-ietf-httpapi-ratelimit-headers) and the ``x-ratelimit-*`` headers
-OpenAI clients read. A charged request shows its charge (given back, when refused); a
-request refused before it was charged shows its rules as read, consuming nothing (`read`).
+Every charge goes under the hash tag of its store key (`hash_tag`): the caller's rules,
+budget and slot share one tag (the key's name), so they are one `Reservation` and one store
+round trip; ``global`` and ``per_ip`` rules have their own. `RateLimiter.reserve` applies
+them all or nothing. A denial consumed nothing: 413 ``request_too_large`` without
+``Retry-After`` when no wait can help (a rule's limit, or the whole period's budget, is
+below the request's bound), else 429 with ``Retry-After``: ``too_many_parallel_requests``
+(1 s), ``budget_exceeded`` (the seconds to the next period) or ``rate_limit_exceeded``.
+
+After the request, one `Settlement` per tag (`revoctl.runtime.settling`): what its usage
+shows was not used goes back to the token rules, the budget moves to the usage's real cost,
+the slot is freed. A refused or unanswered request gets everything back; a request whose
+usage is unknown (a broken stream, a client gone) keeps its rule and budget charge (never
+count too little) and frees its slot.
 """
 
 from __future__ import annotations
@@ -22,75 +28,42 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from revoctl.core.errors import UsageError
+from revoctl.core.errors import UsageError, first_line
 from revoctl.core.gateway.settings import rule_names
+from revoctl.core.keys._budget import budget_window
 from revoctl.core.limits._operator import MAX_KEY_LENGTH
+from revoctl.core.limits.reservations import (
+    Settlement,
+    hash_tag,
+    to_nano,
+)
+from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold
+from revoctl.runtime.denials import denied
 from revoctl.runtime.errors import GatewayError
+from revoctl.runtime.reserving import record, reservations, settlements, with_states
+from revoctl.runtime.routing import candidates
 from revoctl.runtime.tokens import prompt_token_bound
 
 if TYPE_CHECKING:
-    from revoctl.core.gateway.settings import GatewayConfig, ModelConfig
+    from revoctl.core.gateway.settings import GatewayConfig, ModelConfig, RuleNames, TierConfig
     from revoctl.core.limits import RateLimitRule
     from revoctl.core.limits.base import RateLimitResult
     from revoctl.core.services import Services
+    from revoctl.runtime.exchange import Exchange
     from revoctl.runtime.identity import Caller
-    from revoctl.runtime.providers import ChatRequest, Usage
+    from revoctl.runtime.providers import Usage
 
-_Planned = tuple[str, "RateLimitRule", str | None, int]
-"""One rule a request is charged on: its kind, the rule, the caller's key there, the weight."""
+_Planned = tuple[str, "RateLimitRule", str, int]
+"""One rule a request is charged on: its kind, the rule, the caller's store key, the weight."""
 
 logger = logging.getLogger("revoctl.gateway")
 
 
-@dataclass
-class Charged:
-    """One rule's charge for one request: what was asked, and the rule's state since; once
-    given back (or when only read), ``weight`` is 0."""
-
-    kind: str  # "requests", "tokens", "model-requests" or "model-tokens"
-    rule: RateLimitRule
-    identifier: str | None
-    weight: int
-    result: RateLimitResult
-
-
-@dataclass
-class Charge:
-    """What a request was charged, for the response headers and the refund."""
-
-    entries: list[Charged] = field(default_factory=list)
-
-    def tokens(self) -> list[Charged]:
-        return [entry for entry in self.entries if entry.kind.endswith("tokens")]
-
-    def headers(self) -> list[tuple[str, str]]:
-        """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers) and
-        the ``x-ratelimit-*`` headers OpenAI clients read."""
-        if not self.entries:
-            return []
-        policy = ", ".join(
-            f'"{e.kind}";q={e.result.limit};w={_whole(e.rule.window_seconds)}' for e in self.entries
-        )
-        state = ", ".join(
-            f'"{e.kind}";r={e.result.remaining};t={math.ceil(e.result.reset_after)}'
-            for e in self.entries
-        )
-        headers = [("ratelimit-policy", policy), ("ratelimit", state)]
-        for e in self.entries:
-            headers += [
-                (f"x-ratelimit-limit-{e.kind}", str(e.result.limit)),
-                (f"x-ratelimit-remaining-{e.kind}", str(e.result.remaining)),
-                (f"x-ratelimit-reset-{e.kind}", _duration(e.result.reset_after)),
-            ]
-        return headers
-
-
 class Charging:
-    """Charges, refunds and settles requests on the limiter of ``services``."""
+    """Reserves, settles and reads requests' charges on the limiter of ``services``."""
 
     def __init__(
         self, services: Services, config: GatewayConfig, models: dict[str, ModelConfig]
@@ -99,27 +72,17 @@ class Charging:
         self.config = config
         self.models = models
 
-    def rules(self, caller: Caller, model: str | None, tokens: int) -> list[_Planned]:
-        """The rules that apply to ``caller`` asking ``model`` (a configured one, or None:
-        the gateway's rules only), each with the caller's key there and ``tokens`` as the
-        token rules' weight.
-
-        :raises GatewayError: 400 when the caller has no key under one of them
-            (`Caller.identifier`: a ``user`` too long for its bucket).
-        """
-        return [
-            (kind, rule, _identifier(caller, rule, model if per_model else None), weight)
-            for kind, rule, weight, per_model in self._applying(model, tokens)
-        ]
+    # ------------------------------------------------------------------ what applies
 
     def _applying(
-        self, model: str | None, tokens: int
+        self, caller: Caller, model: str | None, tokens: int
     ) -> list[tuple[str, RateLimitRule, int, bool]]:
-        """(kind, rule, weight, per model) of each configured rule: the gateway's, then
-        ``model``'s own."""
-        wanted = [
-            ("requests", self.config.request_rule, 1, False),
-            ("tokens", self.config.token_rule, tokens, False),
+        """(kind, rule, weight, per model) of each rule that applies to ``caller``: its
+        tier's (else the gateway's), then ``model``'s own (a configured one)."""
+        rules: TierConfig | GatewayConfig = caller.tier or self.config
+        wanted: list[tuple[str, RuleNames, int, bool]] = [
+            ("requests", rules.request_rule, 1, False),
+            ("tokens", rules.token_rule, tokens, False),
         ]
         if model is not None:
             config = self.models[model]
@@ -134,101 +97,200 @@ class Charging:
             for name in rule_names(names)
         ]
 
-    async def charge(
-        self, caller: Caller, model: str, request: ChatRequest, charge: Charge
-    ) -> None:
-        """Charge ``request`` (checked, for the configured ``model``) on every rule that
-        applies; ``charge`` holds what was taken, for the headers and the refunds.
+    def rules(self, caller: Caller, model: str | None, tokens: int) -> list[_Planned]:
+        """The rules that apply to ``caller`` asking ``model``, each with the caller's store
+        key there and ``tokens`` as the token rules' weight.
 
-        :raises GatewayError: 429 when a rule denies it, 413 when a rule can never allow
-            it; nothing stays charged then.
+        :raises GatewayError: 400 when the caller has no key under one of them
+            (`Caller.identifier`: a ``user`` too long for its bucket).
         """
-        tokens = prompt_token_bound(request["messages"]) + int(request["max_tokens"])
-        planned = self.rules(caller, model, tokens)
-        limiter = self.services.limiter
-        results = await asyncio.gather(
-            *(limiter.check_rate_limit(rule, who, weight) for _, rule, who, weight in planned)
-        )
-        charge.entries = [
-            Charged(kind, rule, who, weight, result)
-            for (kind, rule, who, weight), result in zip(planned, results, strict=True)
+        return [
+            (kind, rule, self._key(caller, rule, model if per_model else None), weight)
+            for kind, rule, weight, per_model in self._applying(caller, model, tokens)
         ]
-        denied = next((e for e in charge.entries if not e.result.allowed), None)
-        if denied is not None:
-            error = _denied(denied)
-            await self.refund_all(charge)  # a denied request consumes nothing
-            raise error
+
+    def _key(self, caller: Caller, rule: RateLimitRule, model: str | None) -> str:
+        return self.services.limiter.key_for(rule, _identifier(caller, rule, model))
+
+    # ------------------------------------------------------------------ the charge
+
+    async def charge(self, exchange: Exchange) -> None:
+        """Reserve ``exchange``'s request on every rule, budget and slot that apply, in
+        one limiter call; ``exchange.charge`` holds what was taken.
+
+        :raises GatewayError: 413 when it can never be allowed, 429 when denied now;
+            nothing stays charged then.
+        """
+        caller, request, charge = exchange.caller, exchange.request, exchange.charge
+        prompt = prompt_token_bound(request["messages"])
+        max_tokens = int(request["max_tokens"])
+        limiter = self.services.limiter
+        entries = [
+            Charged(kind, rule, key, hash_tag(rule, key), weight, _untaken(rule))
+            for kind, rule, key, weight in self.rules(caller, exchange.model, prompt + max_tokens)
+        ]
+        charge.budget = self._budget(caller, exchange.model, prompt, max_tokens)
+        charge.entries = entries
+        if caller.tier is not None and caller.tier.max_parallel_requests and caller.key_name:
+            name = caller.key_name
+            cap = caller.tier.max_parallel_requests
+            charge.slot = SlotHold(name, _account_tag(name), cap, limiter.new_lease())
+        planned = reservations(charge)
+        if not planned:
+            return
+        answers = await limiter.reserve(planned)
+        record(charge, planned, answers)
+        if not all(answer.allowed for answer in answers):
+            charge.stored_tags.clear()  # all or nothing: a denial took nothing anywhere
+            raise denied(charge)
+
+    def _budget(
+        self, caller: Caller, model: str, prompt: int, max_tokens: int
+    ) -> BudgetHold | None:
+        """The share of ``caller``'s budget the request reserves; None without a budget.
+
+        :raises GatewayError: 413 when the request's bound is above its period's whole cap.
+        """
+        record, tier = caller.record, caller.tier
+        if record is None or tier is None:
+            return None
+        now = datetime.now(UTC)
+        window = budget_window(record, tier, now)
+        if window is None:
+            return None
+        bound = spend_bound(self.models, caller, model, prompt, max_tokens)
+        amount, limit = to_nano(bound, up=True), to_nano(window.limit, up=False)
+        if amount > limit:
+            raise GatewayError(
+                413,
+                f"this request may cost up to {bound:.6g} and the budget of the key "
+                f"{record.name!r} is {window.limit:.6g} per period: it can never be allowed "
+                "(lower max_tokens or the prompt)",
+                code="request_too_large",
+            )
+        left = window.seconds_left(now)
+        return BudgetHold(
+            account=record.name,
+            tag=_account_tag(record.name),
+            period=window.period,
+            limit=limit,
+            amount=amount,
+            keep_seconds=left + tier.period_seconds(),
+            resets_in=left,
+        )
+
+    # ------------------------------------------------------------------ after it
+
+    async def settle(self, exchange: Exchange, usage: Usage | None) -> None:
+        """After an answer: the token rules get back what ``usage`` shows was not used, the
+        budget moves to the real cost, the slot is freed. Without usage (a broken stream, a
+        client gone) the rule and budget charge stands: never count too little."""
+        charge = exchange.charge
+        if not charge.claim():
+            return
+        if usage is None:
+            await self._apply(charge, settlements(charge, refund=_nothing, budget_delta=None))
+            return
+        used = usage["total_tokens"]
+        for entry in charge.tokens():
+            if used > entry.weight:
+                logger.warning(
+                    "provider counted %d tokens more than the bound charged for request %s",
+                    used - entry.weight,
+                    exchange.request_id,
+                )
+        cost = self._cost(exchange.served_by or exchange.model, usage)
+        reserved = charge.budget.amount if charge.budget is not None else 0
+        planned = settlements(
+            charge,
+            refund=lambda entry: entry.weight - used if entry.tokens else 0,
+            budget_delta=cost - reserved,
+        )
+        await self._apply(charge, planned)
+
+    async def release(self, charge: Charge) -> None:
+        """Give back everything the request was charged (it was refused or never served);
+        each rule then shows its state after the refund."""
+        if not charge.claim():
+            return
+        reserved = charge.budget.amount if charge.budget is not None else 0
+        await self._apply(
+            charge, settlements(charge, refund=lambda entry: entry.weight, budget_delta=-reserved)
+        )
+
+    async def _apply(self, charge: Charge, planned: list[Settlement]) -> None:
+        if not planned:
+            return
+        try:
+            states = await self.services.limiter.settle(planned)
+        except Exception as exc:  # the settlement is lost; the request is not failed for it
+            logger.warning("a settlement failed: %s: %s", type(exc).__name__, first_line(exc))
+            return
+        with_states(charge, planned, states)
+
+    def _cost(self, model: str, usage: Usage) -> int:
+        """``usage`` at ``model``'s prices, in nano-units (the nearest)."""
+        config = self.models[model]
+        cost = (
+            usage["prompt_tokens"] * config.input_cost_per_1k
+            + usage["completion_tokens"] * config.output_cost_per_1k
+        ) / 1000
+        return to_nano(cost, up=False)
+
+    # ------------------------------------------------------------------ read only
 
     async def read(self, caller: Caller, model: str | None) -> Charge:
         """The state of every rule that applies to ``caller`` (and ``model``, a configured
         one), consuming nothing; a rule the store cannot read now, or that no key of this
         caller can be counted under (a ``user`` too long), is left out."""
-        planned: list[tuple[str, RateLimitRule, str | None]] = []
-        for kind, rule, _, per_model in self._applying(model, 1):
-            with contextlib.suppress(GatewayError):  # no key for this caller there: left out
-                planned.append(
-                    (kind, rule, _identifier(caller, rule, model if per_model else None))
-                )
-        results = await asyncio.gather(*(self._current(rule, who) for _, rule, who in planned))
+        planned: list[tuple[str, RateLimitRule, str]] = []
+        for kind, rule, _, per_model in self._applying(caller, model, 1):
+            with contextlib.suppress(GatewayError, UsageError):  # no key there: left out
+                planned.append((kind, rule, self._key(caller, rule, model if per_model else None)))
+        results = await asyncio.gather(*(self._current(rule, key) for _, rule, key in planned))
         return Charge(
             [
-                Charged(kind, rule, who, 0, result)
-                for (kind, rule, who), result in zip(planned, results, strict=True)
+                Charged(kind, rule, key, hash_tag(rule, key), 0, result)
+                for (kind, rule, key), result in zip(planned, results, strict=True)
                 if result is not None
             ]
         )
 
-    async def _current(self, rule: RateLimitRule, identifier: str | None) -> RateLimitResult | None:
+    async def _current(self, rule: RateLimitRule, key: str) -> RateLimitResult | None:
         try:
-            return await self.services.limiter.current(rule, identifier)
+            return await self.services.limiter.current(rule, key)
         except UsageError:
             return None
 
-    async def refund_all(self, charge: Charge) -> None:
-        """Give back every unit the request was charged (it was denied or never served);
-        each entry then shows its rule's state after the refund."""
-        taken = [entry for entry in charge.entries if entry.result.allowed and entry.weight]
-        limiter = self.services.limiter
-        states = await asyncio.gather(
-            *(limiter.refund(entry.rule, entry.identifier, entry.weight) for entry in taken)
-        )
-        for entry, state in zip(taken, states, strict=True):
-            entry.weight = 0
-            if state is not None:
-                entry.result = state
 
-    async def settle(self, charge: Charge, usage: Usage | None, request_id: str) -> None:
-        """Refund the tokens the provider's usage shows were not used; without usage (a
-        broken stream, a client gone), the charge stands: never count too little."""
-        if usage is None:
-            return
-        for charged in charge.tokens():
-            unused = charged.weight - usage["total_tokens"]
-            if unused > 0:
-                after = await self.services.limiter.refund(charged.rule, charged.identifier, unused)
-                if after is not None:
-                    charged.result = after
-            elif unused < 0:
-                logger.warning(
-                    "provider counted %d tokens more than the bound charged for request %s",
-                    -unused,
-                    request_id,
-                )
+def spend_bound(
+    models: dict[str, ModelConfig], caller: Caller, model: str, prompt: int, max_tokens: int
+) -> float:
+    """The most a request can cost: its prompt bound at the highest input price and
+    ``max_tokens`` at the highest output price among ``model`` and the fallbacks ``caller``
+    may be served by (`candidates`)."""
+    prices = [models[name] for name in candidates(models, model, caller)]
+    per_1k_in = max(config.input_cost_per_1k for config in prices)
+    per_1k_out = max(config.output_cost_per_1k for config in prices)
+    return (prompt * per_1k_in + max_tokens * per_1k_out) / 1000
 
 
-def _denied(entry: Charged) -> GatewayError:
-    """The refusal for ``entry``'s denial: 429 with ``Retry-After``, or 413 without it when
-    the rule can never allow the request (a client would retry a 429 forever)."""
-    retry = entry.result.retry_after
-    if retry is None:
-        message = (
-            f"this request needs {entry.weight} {entry.kind} and the limit of "
-            f"{entry.rule.name!r} is {entry.result.limit}: it can never be allowed"
-        )
-        return GatewayError(413, message, code="request_too_large")
-    message = f"rate limit {entry.rule.name!r} reached for {entry.kind}: retry in {retry:.3g}s"
-    headers = [("retry-after", str(max(1, math.ceil(retry))))]
-    return GatewayError(429, message, kind=entry.kind, code="rate_limit_exceeded", headers=headers)
+def _nothing(entry: Charged) -> int:
+    return 0
+
+
+def _untaken(rule: RateLimitRule) -> RateLimitResult:
+    """A rule's placeholder state before the store answers."""
+    from revoctl.core.limits.base import RateLimitResult
+
+    return RateLimitResult(True, rule.capacity, rule.capacity, None, 0.0)
+
+
+def _account_tag(name: str) -> str:
+    """The hash tag of a key's own store keys (its ``per_api_key`` rules', its budget's,
+    its slots'): its name, as `hash_tag` derives it, so one reservation holds them all."""
+    tag = name.split(":", 1)[0].replace("{", "").replace("}", "")
+    return tag or "_"
 
 
 def _identifier(caller: Caller, rule: RateLimitRule, model: str | None) -> str | None:
@@ -247,17 +309,3 @@ def _fitted(identifier: str | None) -> str | None:
         return identifier
     digest = hashlib.sha256(identifier.encode()).hexdigest()
     return f"{identifier[: MAX_KEY_LENGTH - len(digest) - 1]}~{digest}"
-
-
-def _whole(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's reset format: ``1s``, ``1.5s``, ``6m0s``, ``1h2m3s``."""
-    if seconds < 60:
-        return f"{round(seconds, 3):g}s"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from revoctl.runtime.charging import Charge
+from revoctl.runtime.charges import Charge
 
 if TYPE_CHECKING:
     from revoctl.runtime.identity import Caller
@@ -32,6 +32,8 @@ class Exchange:
     charge: Charge = field(default_factory=Charge)
     served_by: str | None = None
     provider_seconds: float = 0.0
+    settled: bool = False
+    """Whether its settlement (charge and row) has begun: it happens once (`Gateway.settle`)."""
 
     def overhead_ms(self) -> float:
         """The gateway's own time so far: all of it but the wait for the provider."""

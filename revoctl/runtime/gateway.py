@@ -5,13 +5,19 @@ A chat request reads top to bottom in its route (`revoctl.runtime.routes.chat`):
 1. its body is read within a bound (`revoctl.runtime.bodies`);
 2. the caller is identified: a gateway key when required, the request's ``user`` field,
    the client address (`revoctl.runtime.identity`);
-3. the body is checked, for a configured model;
-4. it is charged before any provider is called (`revoctl.runtime.charging`);
-5. the model, else its fallbacks, answer through their providers' breakers
+3. the body is checked, for a configured model the caller's tier allows;
+4. it is charged before any provider is called (`revoctl.runtime.charging`): its rules,
+   its key's budget and parallel slot, in one reservation per hash tag;
+5. the model, else its (allowed) fallbacks, answer through their providers' breakers
    (`revoctl.runtime.routing`);
 6. the answer is sent (a stream relayed chunk by chunk), and then settled: what its usage
-   shows was not used is refunded, and its row goes to the usage writer
-   (`revoctl.runtime.usage`).
+   shows was not used is refunded, the budget moves to the real cost, the slot is freed,
+   and its row goes to the usage writer (`revoctl.runtime.usage`).
+
+A charge is settled once, on every path (`revoctl.runtime.charges`): the answer, a refusal,
+a broken stream, a client gone mid-stream, an unexpected error. A settlement that must not
+be cut by a cancellation (a stream's end, a client gone) runs as a task of its own
+(`settle_soon`), which `stop` waits for.
 
 Any refusal on the way is raised as `GatewayError` and rendered once, by the handler
 `revoctl.runtime.app` registers (`Gateway.refuse`): what the request was charged is given
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from revoctl.core._periodic import every
@@ -64,7 +71,7 @@ class Gateway:
         self.metrics = metrics
         self.config = services.settings.gateway
         self.models = dict(services.settings.models)
-        self.identity = Identity(self.config)
+        self.identity = Identity(self.config, dict(services.settings.tiers))
         self.charging = Charging(services, self.config, self.models)
         self.routing = Routing(services, self.models, metrics)
         self.usage = UsageLog(
@@ -73,6 +80,7 @@ class Gateway:
         self.metrics_sync = MetricsSync(services, metrics, self.usage.stats)
         self.instance = Instance(services, metrics)
         self._tasks: list[asyncio.Task[None]] = []
+        self._settling: set[asyncio.Task[None]] = set()
 
     @classmethod
     def of(cls, request: Request) -> Gateway:
@@ -111,7 +119,7 @@ class Gateway:
         self.instance.ready = False
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._settling, return_exceptions=True)
         await self.identity.stop()
         await self.usage.writer.close(flush_seconds)
         self.metrics_sync.sync_usage()  # what shutdown dropped is counted too
@@ -136,7 +144,8 @@ class Gateway:
         """``body``, checked, as the exchange the rest of the request carries; from here on a
         refusal gives back what was charged (`refuse`).
 
-        :raises GatewayError: 400 for a malformed body, 404 for a model that is not configured.
+        :raises GatewayError: 400 for a malformed body, 404 for a model that is not
+            configured, 403 for a model the caller's tier does not allow.
         """
         chat = checked_chat(body, self.models, self.config.default_max_tokens)
         exchange = Exchange(
@@ -149,17 +158,23 @@ class Gateway:
         )
         request.state.model = exchange.model
         request.state.exchange = exchange
+        if not caller.allows(exchange.model):
+            raise GatewayError(
+                403,
+                f"the key {caller.key_name!r} may not call the model {exchange.model!r} "
+                "(its tier's models)",
+                code="model_not_allowed",
+            )
         return exchange
 
     async def charge(self, exchange: Exchange) -> None:
-        """Charge the exchange's request on every rule that applies (`Charging.charge`);
-        ``exchange.charge`` holds what was taken, for its headers and a refusal's refund.
+        """Charge the exchange's request on every rule, budget and slot that applies
+        (`Charging.charge`); ``exchange.charge`` holds what was taken, for its headers and
+        its settlement.
 
-        :raises GatewayError: 429 when a rule denies it, 413 when a rule can never allow it.
+        :raises GatewayError: 429 when denied now, 413 when it can never be allowed.
         """
-        await self.charging.charge(
-            exchange.caller, exchange.model, exchange.request, exchange.charge
-        )
+        await self.charging.charge(exchange)
 
     async def rate_limit_headers(
         self, caller: Caller, model: str | None = None
@@ -169,16 +184,41 @@ class Gateway:
         return (await self.charging.read(caller, model)).headers()
 
     async def settle(self, exchange: Exchange, usage: Usage | None, status: int = 200) -> None:
-        """After the answer: refund what its usage shows was not used, write its row."""
-        await self.charging.settle(exchange.charge, usage, exchange.request_id)
-        self.usage.record(exchange, status, usage)
+        """After the answer: settle its charge to its usage (`Charging.settle`), write its
+        row; once, whichever path asks first."""
+        if exchange.settled:
+            return
+        exchange.settled = True
+        try:
+            await self.charging.settle(exchange, usage)
+        finally:
+            self.usage.record(exchange, status, usage)
+
+    def settle_soon(self, exchange: Exchange, usage: Usage | None, status: int) -> None:
+        """`settle`, as a task of its own: for a stream's end, where the response's own task
+        may be cancelled (its client gone) while the settlement runs."""
+        if not exchange.settled:
+            self._in_background(self.settle(exchange, usage, status))
+
+    def _in_background(self, settling: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(settling)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    def abandon(self, request: Request) -> None:
+        """An unexpected error ended the request: whatever it was charged is given back
+        (its slot above all, which would else be held until its lease runs out)."""
+        exchange: Exchange | None = getattr(request.state, "exchange", None)
+        if exchange is not None:
+            self._in_background(self.charging.release(exchange.charge))
 
     async def refuse(self, request: Request, error: GatewayError) -> list[tuple[str, str]]:
         """A refusal: give back what the request was charged (nothing was answered, nothing
         is owed), write its row; returns its headers, the caller's rules' among them."""
         exchange: Exchange | None = getattr(request.state, "exchange", None)
         if exchange is not None:
-            await self.charging.refund_all(exchange.charge)
+            exchange.settled = True
+            await self.charging.release(exchange.charge)
             self.usage.record(exchange, error.status, None, error.code)
             if exchange.charge.entries:
                 return [*error.headers, *exchange.charge.headers()]

@@ -9,6 +9,11 @@ The ``user`` field is the client's to choose, so with keys a ``per_user`` bucket
 pair ``KEYNAME:USER``: a key holder cannot spread requests over invented users beyond
 the key's own. The client address is the scope's, which `revoctl.runtime.client_address`
 has already set from a trusted proxy's headers.
+
+A key of a tier (``[tiers.NAME]``) is charged on its tier's rules, budget and parallel cap
+and may call only its tier's models; the caller carries the key's record and its tier for
+that. A key whose tier this gateway does not configure is refused (403
+``tier_not_configured``) rather than served without its limits.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from revoctl.runtime.keys import KeyRing
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from revoctl.core.gateway.settings import GatewayConfig
-    from revoctl.core.keys import KeyStore
+    from revoctl.core.gateway.settings import GatewayConfig, TierConfig
+    from revoctl.core.keys import KeyRecord, KeyStore
     from revoctl.core.limits import RateLimitScope
 
 ANONYMOUS = "anonymous"
@@ -32,11 +37,18 @@ ANONYMOUS = "anonymous"
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking: the key's name, the request's ``user`` field, the client address."""
+    """Who is asking: the key's name, the request's ``user`` field, the client address;
+    with keys, the key's record and its tier (None: the gateway's own rules)."""
 
     key_name: str | None
     user: str | None
     client_ip: str | None
+    record: KeyRecord | None = None
+    tier: TierConfig | None = None
+
+    def allows(self, model: str) -> bool:
+        """Whether this caller may call ``model`` (its tier's ``models``; no tier: any)."""
+        return self.tier is None or self.tier.allows(model)
 
     def identifier(self, scope: RateLimitScope) -> str | None:
         """The key a rule of ``scope`` counts this caller under (None: the one global key).
@@ -72,8 +84,9 @@ class Caller:
 class Identity:
     """Authenticates requests by gateway key when the configuration requires one."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, tiers: dict[str, TierConfig]) -> None:
         self.config = config
+        self.tiers = tiers
         self.keys: KeyRing | None = None
         """The keys in memory, once started with ``auth = "keys"``."""
 
@@ -93,19 +106,43 @@ class Identity:
 
         :raises GatewayError: 401 when keys are required and the request has no valid one.
         """
-        key_name = None
+        record = None
         if self.keys is not None:
             header = request.headers.get("authorization", "")
             scheme, _, presented = header.partition(" ")
             if scheme.lower() == "bearer" and presented:
-                key_name = await self.keys.verify(presented.strip())
-            if key_name is None:
+                record = await self.keys.find(presented.strip())
+            if record is None:
                 raise GatewayError(
                     401,
                     "a valid gateway key is required: Authorization: Bearer <key> "
                     "(revoctl keys create NAME)",
                     code="invalid_api_key",
                 )
-            request.scope["state"]["key_name"] = key_name
+            request.scope["state"]["key_name"] = record.name
         client = request.client.host if request.client else None
-        return Caller(key_name=key_name, user=user, client_ip=client)
+        return Caller(
+            key_name=record.name if record is not None else None,
+            user=user,
+            client_ip=client,
+            record=record,
+            tier=self._tier_of(record),
+        )
+
+    def _tier_of(self, record: KeyRecord | None) -> TierConfig | None:
+        """``record``'s tier; None for a key of no tier.
+
+        :raises GatewayError: 403 when its tier is not configured on this gateway.
+        """
+        if record is None or record.tier is None:
+            return None
+        tier = self.tiers.get(record.tier)
+        if tier is None:
+            raise GatewayError(
+                403,
+                f"the key {record.name!r} is of tier {record.tier!r}, which this gateway does "
+                "not configure ([tiers.NAME]): it is refused rather than served without its "
+                "limits",
+                code="tier_not_configured",
+            )
+        return tier

@@ -7,6 +7,10 @@ Each gateway instance keeps every key's id, hash, expiry and revocation in memor
 and a revocation reaches every instance within that interval. A key id the instance
 has not seen yet triggers one refresh at once, so a key works on every instance as
 soon as it is created.
+
+A rotated key (``keys rotate NAME --overlap S``) keeps its old value working until
+``previous_expires_at``: the ring knows each record by its id and by its previous id, and
+the old value names the same record (the same name, tier and budget).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class KeyRing:
         self._clock = clock
         self._now = now
         self._by_id: dict[str, KeyRecord] = {}
+        self._by_previous_id: dict[str, KeyRecord] = {}
         self._refreshing: asyncio.Lock | None = None
         self._last_refresh = float("-inf")
         self._task: asyncio.Task[None] | None = None
@@ -98,23 +103,53 @@ class KeyRing:
             if self.last_error is not None:
                 logger.warning("gateway keys refreshed again")
             self._by_id = {record.key_id: record for record in records}
+            self._by_previous_id = {
+                record.previous_key_id: record
+                for record in records
+                if record.previous_key_id is not None
+            }
             self._last_refresh = self._clock()
             self.last_error = None
 
     async def verify(self, presented: str) -> str | None:
         """The name of the key ``presented`` when it is valid, unexpired and unrevoked."""
+        record = await self.find(presented)
+        return record.name if record is not None else None
+
+    async def find(self, presented: str) -> KeyRecord | None:
+        """The record of the key ``presented`` when it is valid, unexpired and unrevoked:
+        its current value, or its value before a rotation while the overlap lasts."""
         match = KEY_PATTERN.fullmatch(presented)
         if match is None:
             return None
-        record = self._by_id.get(match.group(1))
-        if record is None and self._clock() - self._last_refresh >= UNKNOWN_REFRESH_SECONDS:
-            await self.refresh()  # created since the last refresh, perhaps
-            record = self._by_id.get(match.group(1))
-        expected = record.key_hash if record is not None else "0" * 64
+        key_id = match.group(1)
+        if self._lookup(key_id) is None and (
+            self._clock() - self._last_refresh >= UNKNOWN_REFRESH_SECONDS
+        ):
+            await self.refresh()  # created (or rotated) since the last refresh, perhaps
+        record, expected = self._lookup(key_id) or (None, "0" * 64)
         matches = hmac.compare_digest(hash_key(presented), expected)
         if record is None or not matches or not record.usable(self._now()):
             return None
-        return record.name
+        if key_id != record.key_id and not self._overlapping(record):
+            return None
+        return record
+
+    def _lookup(self, key_id: str) -> tuple[KeyRecord, str] | None:
+        """The record ``key_id`` names and the hash its value must have: the current id's,
+        else a rotated-away id's (checked against `_overlapping` by the caller)."""
+        record = self._by_id.get(key_id)
+        if record is not None:
+            return record, record.key_hash
+        record = self._by_previous_id.get(key_id)
+        if record is not None and record.previous_key_hash is not None:
+            return record, record.previous_key_hash
+        return None
+
+    def _overlapping(self, record: KeyRecord) -> bool:
+        """Whether ``record``'s value before its rotation still works."""
+        ends = record.previous_expires_at
+        return ends is not None and self._now() < ends
 
     def health(self) -> dict[str, Any]:
         age = self._clock() - self._last_refresh

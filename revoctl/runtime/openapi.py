@@ -136,11 +136,11 @@ def openapi_document(
         },
         "/v1/models": {
             "get": {
-                "summary": "The configured models",
+                "summary": "The configured models the caller's tier allows",
                 "operationId": "list_models",
                 "responses": {
-                    "200": _json("Every model", "ModelList"),
-                    **({"401": ERROR} if keys_required else {}),
+                    "200": _json("Every model the caller may call", "ModelList"),
+                    **({"401": ERROR, "403": ERROR} if keys_required else {}),
                 },
                 **keyed,
             }

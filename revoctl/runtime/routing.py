@@ -1,6 +1,7 @@
 """Which model answers: the one asked for, else its fallbacks, each through its provider's breaker.
 
-The candidates are the model and its ``fallbacks``, in order, each once. Each is called
+The candidates are the model and its ``fallbacks``, in order, each once; a fallback the
+caller's tier does not allow is skipped (`candidates`). Each is called
 through its provider's breaker; while the breaker is open or the call fails in the
 provider's way (429, 5xx, timeout, or 401/403: the provider refused the gateway's own
 key, a configuration fault of the gateway's and never the caller's), the next candidate
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from revoctl.core.gateway.settings import ModelConfig
     from revoctl.core.services import Services
     from revoctl.runtime.exchange import Exchange
+    from revoctl.runtime.identity import Caller
     from revoctl.runtime.metrics import GatewayMetrics
     from revoctl.runtime.providers import ChatChunk, ChatRequest, ChatResponse, Provider
 
@@ -77,10 +79,6 @@ class Routing:
             for provider in self.providers.values():
                 stack.push_async_callback(provider.close)
 
-    def candidates(self, model: str) -> list[str]:
-        """The model and its fallbacks, in order, each once."""
-        return list(dict.fromkeys([model, *self.models[model].fallbacks]))
-
     async def complete(self, exchange: Exchange) -> ChatResponse:
         """The answer from the first candidate model that gives one, named after it.
 
@@ -111,7 +109,7 @@ class Routing:
         """``attempt`` on each candidate model in turn, through its provider's breaker,
         until one answers; the time spent waiting on providers is the exchange's."""
         failures: list[tuple[str, BaseException]] = []
-        for candidate in self.candidates(exchange.model):
+        for candidate in candidates(self.models, exchange.model, exchange.caller):
             provider, upstream, breaker = self._route(candidate)
             started = time.perf_counter()
             try:
@@ -156,6 +154,12 @@ class Routing:
                     "fallback": candidate,
                 },
             )
+
+
+def candidates(models: dict[str, ModelConfig], model: str, caller: Caller) -> list[str]:
+    """``model`` and those of its fallbacks ``caller`` may call, in order, each once."""
+    named = dict.fromkeys([model, *models[model].fallbacks])
+    return [name for name in named if name == model or caller.allows(name)]
 
 
 async def _first_chunk(

@@ -186,8 +186,9 @@ class UsageLog:
         elapsed = 0.0 if started is None else time.perf_counter() - started
         if caller is not None:
             key_name, client = caller.key_name, caller.client_ip
-        else:
-            key_name, client = None, request.client.host if request.client else None
+        else:  # a key refused for its tier was identified: its name is known
+            key_name = getattr(state, "key_name", None)
+            client = request.client.host if request.client else None
         self.writer.add(
             RequestRecord(
                 ts=datetime.now(UTC),

@@ -313,3 +313,37 @@ async def test_many_requests_are_served_at_once_over_reused_connections(llm: LLM
         )
     assert llm.connections == count
     assert len(llm.requests) == 2 * count
+
+
+async def test_calls_in_flight_are_counted_per_user_and_read_over_http(llm: LLMStandIn) -> None:
+    """While answers are held, ``GET /_stats`` shows the calls in flight, in all and per
+    ``user``; once answered none is, and the most at once stays until a reset."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=llm.url) as client:
+        configured = await client.post("/_config", json={"delay": 60.0})
+        assert configured.status_code == 200
+        assert llm.delay == 60.0
+        users = ["team-a", "team-a", "team-a", "team-b"]
+        calls = [
+            client.post(
+                "/v1/chat/completions",
+                json={"model": GPT, "messages": MESSAGES, "user": user},
+                headers=headers,
+                timeout=30,
+            )
+            for user in users
+        ]
+        pending = asyncio.gather(*calls)
+        await asyncio.to_thread(llm.wait_for_requests, len(users), 10.0)
+        held = (await client.get("/_stats")).json()
+        assert held["in_flight"] == held["max_in_flight"] == 4
+        assert held["by_user"]["team-a"] == {"in_flight": 3, "max_in_flight": 3}
+        assert held["by_user"]["team-b"] == {"in_flight": 1, "max_in_flight": 1}
+        llm.delay = 0.0
+        llm.wake()
+        assert all(answer.status_code == 200 for answer in await pending)
+        after = (await client.get("/_stats")).json()
+        assert after["in_flight"] == 0 and after["max_in_flight"] == 4
+        assert llm.max_in_flight("team-a") == 3
+        await client.post("/_stats/reset")
+        assert (await client.get("/_stats")).json()["max_in_flight"] == 0

@@ -208,8 +208,8 @@ class Fleet:
             base_url=self.url, headers={"authorization": f"Bearer {key}"}, timeout=30
         )
 
-    def new_key(self, name: str) -> str:
-        created = self.cli("keys", "create", name)
+    def new_key(self, name: str, *options: str) -> str:
+        created = self.cli("keys", "create", name, *options)
         assert created.returncode == 0, created.stderr
         return created.stdout.strip()
 

@@ -45,6 +45,13 @@ a plain answer) and then drops the connection. ``delay`` holds every answer that
 until woken) and ``chunk_delay`` spaces a stream's chunks. ``stop()`` is "gone" (connections
 refused); ``start()`` again serves on the same port.
 
+Calls in flight: every chat or messages request counts from its arrival until its answer
+ends (or its connection drops), as a whole and per ``user`` (OpenAI's ``user``, Anthropic's
+``metadata.user_id``; "" when none): `in_flight` and `max_in_flight` here, and over HTTP
+``GET /_stats`` → ``{"in_flight", "max_in_flight", "by_user": {USER: {"in_flight",
+"max_in_flight"}}}`` for a test that runs the stand-in in another process. ``POST /_config``
+with ``{"delay": SECONDS}`` sets `delay`; ``POST /_stats/reset`` is `reset`.
+
 Run on its own (e.g. for a benchmark, where it should not share a GIL with the load)::
 
     python -m tests.support.llm_standin [--port 0] [--api-key KEY]
@@ -64,7 +71,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -77,6 +84,8 @@ REPLY_WORDS: Final = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "
                       "elit", "sed", "do", "eiusmod", "tempor")  # fmt: skip
 _API_VERSION: Final = re.compile(r"\d{4}-\d{2}-\d{2}")  # each SDK release sends its own date
 _JSON = dict[str, Any]
+_ALL: Final = "\x00all"
+"""The in-flight counters' key for every call (no ``user`` is this)."""
 
 
 def reply_text(tokens: int) -> str:
@@ -175,6 +184,8 @@ class LLMStandIn:
         self._requests: list[RecordedRequest] = []
         self._connections = 0
         self._ids = itertools.count(1)
+        self._in_flight: dict[str, int] = {}
+        self._max_in_flight: dict[str, int] = {}
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -289,10 +300,52 @@ class LLMStandIn:
             return self._connections
 
     def reset(self) -> None:
-        """Forget recorded requests and connections (not the mode or the key)."""
+        """Forget recorded requests, connections and the highest calls in flight (not the
+        mode, the delay or the key)."""
         with self._lock:
             self._requests.clear()
             self._connections = 0
+            self._max_in_flight = dict(self._in_flight)
+
+    def in_flight(self, user: str | None = None) -> int:
+        """Chat or messages calls being answered now (of ``user``; None: all)."""
+        with self._lock:
+            return self._in_flight.get(_ALL if user is None else user, 0)
+
+    def max_in_flight(self, user: str | None = None) -> int:
+        """The most such calls at once since the last reset() (of ``user``; None: all)."""
+        with self._lock:
+            return self._max_in_flight.get(_ALL if user is None else user, 0)
+
+    def stats(self) -> _JSON:
+        """``GET /_stats``: calls in flight now and at most, in all and per user."""
+        with self._lock:
+            users = sorted(set(self._max_in_flight) - {_ALL})
+            return {
+                "in_flight": self._in_flight.get(_ALL, 0),
+                "max_in_flight": self._max_in_flight.get(_ALL, 0),
+                "by_user": {
+                    user: {
+                        "in_flight": self._in_flight.get(user, 0),
+                        "max_in_flight": self._max_in_flight.get(user, 0),
+                    }
+                    for user in users
+                },
+            }
+
+    @contextlib.contextmanager
+    def _counted(self, user: str) -> Iterator[None]:
+        """One call in flight for ``user`` (and in all) while the block runs."""
+        with self._lock:
+            for name in (_ALL, user):
+                now = self._in_flight[name] = self._in_flight.get(name, 0) + 1
+                self._max_in_flight[name] = max(self._max_in_flight.get(name, 0), now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                for name in (_ALL, user):
+                    self._in_flight[name] -= 1
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Block until at least ``count`` requests have arrived; the requests.
@@ -357,6 +410,8 @@ class LLMStandIn:
         if not isinstance(body, dict):
             await _send_json(writer, 400, {"error": {"message": "body is not a JSON object"}})
             return keep_alive
+        if request.path.startswith("/_"):
+            return await self._control(request, body, writer) and keep_alive
         api: Api | None = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic"}.get(
             request.path
         )
@@ -373,6 +428,34 @@ class LLMStandIn:
         with self._changed:
             self._requests.append(record)
             self._changed.notify_all()
+        if api is None:
+            return await self._answer_request(request, record, body, writer, api) and keep_alive
+        with self._counted(_user_of(body)):
+            return await self._answer_request(request, record, body, writer, api) and keep_alive
+
+    async def _control(self, request: _Request, body: _JSON, writer: asyncio.StreamWriter) -> bool:
+        """The test's own routes: ``GET /_stats``, ``POST /_stats/reset``, ``POST /_config``."""
+        route = (request.method, request.path)
+        if route == ("POST", "/_config") and isinstance(body.get("delay"), int | float):
+            self.delay = float(body["delay"])
+        elif route == ("POST", "/_stats/reset"):
+            self.reset()
+        elif route != ("GET", "/_stats"):
+            await _send_json(writer, 404, _error_body(None, 404, f"no route {request.path}"))
+            return True
+        await _send_json(writer, 200, self.stats())
+        return True
+
+    async def _answer_request(
+        self,
+        request: _Request,
+        record: RecordedRequest,
+        body: _JSON,
+        writer: asyncio.StreamWriter,
+        api: Api | None,
+    ) -> bool:
+        """Answer ``record`` (after `delay`): models, an error, or a chat answer; False
+        closes the connection after it."""
         mode = self._mode
         if self.delay:
             await self._hold(self.delay)
@@ -380,23 +463,23 @@ class LLMStandIn:
             status, answer = self._models(record)
             record.status = status
             await _send_json(writer, status, answer)
-            return keep_alive
+            return True
         if api is None or request.method != "POST":
             record.status = 404
             await _send_json(writer, 404, _error_body(api, 404, f"no route {request.path}"))
-            return keep_alive
+            return True
         refusal = self._refusal(record, api, body, mode)
         if refusal is not None:
             status, answer, headers = refusal
             record.status = status
             await _send_json(writer, status, answer, headers)
-            return keep_alive
+            return True
         if mode == "hang":
             await self._hold(self.hang_seconds)
             raise _Drop
         if api == "openai":
-            return await self._openai(record, body, writer, mode) and keep_alive
-        return await self._anthropic(record, body, writer, mode) and keep_alive
+            return await self._openai(record, body, writer, mode)
+        return await self._anthropic(record, body, writer, mode)
 
     def _refusal(
         self, record: RecordedRequest, api: Api, body: _JSON, mode: Mode
@@ -599,6 +682,13 @@ class LLMStandIn:
                 await asyncio.sleep(self.chunk_delay)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+
+def _user_of(body: _JSON) -> str:
+    """Whom a call is for: OpenAI's ``user``, Anthropic's ``metadata.user_id``; "" for none."""
+    metadata = body.get("metadata")
+    user = body.get("user") or (metadata.get("user_id") if isinstance(metadata, dict) else None)
+    return user if isinstance(user, str) else ""
 
 
 def _pieces(text: str) -> list[str]:

@@ -72,10 +72,17 @@ upstream = "claude-sonnet"
 
 @contextlib.contextmanager
 def served_gateway(
-    directory: Path, llm: LLMStandIn, *, max_body_bytes: int = 4194304, admin_key: str = ""
+    directory: Path,
+    llm: LLMStandIn,
+    *,
+    max_body_bytes: int = 4194304,
+    admin_key: str = "",
+    tiers: str = "",
+    tier: str | None = None,
 ) -> Iterator[tuple[Fleet, str]]:
     """``revoctl serve --workers 1`` over ``llm`` (which must take `STANDIN_KEY`), migrated,
-    with a gateway key (and the admin API on ``admin_key``, when given); yields the running
+    with a gateway key (of ``tier``, one of the ``[tiers.NAME]`` tables ``tiers`` adds to
+    the configuration), and the admin API on ``admin_key`` when given; yields the running
     server and the key, and stops it after."""
     config = directory / "revoctl.toml"
     text = CONFIG.format(
@@ -83,13 +90,13 @@ def served_gateway(
     )
     if admin_key:
         text = text.replace("[gateway]\n", f'[gateway]\nadmin_key = "{admin_key}"\n', 1)
-    config.write_text(text)
+    config.write_text(text + tiers)
     fleet = Fleet(config=config, home=directory / "home", openai=llm, anthropic=llm, workers=1)
     stored = fleet.cli("secrets", "set", "llm-key", stdin=STANDIN_KEY)
     assert stored.returncode == 0, stored.stderr
     migrated = fleet.cli("db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
-    key = fleet.new_key("served")
+    key = fleet.new_key("served", *(("--tier", tier) if tier else ()))
     fleet.start()
     try:
         yield fleet, key

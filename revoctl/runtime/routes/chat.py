@@ -3,6 +3,10 @@
 The route is the request's whole path, top to bottom: read, identify, check, charge,
 route, answer (or relay), settle. A refusal anywhere is raised and rendered by the app's
 handler (`revoctl.runtime.errors`), which gives back the charge and writes the row.
+
+A stream is settled at its end however it ends (`relay`); should the relay never get
+there (the client left before its first chunk was sent, or while one was being sent), the
+response's background task settles it without usage, so its parallel slot is freed at once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from revoctl.runtime.exchange import Exchange
 from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.providers import ChatChunk, ProviderStreamError, Usage, usage_of
 from revoctl.runtime.routing import close_stream
+
+CLIENT_GONE = 499
+"""The status of a stream whose client left before the relay could end it."""
 
 
 async def chat_completions(request: Request) -> Response:
@@ -41,6 +48,7 @@ async def chat_completions(request: Request) -> Response:
             relay(gateway, exchange, stream, first),
             media_type="text/event-stream",
             headers={**exchange.headers(), "cache-control": "no-cache"},
+            background=BackgroundTask(gateway.settle_soon, exchange, None, CLIENT_GONE),
         )
     answer = await gateway.routing.complete(exchange)
     # Settled once the response is sent: the caller does not wait for the store's round
@@ -84,5 +92,5 @@ async def relay(
         yield b"data: " + json.dumps(error.body()).encode() + b"\n\n"
     finally:
         exchange.provider_seconds += waited
+        gateway.settle_soon(exchange, usage, status)  # first: the close may be cancelled
         await close_stream(stream)
-        await gateway.settle(exchange, usage, status)

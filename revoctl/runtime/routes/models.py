@@ -1,4 +1,4 @@
-"""``GET /v1/models``: the configured models, as OpenAI lists them."""
+"""``GET /v1/models``: the configured models the caller may call, as OpenAI lists them."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from revoctl.runtime.gateway import Gateway
 
 
 async def list_models(request: Request) -> Response:
-    """Every configured model, with the caller's rate-limit headers (read, not charged).
+    """Every configured model the caller's tier allows, with the caller's rate-limit
+    headers (read, not charged).
 
-    :raises GatewayError: 401 when keys are required and missing.
+    :raises GatewayError: 401 when keys are required and missing, 403 for a key whose tier
+        is not configured.
     """
     gateway = Gateway.of(request)
     caller = await gateway.identify(request, None)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": model.provider}
         for name, model in sorted(gateway.models.items())
+        if caller.allows(name)
     ]
     headers = await gateway.rate_limit_headers(caller)
     gateway.usage.record_request(request, caller, 200)
