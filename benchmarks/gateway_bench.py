@@ -67,6 +67,7 @@ from _gateway.cases import Case, capacities, latencies, measure
 from _gateway.client import Target
 from _gateway.litellm import LITELLM_VERSION, ensure_litellm, litellm_proxy
 from _gateway.profiling import profiled
+from _gateway.redis_floor import Floor, redis_floor
 from _gateway.redis_server import CommandCount, bench_redis, keys_under
 from _gateway.report import report
 from _gateway.revoctl_server import (
@@ -95,6 +96,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--round-trip-requests", type=int, default=400,
         help="requests of the Redis round-trip count (a multiple of 4; 0: no count)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--floor-calls", type=int, default=3000,
+        help="requests of the Redis floor (two round trips in this process; 0: none)",
     )  # fmt: skip
     parser.add_argument("--no-anchors", action="store_true", help="skip the bare relays")
     parser.add_argument("--no-litellm", action="store_true")
@@ -183,8 +188,12 @@ def main() -> None:
     cases: list[Case] = []
     profile_lines: list[str] = []
     trips: RoundTrips | None = None
+    floors: list[Floor] = []
     begun = time.perf_counter()
-    with standin(args.upstream_delay) as (url, standin_pid), bench_redis() as redis_url:
+    with (
+        standin(args.upstream_delay) as (url, standin_pid),
+        bench_redis() as (redis_url, redis_pid),
+    ):
         direct = Target("direct (stand-in, the floor)", int(url.rsplit(":", 1)[1]),
                         {"Authorization": f"Bearer {PROVIDER_KEY}"})  # fmt: skip
         cases.append(asyncio.run(measure(direct, standin_pid, args)))
@@ -192,6 +201,8 @@ def main() -> None:
             ours, checked = revoctl_cases(url, redis_url, prefix, standin_pid, args)
             cases += ours
             notes += checked
+            if args.floor_calls:
+                floors = redis_floor(redis_url, redis_pid, prefix, args.floor_calls)
             if args.round_trip_requests:
                 with tempfile.TemporaryDirectory(prefix="gwbench-monitor-") as workdir:
                     trips = count_round_trips(
@@ -217,7 +228,7 @@ def main() -> None:
             lite, said = litellm_case(url, redis_url, standin_pid, args)
             cases += [lite] if lite is not None else []
             notes += said
-    print("\n".join(report(cases, args, notes, trips)))
+    print("\n".join(report(cases, args, notes, trips, floors)))
     if trips is not None:
         print("\n" + "\n".join(trips.lines()))
     if profile_lines:

@@ -30,8 +30,8 @@ OWN_COMMANDS = frozenset({"config|resetstat", "config", "info", "ping", "scan", 
 
 
 @contextlib.contextmanager
-def bench_redis() -> Iterator[str]:
-    """A ``redis-server`` of this run's own; its URL.
+def bench_redis() -> Iterator[tuple[str, int]]:
+    """A ``redis-server`` of this run's own; its URL and pid.
 
     :raises RuntimeError: ``redis-server`` is not on PATH, or did not answer.
     """
@@ -53,7 +53,7 @@ def bench_redis() -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("redis-server did not answer within 10 s") from None
                 time.sleep(0.05)
-        yield url
+        yield url, process.pid
     finally:
         stop(process, 10)
 

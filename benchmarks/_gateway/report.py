@@ -7,6 +7,7 @@ import argparse
 
 from .cases import Case
 from .client import Run, Target
+from .redis_floor import Floor
 from .revoctl_server import RoundTrips
 
 
@@ -34,7 +35,11 @@ def find(cases: list[Case], start: str) -> Case | None:
 
 
 def report(
-    cases: list[Case], args: argparse.Namespace, notes: list[str], trips: RoundTrips | None
+    cases: list[Case],
+    args: argparse.Namespace,
+    notes: list[str],
+    trips: RoundTrips | None,
+    floors: list[Floor],
 ) -> list[str]:
     direct = cases[0]
     out = [""]
@@ -126,6 +131,18 @@ def report(
             f" steady {steady_cpu(on) / steady_cpu(off):.2f}x, capacity {cpu(on) / cpu(off):.2f}x;"
             f" own time (x-revoctl-overhead-ms) p50 {own:+.2f} ms"
         )
+    if off and floors:
+        out.append(
+            f"  the floor under the protections (this process, {args.floor_calls} requests on"
+            " 16 tasks; CPU us per request, client + redis-server), and the best on/off a"
+            f" gateway whose other work cost nothing could reach, off costing {cpu(off):.0f} us:"
+        )
+        for floor in floors:
+            out.append(
+                f"    {floor.label:40} {floor.client_us:5.0f} + {floor.redis_us:4.0f} us"
+                f" -> at most {cpu(off) / (cpu(off) + floor.client_us):.2f}x"
+                f" ({cpu(off) / (cpu(off) + floor.total_us):.2f}x with Redis's CPU)"
+            )
     if on:
         p50 = on.steady.cut(50) - direct.steady.cut(50)
         p99 = on.steady.cut(99) - direct.steady.cut(99)
