@@ -48,7 +48,7 @@ BUDGET = 0.2
 PARALLEL_CAP = 3
 SLOT_FREED_BOUND = 30.0
 """The CONTRACT's bound for a dead instance's slots to be free again."""
-ROTATION_OVERLAP = 4.0
+ROTATION_OVERLAP = 6.0
 KEYS_REFRESH = 0.25
 ANSWER_HOLD = 0.3
 """Seconds the stand-in holds each answer while the parallel cap is measured."""
