@@ -17,17 +17,28 @@ error, closing and reopening its connections in the background: a command that m
 ``MaxConnectionsError`` (nothing was sent) tries again every `RECYCLE_PAUSE` within the
 same wait. Pipelines bypass the gate (revoctl uses none).
 
+A single node's connections (`PackedConnection`) pack each command with hiredis in one
+call, as redis-py's synchronous client does (its asyncio client packs in Python: about 25
+µs for a reservation's 27 arguments against 4), and bound a write with
+``asyncio.timeout`` rather than ``asyncio.wait_for`` (which makes a task of every write);
+the errors and the disconnect on failure are redis-py's.
+
 Imported only when a client is built: redis-py stays out of the CLI's start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import MaxConnectionsError
+from redis.asyncio.connection import Connection
+from redis.connection import HiredisRespSerializer
+from redis.exceptions import ConnectionError, MaxConnectionsError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
 from revoctl.core.errors import PoolExhaustedError
 
@@ -93,3 +104,45 @@ class WaitingRedis(WaitsForConnections, Redis):  # type: ignore[misc]
 
 class WaitingRedisCluster(WaitsForConnections, RedisCluster):  # type: ignore[misc]
     """A cluster's client behind the gate (``max_connections`` is also its per-node cap)."""
+
+
+class PackedConnection(Connection):
+    """A single node's connection: hiredis packs, ``asyncio.timeout`` bounds a write (see
+    the module docstring)."""
+
+    _serializer = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if self._serializer is None:
+            return super().pack_command(*args)
+        packed: list[bytes] = self._serializer.pack(*args)
+        return packed
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        if not self.is_connected or not self.socket_timeout:
+            await super().send_packed_command(command, check_health)
+            return
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        writer = self._writer
+        assert writer is not None  # connected
+        try:
+            async with asyncio.timeout(self.socket_timeout):
+                writer.writelines(command)
+                await writer.drain()
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            number, message = ("UNKNOWN", exc.args[0]) if len(exc.args) == 1 else exc.args[:2]
+            raise ConnectionError(f"Error {number} while writing to socket. {message}.") from exc
+        except BaseException:
+            await self.disconnect(nowait=True)
+            raise

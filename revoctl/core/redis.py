@@ -95,7 +95,7 @@ async def open_redis(
     :raises ConfigError: the URL holds a reference and there is no ``read_secret``, or
         the CA bundle cannot be read.
     """
-    from revoctl.core._redis_clients import WaitingRedis, WaitingRedisCluster
+    from revoctl.core._redis_clients import PackedConnection, WaitingRedis, WaitingRedisCluster
 
     async def no_reader(name: str) -> str:
         raise ConfigError(
@@ -110,6 +110,8 @@ async def open_redis(
     }
     if url.startswith("rediss://"):
         options.update(_tls_options())
+    if not config.cluster:  # a rediss:// or unix:// URL's own connection class wins
+        options["connection_class"] = PackedConnection
     try:
         # from_url builds an instance of the class it is called on (typed as the base class)
         client = cast(

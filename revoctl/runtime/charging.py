@@ -35,6 +35,7 @@ from revoctl.core.errors import UsageError, first_line
 from revoctl.core.gateway.settings import rule_names
 from revoctl.core.keys._budget import budget_window
 from revoctl.core.limits._operator import MAX_KEY_LENGTH
+from revoctl.core.limits.base import RateLimitResult
 from revoctl.core.limits.reservations import Settlement, account_tag, hash_tag, to_nano
 from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold
 from revoctl.runtime.denials import denied
@@ -46,7 +47,6 @@ from revoctl.runtime.tokens import prompt_token_bound
 if TYPE_CHECKING:
     from revoctl.core.gateway.settings import GatewayConfig, ModelConfig, RuleNames, TierConfig
     from revoctl.core.limits import RateLimitRule
-    from revoctl.core.limits.base import RateLimitResult
     from revoctl.core.services import Services
     from revoctl.runtime.exchange import Exchange
     from revoctl.runtime.identity import Caller
@@ -277,9 +277,8 @@ def _nothing(entry: Charged) -> int:
 
 def _untaken(rule: RateLimitRule) -> RateLimitResult:
     """A rule's placeholder state before the store answers."""
-    from revoctl.core.limits.base import RateLimitResult
-
-    return RateLimitResult(True, rule.capacity, rule.capacity, None, 0.0)
+    capacity = rule.capacity
+    return RateLimitResult(True, capacity, capacity, None, 0.0)
 
 
 def _identifier(caller: Caller, rule: RateLimitRule, model: str | None) -> str | None:

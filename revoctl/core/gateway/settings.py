@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -29,8 +30,11 @@ def rule_names(value: RuleNames) -> tuple[str, ...]:
     return value
 
 
+@functools.lru_cache(maxsize=128)
 def period_seconds(value: str | int) -> int:
-    """A ``budget_period`` (``"1h"``, ``"1d"``, ``"7d"``, ``"30d"``, or seconds) in seconds.
+    """A ``budget_period`` (``"1h"``, ``"1d"``, ``"7d"``, ``"30d"``, or seconds) in seconds;
+    remembered, since a key with a budget reads its tier's at every request (``True``,
+    equal to 1 for the cache, is refused like 1, so never answered from it).
 
     :raises ValueError: not a period, or outside 60 s to 366 days.
     """

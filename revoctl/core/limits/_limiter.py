@@ -272,6 +272,8 @@ class RateLimiter(FailSoftCalls):
         local = self._settle_local
         if local is not None:
             answers: list[list[RateLimitResult] | StoreFailure] = [local(s) for s in sent]
+        elif len(sent) == 1:  # a request's usual one: no task to gather
+            answers = [await self._settle_one(sent[0])]
         else:
             answers = await asyncio.gather(*(self._settle_one(s) for s in sent))
         return [
