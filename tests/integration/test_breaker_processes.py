@@ -2,7 +2,8 @@
 ``revoctl breakers`` run as an operator would, on SQLite, PostgreSQL and Redis.
 
 * a trip stops every process, and a reset resumes every one, within one second: the
-  bound checked is the configured ``poll_interval`` plus twice that as the margin;
+  bound checked is the configured ``poll_interval`` plus three times that as the margin,
+  the CONTRACT's one second (a busy 2-core CI machine delays a poll by more than one interval);
 * processes meeting an open breaker after its recovery timeout send exactly
   ``success_threshold`` trial calls between them, then all resume;
 * Redis stopped mid-run: every process goes on with its own state (calls go through,
@@ -36,8 +37,9 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).parents[2]
 POLL = 0.25
 """The poll interval the processes are configured with (the default is 0.5 s)."""
-BOUND = POLL + 2 * POLL
-"""Longest a trip or reset may take to reach every process: one poll and a margin."""
+BOUND = POLL + 3 * POLL
+"""Longest a trip or reset may take to reach every process: one poll and a margin, the
+CONTRACT's one second."""
 START_TIMEOUT = 120.0
 """Processes importing SQLAlchemy at once on a busy 2-core machine start slowly."""
 BREAKER = "openai_api"

@@ -15,7 +15,8 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from revoctl.runtime.tokens import prompt_token_bound
 from tests.support.llm_standin import LLMStandIn
 
 KEY_CANARY = "sk-llm-canary-5e0b77"
+ROWS_WAIT = 10.0
+"""How long `Served.rows` waits for rows the usage writer has not committed yet."""
 MESSAGES = [{"role": "user", "content": "say hi"}]
 BUDGET = 0.05
 """gold's budget per hour: three answers (0.013 each at gpt's prices) fit, a fourth's bound
@@ -141,11 +144,18 @@ class Served:
         assert listed.status_code == 200, listed.text
         return [model["id"] for model in listed.json()["data"]]
 
-    def rows(self) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.home / "revoctl.db") as conn:
-            return conn.execute(
-                "SELECT api_key_id, model, status_code, error_code FROM request_logs"
-            ).fetchall()
+    def rows(self, until: Callable[[list[Any]], bool] = bool) -> list[tuple[Any, ...]]:
+        """The rows written, waiting up to `ROWS_WAIT` seconds for ``until`` to hold of them
+        (at once for a stopped app, whose rows are all written)."""
+        deadline = time.monotonic() + ROWS_WAIT
+        while True:
+            with sqlite3.connect(self.home / "revoctl.db") as conn:
+                rows = conn.execute(
+                    "SELECT api_key_id, model, status_code, error_code FROM request_logs"
+                ).fetchall()
+            if until(rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -194,8 +204,10 @@ def test_a_key_of_a_tier_this_gateway_lacks_is_refused_with_its_row(gateway: Ser
         ).status_code
         == 403
     )
+    expected = ("ghost", "gpt", 403, "tier_not_configured")
+    written = gateway.rows(until=lambda rows: expected in rows)  # by the writer, in the background
+    assert expected in written
     gateway.stop()
-    assert ("ghost", "gpt", 403, "tier_not_configured") in gateway.rows()
 
 
 def test_a_model_outside_the_tier_is_refused_before_any_charge_and_not_listed(
