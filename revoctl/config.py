@@ -86,8 +86,12 @@ class Settings(Section):
                 rule = getattr(model, key)
                 if rule and rule not in rules:
                     problems.append(f"models.{name}.{key}: no [[limits.rules]] named {rule!r}")
-            if model.provider not in self.providers:
-                problems.append(f"models.{name}.provider: no [providers.{model.provider}]")
+            where = "deployments" if model.deployments else "provider"
+            problems += [
+                f"models.{name}.{where}: no [providers.{provider}]"
+                for provider in model.providers()
+                if provider not in self.providers
+            ]
             problems += [
                 f"models.{name}.fallbacks: no [models.{fallback}]"
                 for fallback in model.fallbacks

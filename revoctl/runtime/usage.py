@@ -144,7 +144,7 @@ class UsageLog:
             config = self.models[exchange.served_by]
             prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
             call = ModelCall(
-                provider=config.provider,
+                provider=config.providers()[0],
                 model=exchange.served_by,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
@@ -152,9 +152,9 @@ class UsageLog:
                     prompt, completion, config.input_cost_per_1k, config.output_cost_per_1k
                 ),
             )
-            self.metrics.tokens.labels(config.provider, model, "prompt").inc(prompt)
-            self.metrics.tokens.labels(config.provider, model, "completion").inc(completion)
-            self.metrics.cost.labels(config.provider, model).inc(float(call.cost))
+            self.metrics.tokens.labels(config.providers()[0], model, "prompt").inc(prompt)
+            self.metrics.tokens.labels(config.providers()[0], model, "completion").inc(completion)
+            self.metrics.cost.labels(config.providers()[0], model).inc(float(call.cost))
         self.metrics.requests.labels(exchange.route, model, str(status)).inc()
         self.metrics.latency.labels(exchange.route, model).observe(elapsed)
         self.metrics.overhead.observe(max(0.0, elapsed - exchange.provider_seconds))

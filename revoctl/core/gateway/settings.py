@@ -56,6 +56,9 @@ def period_seconds(value: str | int) -> int:
     return seconds
 
 
+IN_FLIGHT_PER_WORKER = 256
+"""``gateway.max_in_flight = 0``: this many requests in flight per worker process."""
+
 CLOSE_SECONDS_MAX = 5.0
 """The most of ``gateway.drain_seconds`` kept for the close after the requests in flight."""
 
@@ -82,6 +85,14 @@ class GatewayConfig(Section):
     """On SIGTERM, the most time the whole shutdown takes: the requests in flight get it
     less `close_seconds`, the usage flush and the services' close get the rest."""
 
+    max_in_flight: int = Field(0, ge=0, le=1_000_000)
+    """Requests in flight at once on this instance (every worker of one ``revoctl serve``);
+    beyond it a request is answered 503 with ``Retry-After`` at once. 0 = `in_flight_cap`'s
+    default, `IN_FLIGHT_PER_WORKER` per worker."""
+    routing_refresh_seconds: float = Field(1.0, gt=0, le=60)
+    """How often each instance publishes its deployments' calls in flight and latencies to
+    the store and reads the fleet's (``least_busy`` and ``lowest_latency`` routing)."""
+
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or CIDRs of the proxies whose ``X-Forwarded-For`` / ``Forwarded`` is
     believed (`revoctl.runtime.client_address`); () = the TCP peer is the client."""
@@ -104,6 +115,10 @@ class GatewayConfig(Section):
     def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
         """``trusted_proxies`` as networks (an address alone is a network of one)."""
         return tuple(trusted_network(entry) for entry in self.trusted_proxies)
+
+    def in_flight_cap(self, workers: int) -> int:
+        """The most requests in flight on an instance of ``workers`` worker processes."""
+        return self.max_in_flight or IN_FLIGHT_PER_WORKER * max(1, workers)
 
     def close_seconds(self) -> float:
         """The part of ``drain_seconds`` kept for the close: a quarter, at most 5 s."""
@@ -137,7 +152,11 @@ class ProviderKind(StrEnum):
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    AZURE_OPENAI = "azure_openai"
 
+
+AZURE_API_VERSION = "2024-10-21"
+"""The Azure OpenAI data-plane API version sent when ``api_version`` is not set."""
 
 DEFAULT_BASE_URLS = {
     ProviderKind.OPENAI: "https://api.openai.com/v1",
@@ -150,8 +169,12 @@ class ProviderConfig(Section):
 
     kind: ProviderKind = ProviderKind.OPENAI
     base_url: str = DEFAULT_BASE_URLS[ProviderKind.OPENAI]
-    """Defaults to the kind's own API: ``kind = "anthropic"`` alone means Anthropic's."""
+    """Defaults to the kind's own API: ``kind = "anthropic"`` alone means Anthropic's. For
+    ``azure_openai`` it is the resource's endpoint (``https://NAME.openai.azure.com``), and
+    required."""
     api_key: str = ""
+    api_version: str = AZURE_API_VERSION
+    """``azure_openai``: the ``api-version`` query parameter of every call."""
     breaker: str = ""
     timeout: float = Field(60.0, gt=0, le=3600)
     max_connections: int = Field(100, ge=1, le=10_000)
@@ -160,6 +183,11 @@ class ProviderConfig(Section):
     @classmethod
     def _kind_default_url(cls, data: Any) -> Any:
         if isinstance(data, dict) and "base_url" not in data and "kind" in data:
+            if data["kind"] == ProviderKind.AZURE_OPENAI:
+                raise ValueError(
+                    "kind 'azure_openai' needs base_url, the resource's endpoint "
+                    "(https://NAME.openai.azure.com)"
+                )
             try:
                 return {**data, "base_url": DEFAULT_BASE_URLS[ProviderKind(data["kind"])]}
             except ValueError:  # an unknown kind: the field's own error says so
@@ -174,11 +202,46 @@ class ProviderConfig(Section):
         return url.rstrip("/")
 
 
-class ModelConfig(Section):
-    """``[models.NAME]``: which provider serves a model, its upstream name, prices, fallbacks."""
+class RoutingStrategy(StrEnum):
+    """How a model with several deployments picks the one that gets a call."""
+
+    WEIGHTED = "weighted"
+    """At random, in proportion to the deployments' ``weight``."""
+    LEAST_BUSY = "least_busy"
+    """The deployment with the fewest calls in flight across the fleet."""
+    LOWEST_LATENCY = "lowest_latency"
+    """The deployment with the lowest moving average of its calls' duration, fleet-wide."""
+
+
+class DeploymentConfig(Section):
+    """One deployment of a model: a provider, its name for the model there, a weight."""
 
     provider: str
     upstream: str = ""
+    """The provider's own name for the model (Azure: the deployment's name); "" = the model's."""
+    weight: float = Field(1.0, gt=0, le=1_000_000)
+    breaker: str = ""
+    """The breaker guarding calls to this deployment; "" = its provider's ``breaker``."""
+    name: str = Field("", pattern=r"^$|" + NAME_PATTERN)
+    """How metrics, logs and the fleet's counters name it; "" = ``PROVIDER/UPSTREAM``."""
+
+
+class ModelConfig(Section):
+    """``[models.NAME]``: which provider serves a model (or several ``deployments`` of it,
+    ``routing`` between them, ``retries`` on them), its prices, its fallbacks."""
+
+    provider: str = ""
+    upstream: str = ""
+    deployments: tuple[DeploymentConfig, ...] = ()
+    """Several deployments of this model; give either these or ``provider``/``upstream``."""
+    routing: RoutingStrategy = RoutingStrategy.WEIGHTED
+    retries: int = Field(1, ge=0, le=10)
+    """Further attempts on this model's deployments (another one where there is one) after a
+    call fails in the provider's way, before the ``fallbacks``; never once a stream began."""
+    retry_backoff_seconds: float = Field(0.1, ge=0, le=60)
+    """The first retry waits up to this (full jitter), each next one up to twice as long."""
+    max_parallel_requests: int = Field(0, ge=0, le=100_000)
+    """Calls in flight to this model at once across every instance; 0 = no cap."""
     input_cost_per_1k: float = Field(0.0, ge=0, le=1000)
     output_cost_per_1k: float = Field(0.0, ge=0, le=1000)
     fallbacks: tuple[str, ...] = ()
@@ -188,9 +251,43 @@ class ModelConfig(Section):
     token_rule: str = ""
     """Likewise in tokens, on top of ``gateway.token_rule``."""
 
+    @model_validator(mode="after")
+    def _provider_or_deployments(self) -> ModelConfig:
+        if bool(self.provider) == bool(self.deployments):
+            raise ValueError("give either provider (and upstream) or deployments, not both")
+        names = [d.name for d in self.deployments if d.name]
+        if len(names) != len(set(names)):
+            raise ValueError("two deployments have the same name")
+        return self
+
     def upstream_name(self, name: str) -> str:
-        """The provider's own name for the model called ``name`` here."""
+        """The provider's own name for the model called ``name`` here (its only deployment's)."""
         return self.upstream or name
+
+    def deployments_of(self, name: str) -> tuple[DeploymentConfig, ...]:
+        """The deployments of the model called ``name`` here, each with its ``upstream`` and
+        ``name`` filled in: its ``deployments``, else one of ``provider``/``upstream``."""
+        listed = self.deployments or (
+            DeploymentConfig(provider=self.provider, upstream=self.upstream),
+        )
+        filled = []
+        for deployment in listed:
+            upstream = deployment.upstream or name
+            filled.append(
+                deployment.model_copy(
+                    update={
+                        "upstream": upstream,
+                        "name": deployment.name or f"{deployment.provider}/{upstream}",
+                    }
+                )
+            )
+        return tuple(filled)
+
+    def providers(self) -> tuple[str, ...]:
+        """The providers this model's deployments call, each once."""
+        if not self.deployments:
+            return (self.provider,)
+        return tuple(dict.fromkeys(d.provider for d in self.deployments))
 
 
 class TierConfig(Section):

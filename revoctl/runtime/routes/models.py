@@ -18,7 +18,7 @@ async def list_models(request: Request) -> Response:
     gateway = Gateway.of(request)
     caller = await gateway.identify(request, None)
     data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": model.provider}
+        {"id": name, "object": "model", "created": 0, "owned_by": model.providers()[0]}
         for name, model in sorted(gateway.models.items())
         if caller.allows(name)
     ]
