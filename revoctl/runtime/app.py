@@ -42,6 +42,7 @@ from revoctl.core.services import open_services
 from revoctl.runtime.client_address import ClientAddress
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.gateway import Gateway
+from revoctl.runtime.in_flight import in_flight_of_this_process
 from revoctl.runtime.metrics import GatewayMetrics, mark_worker_gone
 from revoctl.runtime.middleware import AccessLog
 from revoctl.runtime.routes import admin
@@ -51,6 +52,7 @@ from revoctl.runtime.routes.health import health, live, ready
 from revoctl.runtime.routes.metrics import metrics
 from revoctl.runtime.routes.models import list_models
 from revoctl.runtime.routes.openapi import openapi
+from revoctl.runtime.shedding import LoadShedder
 
 logger = logging.getLogger("revoctl.gateway")
 
@@ -98,9 +100,12 @@ def create_app(
     ]
     trusted = loaded.settings.gateway.trusted_networks()
     behind_proxies = [Middleware(ClientAddress, trusted=trusted)] if trusted else []
+    # Outermost: a shed request costs nothing of what the others do (revoctl.runtime.shedding).
+    in_flight = in_flight_of_this_process(loaded.settings.gateway.in_flight_cap(workers=1))
+    shedding = Middleware(LoadShedder, in_flight=in_flight)
     return Starlette(
         routes=routes,
-        middleware=[*behind_proxies, Middleware(AccessLog)],
+        middleware=[shedding, *behind_proxies, Middleware(AccessLog)],
         exception_handlers={
             GatewayError: refused,
             HTTPException: not_routed,

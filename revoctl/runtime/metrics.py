@@ -115,6 +115,14 @@ HELP = {
         "How long the oldest usage row still to be written has waited (0: none waits), "
         "the worst live worker."
     ),
+    "revoctl_requests_in_flight": (
+        "Requests in flight on the work routes (/v1/*, /generate, /admin/*) of this "
+        "instance, summed over its live workers."
+    ),
+    "revoctl_requests_shed_total": (
+        "Requests answered 503 overloaded at once: the instance had gateway.max_in_flight "
+        "in flight."
+    ),
     "revoctl_process_cpu_seconds": "CPU time used by each worker process.",
     "revoctl_process_resident_memory_bytes": "Resident memory of each worker process now.",
     "revoctl_process_peak_resident_memory_bytes": (
@@ -155,6 +163,8 @@ class GatewayMetrics:
             self.usage_dropped.labels(reason)  # every reason exported, at 0 until it happens
         self.usage_buffered = gauge("revoctl_usage_rows_buffered", "livesum")
         self.usage_oldest = gauge("revoctl_usage_oldest_buffered_seconds", "livemax")
+        self.in_flight = gauge("revoctl_requests_in_flight", "livesum")
+        self.shed = counter("revoctl_requests_shed_total")
         self.process_cpu = gauge("revoctl_process_cpu_seconds", "liveall")
         self.process_memory = gauge("revoctl_process_resident_memory_bytes", "liveall")
         self.process_peak_memory = gauge("revoctl_process_peak_resident_memory_bytes", "liveall")

@@ -4,7 +4,8 @@ Workers are separate processes that each build the app from the same configurati
 the config file and profile travel in ``REVOCTL_CONFIG`` / ``REVOCTL_PROFILE``, and
 ``--set`` flags become ``REVOCTL_<TABLE>__<KEY>`` variables (set last, so they win as
 flags do). With several workers, metrics are merged through a fresh
-``PROMETHEUS_MULTIPROC_DIR``, removed when the server stops.
+``PROMETHEUS_MULTIPROC_DIR``, and the requests in flight are counted in a fresh slot file
+(`revoctl.runtime.in_flight`, for load shedding), both removed when the server stops.
 
 On SIGTERM (or SIGINT) uvicorn stops accepting, lets the requests in flight end and then
 runs the app's shutdown; the server exits as soon as the last request has ended. One
@@ -45,6 +46,7 @@ except ImportError:  # pragma: no cover - the runtime extra installs it
 
 from revoctl.core.errors import BackendUnavailableError, UsageError
 from revoctl.core.gateway.settings import GatewayConfig
+from revoctl.runtime.in_flight import IN_FLIGHT_ENV, create_slot_file
 from revoctl.runtime.metrics import MULTIPROC_ENV
 
 logger = logging.getLogger("revoctl.serve")
@@ -196,6 +198,10 @@ def run(
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
         metrics_dir = tempfile.mkdtemp(prefix="revoctl-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
+    slot_file = None
+    if workers > 1:  # the workers' shared count of requests in flight (revoctl.runtime.in_flight)
+        slot_file = create_slot_file(gateway.in_flight_cap(workers), workers)
+        os.environ[IN_FLIGHT_ENV] = str(slot_file)
     config = Config(
         APP_FACTORY,
         factory=True,
@@ -224,3 +230,5 @@ def run(
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        if slot_file is not None:
+            slot_file.unlink(missing_ok=True)
