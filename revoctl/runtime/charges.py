@@ -1,11 +1,11 @@
 """`Charge`: what one request took from the limit store, for its headers and its settlement.
 
 A request holds units of rules (`Charged`), perhaps a share of its key's budget
-(`BudgetHold`) and perhaps one of its key's parallel slots (`SlotHold`), each under the
-hash tag its store key falls in (`revoctl.core.limits.reservations.hash_tag`). The charge is
-settled once (`Charge.claim`): whichever path ends the request first (the answer, a
-refusal, a broken stream, a client gone, an error) settles it, and the others find it
-settled.
+(`BudgetHold`), perhaps one of its key's parallel slots and one of its model's (`SlotHold`;
+a model's under the account `model_account`), each under the hash tag its store key falls
+in (`revoctl.core.limits.reservations.hash_tag`). The charge is settled once
+(`Charge.claim`): whichever path ends the request first (the answer, a refusal, a broken
+stream, a client gone, an error) settles it, and the others find it settled.
 
 Every response to an identified caller shows its rules' state: ``RateLimit-Policy`` and
 ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers), the ``x-ratelimit-*`` headers OpenAI
@@ -59,6 +59,16 @@ class BudgetHold:
     allowed: bool = True
 
 
+MODEL_ACCOUNT_PREFIX = "model/"
+"""Before a model's name, the account of its parallel slots: a key's name has no ``/``, so
+the two never share an account, and each model has a hash tag of its own."""
+
+
+def model_account(model: str) -> str:
+    """The account ``model``'s parallel slots are held under."""
+    return MODEL_ACCOUNT_PREFIX + model
+
+
 @dataclass
 class SlotHold:
     """One of a key's ``cap`` parallel slots, held as the lease ``lease``."""
@@ -82,6 +92,7 @@ class Charge:
     entries: list[Charged] = field(default_factory=list)
     budget: BudgetHold | None = None
     slot: SlotHold | None = None
+    model_slot: SlotHold | None = None
     stored_tags: set[str] = field(default_factory=set)
     store_failed: bool = False
     """Whether ``failure_mode`` answered a reservation the store could not decide."""
@@ -94,6 +105,10 @@ class Charge:
             return False
         self.settled = True
         return True
+
+    def slots(self) -> list[SlotHold]:
+        """The key's slot and the model's, those it holds."""
+        return [hold for hold in (self.slot, self.model_slot) if hold is not None]
 
     def tokens(self) -> list[Charged]:
         return [entry for entry in self.entries if entry.tokens]

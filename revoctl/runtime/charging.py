@@ -5,7 +5,10 @@ prompt's tokens plus its ``max_tokens`` (`revoctl.runtime.tokens`). The rules ar
 tier's ``request_rule``/``token_rule`` (a key with no tier, or no keys: the gateway's) and
 its model's own. A key of a tier with a ``budget`` also reserves the most the request can
 cost (`spend_bound`) against its budget period, and a tier with ``max_parallel_requests``
-takes one of the key's parallel slots, a lease of this process (`RateLimiter.new_lease`).
+takes one of the key's parallel slots, a lease of this process (`RateLimiter.new_lease`);
+a model with ``max_parallel_requests`` likewise takes one of the model's slots (under an
+account and a hash tag of its own, `model_account`: a reservation of its own), held until
+the request ends whichever model answers it.
 
 Every charge goes under the hash tag of its store key (`hash_tag`): the caller's rules,
 budget and slot share one tag (the key's name), so they are one `Reservation` and one store
@@ -37,7 +40,7 @@ from revoctl.core.keys._budget import budget_window
 from revoctl.core.limits._operator import MAX_KEY_LENGTH
 from revoctl.core.limits.base import RateLimitResult
 from revoctl.core.limits.reservations import Settlement, account_tag, hash_tag, to_nano
-from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold
+from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold, model_account
 from revoctl.runtime.denials import denied
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.reserving import record, reservations, settlements, with_states
@@ -131,6 +134,11 @@ class Charging:
             name = caller.key_name
             cap = caller.tier.max_parallel_requests
             charge.slot = SlotHold(name, account_tag(name), cap, limiter.new_lease())
+        if model_cap := self.models[exchange.model].max_parallel_requests:
+            account = model_account(exchange.model)
+            charge.model_slot = SlotHold(
+                account, account_tag(account), model_cap, limiter.new_lease()
+            )
         planned = reservations(charge)
         if not planned:
             return

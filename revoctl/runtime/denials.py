@@ -1,8 +1,8 @@
 """The refusal of a denied reservation: which part denied it, and what the client is told.
 
 413 ``request_too_large`` without ``Retry-After`` when a rule can never allow the request;
-else 429 with ``Retry-After``: ``too_many_parallel_requests`` (the key's slots are all
-held), ``budget_exceeded`` (the seconds to the next budget period) or
+else 429 with ``Retry-After``: ``too_many_parallel_requests`` (the key's slots, or the
+model's, are all held), ``budget_exceeded`` (the seconds to the next budget period) or
 ``rate_limit_exceeded`` (the first denying rule's wait). While the store cannot be reached
 and ``failure_mode`` is "closed", the rules' denial stands as before; a request with only a
 budget or a slot to reserve is 503 ``limits_unavailable`` (it is not the caller's doing).
@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from revoctl.runtime.charges import MODEL_ACCOUNT_PREFIX
 from revoctl.runtime.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -41,13 +42,23 @@ def denied(charge: Charge) -> GatewayError:
             code="limits_unavailable",
             headers=[("retry-after", str(PARALLEL_RETRY_SECONDS))],
         )
-    slot, budget = charge.slot, charge.budget
+    slot, model_slot, budget = charge.slot, charge.model_slot, charge.budget
     if charge.store_failed:
-        slot = budget = None  # failure_mode denied them: the rules' denial speaks
+        slot = model_slot = budget = None  # failure_mode denied them: the rules' denial speaks
     if slot is not None and not slot.allowed:
         return GatewayError(
             429,
             f"the key {slot.account!r} has {slot.cap} requests in flight, its tier's "
+            "max_parallel_requests: retry when one ends",
+            kind="rate_limit_exceeded",
+            code="too_many_parallel_requests",
+            headers=[("retry-after", str(PARALLEL_RETRY_SECONDS))],
+        )
+    if model_slot is not None and not model_slot.allowed:
+        model = model_slot.account.removeprefix(MODEL_ACCOUNT_PREFIX)
+        return GatewayError(
+            429,
+            f"the model {model!r} has {model_slot.cap} calls in flight, its "
             "max_parallel_requests: retry when one ends",
             kind="rate_limit_exceeded",
             code="too_many_parallel_requests",

@@ -1,7 +1,7 @@
 """A `Charge` in the store's terms: its reservations, the store's answers, its settlements.
 
-`reservations` groups a charge's rules, budget and slot by hash tag, one `Reservation` per
-tag; `record` puts the store's answers (`Reserved`) back into the charge.
+`reservations` groups a charge's rules, budget and slots (its key's, its model's) by hash
+tag, one `Reservation` per tag; `record` puts the store's answers (`Reserved`) back into the charge.
 
 `settlements` gives back, per tag the store applied: ``refund(entry)`` units of each rule,
 the budget moved by ``budget_delta`` nano-units (None: left as reserved), the slot. A tag
@@ -27,12 +27,12 @@ from revoctl.core.limits.reservations import (
 if TYPE_CHECKING:
     from revoctl.core.limits.base import RateLimitResult
     from revoctl.core.limits.reservations import Reserved
-    from revoctl.runtime.charges import Charge, Charged
+    from revoctl.runtime.charges import Charge, Charged, SlotHold
 
 
 def reservations(charge: Charge) -> list[Reservation]:
     """``charge``'s parts as one `Reservation` per hash tag, in the order the tags appear."""
-    budget, slot = charge.budget, charge.slot
+    budget = charge.budget
     return [
         Reservation(
             tag=tag,
@@ -45,7 +45,7 @@ def reservations(charge: Charge) -> list[Reservation]:
             ),
             slot=(
                 SlotCharge(slot.account, slot.cap, slot.lease)
-                if slot is not None and slot.tag == tag else None
+                if (slot := _slot_under(charge, tag)) is not None else None
             ),
         )
         for tag in _tags(charge)
@@ -64,8 +64,9 @@ def record(charge: Charge, reservations: list[Reservation], answers: list[Reserv
             entry.result = result
         if reservation.budget is not None and charge.budget is not None:
             charge.budget.allowed, charge.budget.spent = answer.budget_allowed, answer.spent
-        if reservation.slot is not None and charge.slot is not None:
-            charge.slot.allowed, charge.slot.in_flight = answer.slot_allowed, answer.in_flight
+        slot = _slot_under(charge, reservation.tag)
+        if reservation.slot is not None and slot is not None:
+            slot.allowed, slot.in_flight = answer.slot_allowed, answer.in_flight
 
 
 def settlements(
@@ -73,7 +74,7 @@ def settlements(
 ) -> list[Settlement]:
     """``charge``'s settlements, one per tag the store applied, in the charge's order."""
     found: list[Settlement] = []
-    budget, slot = charge.budget, charge.slot
+    budget = charge.budget
     for tag in _tags(charge):
         if tag not in charge.stored_tags:
             continue
@@ -89,8 +90,8 @@ def settlements(
                 BudgetSettlement(budget.account, budget.period, budget_delta, budget.keep_seconds)
                 if budget is not None and budget.tag == tag and budget_delta else None
             ),
-            slot=SlotRelease(slot.account, slot.lease) if slot is not None and slot.tag == tag
-            else None,
+            slot=SlotRelease(slot.account, slot.lease)
+            if (slot := _slot_under(charge, tag)) is not None else None,
         )  # fmt: skip
         if settled.refunds or settled.budget is not None or settled.slot is not None:
             found.append(settled)
@@ -116,5 +117,12 @@ def with_states(
 def _tags(charge: Charge) -> list[str]:
     """Every hash tag ``charge`` holds something under, in order, each once."""
     tags = [entry.tag for entry in charge.entries]
-    tags += [hold.tag for hold in (charge.budget, charge.slot) if hold is not None]
+    tags += [charge.budget.tag] if charge.budget is not None else []
+    tags += [hold.tag for hold in charge.slots()]
     return list(dict.fromkeys(tags))
+
+
+def _slot_under(charge: Charge, tag: str) -> SlotHold | None:
+    """``charge``'s slot under ``tag``: the key's and the model's are under tags of their
+    own (a key's name has no ``/``, `revoctl.runtime.charges.model_account`)."""
+    return next((hold for hold in charge.slots() if hold.tag == tag), None)
