@@ -198,10 +198,6 @@ def run(
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
         metrics_dir = tempfile.mkdtemp(prefix="revoctl-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
-    slot_file = None
-    if workers > 1:  # the workers' shared count of requests in flight (revoctl.runtime.in_flight)
-        slot_file = create_slot_file(gateway.in_flight_cap(workers), workers)
-        os.environ[IN_FLIGHT_ENV] = str(slot_file)
     config = Config(
         APP_FACTORY,
         factory=True,
@@ -217,6 +213,10 @@ def run(
         server_header=False,
         proxy_headers=False,  # the client address is gateway.trusted_proxies' to decide
     )
+    slot_file = None
+    if workers > 1:  # the workers' shared count of requests in flight (revoctl.runtime.in_flight)
+        slot_file = create_slot_file(gateway.in_flight_cap(workers), workers)
+        os.environ[IN_FLIGHT_ENV] = str(slot_file)
     try:
         if workers > 1:
             Supervisor(config, [sock], drain_seconds=gateway.drain_seconds).run()

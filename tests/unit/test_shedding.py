@@ -66,6 +66,30 @@ async def test_past_the_cap_a_work_route_is_shed_and_the_others_pass() -> None:
     assert shedder.in_flight.total() == 0
 
 
+async def test_a_stream_counts_until_its_last_byte_is_sent() -> None:
+    last_chunk = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: 1", "more_body": True})
+        await last_chunk.wait()
+        await send({"type": "http.response.body", "body": b"data: [DONE]"})
+
+    async def record(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    shedder = LoadShedder(streaming, LocalInFlight(1))
+    scope = {"type": "http", "path": "/v1/chat/completions", "method": "POST", "state": {}}
+    stream = asyncio.create_task(shedder(scope, None, record))
+    await asyncio.sleep(0.01)
+    assert len(sent) == 2  # its first chunk is out, the stream goes on
+    assert (await call(shedder, "/v1/chat/completions"))[0] == 503
+    last_chunk.set()
+    await stream
+    assert shedder.in_flight.total() == 0
+
+
 async def test_a_flood_is_logged_at_the_first_then_summed_once_a_second(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,8 +14,8 @@ from revoctl.core.gateway.settings import GatewayConfig, ModelConfig, TierConfig
 from revoctl.core.keys import KeyRecord, hash_key
 from revoctl.core.limits import RateLimitRule, RateLimitScope
 from revoctl.core.limits.base import RateLimitResult
-from revoctl.core.limits.reservations import hash_tag
-from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold
+from revoctl.core.limits.reservations import account_tag, hash_tag
+from revoctl.runtime.charges import BudgetHold, Charge, Charged, SlotHold, model_account
 from revoctl.runtime.charging import spend_bound
 from revoctl.runtime.denials import denied
 from revoctl.runtime.errors import GatewayError
@@ -237,3 +237,36 @@ def test_a_store_that_cannot_be_reached_is_not_blamed_on_the_caller() -> None:
     assert refusal(charge) == (503, "limits_unavailable", "1")
     charge.entries[0].result = RateLimitResult(False, 0, 100, 0.5, 0.0, "denied (closed)")
     assert refusal(charge) == (429, "rate_limit_exceeded", "1")
+
+
+def with_model_slot(charge: Charge) -> Charge:
+    """``charge`` holding one of the model gpt's 2 slots too."""
+    account = model_account("gpt")
+    charge.model_slot = SlotHold(account, account_tag(account), 2, "lease-2")
+    return charge
+
+
+def test_a_models_slot_is_a_reservation_of_its_own_freed_with_the_rest() -> None:
+    charge = with_model_slot(a_charge())
+    planned = reservations(charge)
+    assert [r.tag for r in planned] == ["team-a", "192.0.2.1", "model/gpt"]
+    model = planned[2]
+    assert model.rules == () and model.budget is None
+    assert model.slot is not None and (model.slot.account, model.slot.cap) == ("model/gpt", 2)
+    assert planned[0].slot is not None and planned[0].slot.lease == "lease-1"
+    charge.stored_tags = {"team-a", "192.0.2.1", "model/gpt"}
+    released = settlements(charge, refund=lambda entry: 0, budget_delta=None)
+    assert [(s.tag, s.slot.lease if s.slot else None) for s in released] == [
+        ("team-a", "lease-1"),
+        ("model/gpt", "lease-2"),
+    ]
+
+
+def test_a_models_full_slots_are_429_naming_the_model() -> None:
+    charge = with_model_slot(a_charge())
+    assert charge.model_slot is not None
+    charge.model_slot.allowed = False
+    error = denied(charge)
+    assert (error.status, error.code) == (429, "too_many_parallel_requests")
+    assert dict(error.headers)["retry-after"] == "1"
+    assert "'gpt'" in error.message
