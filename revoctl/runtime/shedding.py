@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,7 @@ class ShedReport:
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.pending = 0
-        self._since = 0.0
-        self._last = -SUMMARY_SECONDS
+        self._last = self._since = -math.inf  # no line yet
 
     def shed(self) -> None:
         """One more request shed."""
