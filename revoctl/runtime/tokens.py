@@ -9,7 +9,8 @@ token of less than one byte, so the UTF-8 length of the text bounds its token co
 each message adds a few tokens of framing (role, separators), and the reply is primed
 with a few more. A text no UTF-8 can carry (a lone surrogate, which a request body
 cannot hold but a caller in process might) is counted at 3 bytes a code point, never an
-error. The bound is loose for plain English (about 4 bytes a token), which
+error. An embeddings input is bounded the same way, without framing (`input_token_bound`).
+The bound is loose for plain English (about 4 bytes a token), which
 costs only headroom near the limit, and it is refunded within the same request.
 """
 
@@ -34,6 +35,14 @@ def prompt_token_bound(messages: Iterable[Mapping[str, Any]]) -> int:
         for call in message.get("tool_calls") or ():
             total += _bytes(call)
     return total
+
+
+def input_token_bound(value: Any) -> int:
+    """The most tokens an embeddings ``input`` can count as: a text's UTF-8 bytes (no
+    framing: embeddings add none), a token array's length, summed over a list of either."""
+    if isinstance(value, list | tuple):
+        return sum(1 if isinstance(item, int) else input_token_bound(item) for item in value)
+    return _bytes(value)
 
 
 def _bytes(value: Any) -> int:
