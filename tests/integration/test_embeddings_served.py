@@ -65,9 +65,8 @@ def test_embeddings_through_the_openai_client_with_their_rows(
     served: tuple[Fleet, str], fresh: LLMStandIn, model: str, path: str
 ) -> None:
     fleet, key = served
-    raw = client_of(fleet, key).embeddings.with_raw_response.create(
-        model=model, input=["one two", "three"]
-    )
+    with client_of(fleet, key) as client:
+        raw = client.embeddings.with_raw_response.create(model=model, input=["one two", "three"])
     answer = raw.parse()  # the client asked for base64 and decoded it back to floats
     assert answer.model == model
     assert [item.index for item in answer.data] == [0, 1]

@@ -87,8 +87,8 @@ upstream = "gpt-4o-mini"
 [models.sonnet]
 provider = "claude"
 upstream = "claude-sonnet"
-input_cost_per_1k = 3.0
-output_cost_per_1k = 15.0
+input_cost_per_1k = 0.3
+output_cost_per_1k = 1.5
 """
 
 
