@@ -2,8 +2,8 @@
 official ``openai`` client: on an OpenAI-compatible and an Azure OpenAI model (Azure's
 ``api-key`` and ``api-version`` seen upstream), charged on the token rule and the key's
 budget at the input's bound and settled to the usage, one request row and one usage row
-each; an Anthropic model refused before any charge; the Azure key never in an answer or a
-log line."""
+each; an Anthropic model refused before any charge; Azure's content filter as the caller's
+400; the Azure key never in an answer or a log line."""
 
 from __future__ import annotations
 
@@ -188,3 +188,20 @@ def test_the_azure_key_never_reaches_an_answer_or_the_log(
     for answer in answers:
         assert STANDIN_KEY not in answer.text
     assert STANDIN_KEY not in fleet.output()
+
+
+def test_azures_content_filter_is_the_callers_400(
+    served: tuple[Fleet, str], fresh: LLMStandIn
+) -> None:
+    fleet, key = served
+    fresh.mode = "content_filter"
+    chat = {"model": "azure-chat", "messages": [{"role": "user", "content": "hi"}]}
+    with fleet.client(key) as client:
+        refused = [client.post("/v1/chat/completions", json=chat) for _ in range(2)]
+        fresh.mode = "ok"
+        answered = client.post("/v1/chat/completions", json=chat)
+    for answer in refused:
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["code"] == "upstream_rejected" and "content filter" in error["message"]
+    assert answered.status_code == 200 and answered.json()["model"] == "azure-chat"
