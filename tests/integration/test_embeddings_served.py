@@ -87,6 +87,10 @@ def test_embeddings_through_the_openai_client_with_their_rows(
     [(used_provider, used_model, prompt, completion, total, cost)] = found["model_usage"]
     assert (used_provider, used_model, prompt, completion, total) == (provider, model, 3, 0, 3)
     assert Decimal(str(cost)) == Decimal("0.006")  # 3 tokens at EMBEDDING_PRICE per 1k
+    metrics = httpx.get(f"{fleet.url}/metrics").text
+    requests = f'revoctl_http_requests_total{{model="{model}",route="/v1/embeddings",status="200"}}'
+    tokens = f'revoctl_tokens_total{{kind="prompt",model="{model}",provider="{provider}"}}'
+    assert requests in metrics and tokens in metrics
 
 
 def test_the_token_rule_and_the_budget_are_charged_the_bound_and_settled_to_the_usage(
