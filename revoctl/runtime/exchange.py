@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Exchange:
-    """One chat request on its way through: what it asks, who asks, what it was charged."""
+    """One request on its way through: what it asks, who asks, what it was charged."""
 
     model: str
     request: ChatRequest

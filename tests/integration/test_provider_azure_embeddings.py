@@ -54,7 +54,8 @@ async def open_provider(
 
 
 async def test_azure_calls_the_deployment_with_api_key_and_api_version(llm: LLMStandIn) -> None:
-    async with open_provider(llm, ProviderKind.AZURE_OPENAI, api_version="2024-06-01") as azure:
+    version = "2025-01-01-preview"
+    async with open_provider(llm, ProviderKind.AZURE_OPENAI, api_version=version) as azure:
         assert isinstance(azure, AzureOpenAIProvider)
         done = await azure.complete({"messages": MESSAGES}, "my deployment")
         async with contextlib.aclosing(azure.stream({"messages": MESSAGES}, "prod-4o")) as chunks:
@@ -68,7 +69,7 @@ async def test_azure_calls_the_deployment_with_api_key_and_api_version(llm: LLMS
     assert stream.path == "/openai/deployments/prod-4o/chat/completions"
     for seen in (whole, stream):
         assert seen.api == "azure" and seen.status == 200
-        assert seen.query == {"api-version": "2024-06-01"}
+        assert seen.query == {"api-version": version}
         assert seen.headers["api-key"] == KEY and "authorization" not in seen.headers
     assert whole.model == "my deployment"
 

@@ -16,7 +16,7 @@ from tests.support.fleet import Fleet
 from tests.support.llm_standin import LLMStandIn
 
 STANDIN_KEY = "sk-azure-served-canary-4f9a61"
-AZURE_VERSION = "2024-06-01"
+AZURE_VERSION = "2024-12-01-preview"
 BUDGET = 1.0
 TOKENS = 1_000_000
 EMBEDDING_PRICE = 2.0

@@ -4,7 +4,9 @@ A call goes to ``{base_url}/openai/deployments/{upstream}/chat/completions?api-v
 (``/embeddings`` likewise): ``base_url`` is the resource's endpoint
 (``https://NAME.openai.azure.com``), ``upstream`` the deployment's name and ``V`` the
 provider's ``api_version``. The key goes in the ``api-key`` header (no ``Authorization``).
-Bodies, streams and usage are OpenAI's, so everything else is `OpenAIProvider`'s.
+Bodies, streams and usage are OpenAI's, so everything else is `OpenAIProvider`'s; a stream asks
+for its usage (``stream_options``), which Azure takes from ``api_version`` 2024-10-21 (the
+default) on: an older version refuses streams.
 
 Azure's refusals map onto the error tree as OpenAI's do (429 with its ``retry-after-ms``,
 401 and 404, a missing deployment, as the provider's fault), with two of its own: a request
