@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from revoctl.core.redaction import MASK
 from tests.support.fleet import Fleet
 from tests.support.llm_standin import LLMStandIn, embedding_vector
 from tests.support.served_providers import (
@@ -189,9 +190,11 @@ def test_the_azure_key_never_reaches_an_answer_or_the_log(
     assert [answer.status_code for answer in answers] == [502, 502]
     assert all("upstream authentication failed" in a.json()["error"]["message"] for a in answers)
     assert [seen.headers["api-key"] for seen in fresh.requests] == [STANDIN_KEY] * 2
-    for answer in answers:
-        assert STANDIN_KEY not in answer.text
-    assert STANDIN_KEY not in fleet.output()
+    for answer in answers:  # the stand-in repeated the key it was sent: masked
+        assert STANDIN_KEY not in answer.text and f"provided: {MASK}" in answer.text
+    log = fleet.output()
+    assert '"level": "debug"' in log and "POST /v1/embeddings 502" in log
+    assert STANDIN_KEY not in log
 
 
 def test_azures_content_filter_is_the_callers_400(

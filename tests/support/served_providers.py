@@ -1,7 +1,8 @@
 """``revoctl serve`` (one worker, SQLite, in-memory limits and breakers) in front of the LLM
 stand-in on every provider kind: OpenAI-compatible (``emb``, ``gpt``), Azure OpenAI
 (``azure-emb``, ``azure-chat``: deployments of the stand-in's Azure paths) and Anthropic
-(``sonnet``); a gateway key of a tier with a budget; the rows read from the database."""
+(``sonnet``); a gateway key of a tier with a budget; logs at debug level; the rows read from
+the database."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ EMBEDDING_PRICE = 2.0
 """Per 1k input tokens: a token costs 0.002."""
 
 CONFIG = """
+[logging]
+level = "debug"               # every line a secret could slip into, for the canary
+
 [limits]
 store = "memory"
 [[limits.rules]]
