@@ -212,3 +212,24 @@ def test_azures_content_filter_is_the_callers_400(
         error = answer.json()["error"]
         assert error["code"] == "upstream_rejected" and "content filter" in error["message"]
     assert answered.status_code == 200 and answered.json()["model"] == "azure-chat"
+
+
+def test_refusals_as_chats(served: tuple[Fleet, str], fresh: LLMStandIn) -> None:
+    fleet, key = served
+    narrow = fleet.new_key("narrow-key", "--tier", "narrow")
+    with fleet.client(narrow) as client:
+        forbidden = client.post("/v1/embeddings", json={"model": "emb", "input": "x"})
+        allowed = client.post("/v1/embeddings", json={"model": "gpt", "input": "x"})
+        denied = client.post("/v1/embeddings", json={"model": "gpt", "input": "x"})
+    with fleet.client(key) as client:  # a bound above the token rule's whole limit
+        too_large = client.post(
+            "/v1/embeddings", json={"model": "emb", "input": "a" * (TOKENS + 1)}
+        )
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["code"] == "model_not_allowed"
+    assert allowed.status_code == 200 and allowed.json()["model"] == "gpt"
+    assert denied.status_code == 429 and denied.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(denied.headers["retry-after"]) > 0
+    assert too_large.status_code == 413 and "retry-after" not in too_large.headers
+    assert too_large.json()["error"]["code"] == "request_too_large"
+    assert len(fresh.requests) == 1  # the one allowed

@@ -1,7 +1,8 @@
 """``revoctl serve`` (one worker, SQLite, in-memory limits and breakers) in front of the LLM
 stand-in on every provider kind: OpenAI-compatible (``emb``, ``gpt``), Azure OpenAI
 (``azure-emb``, ``azure-chat``: deployments of the stand-in's Azure paths) and Anthropic
-(``sonnet``); a gateway key of a tier with a budget; logs at debug level; the rows read from
+(``sonnet``); a gateway key of a tier with a budget (``metered``; ``narrow`` allows one
+request, to ``gpt`` only); logs at debug level; the rows read from
 the database."""
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ level = "debug"               # every line a secret could slip into, for the can
 [limits]
 store = "memory"
 [[limits.rules]]
+name = "once"
+requests = 1
+window_seconds = 31622400
+algorithm = "fixed_window"
+scope = "per_api_key"
+[[limits.rules]]
 name = "tokens"
 requests = {tokens}
 window_seconds = 31622400     # a leap year: nothing refills while a test counts
@@ -43,6 +50,11 @@ store = "memory"
 auth = "keys"
 token_rule = "tokens"
 default_max_tokens = 64
+
+[tiers.narrow]                # one request, to gpt only
+request_rule = "once"
+token_rule = "tokens"
+models = ["gpt"]
 
 [tiers.metered]
 token_rule = "tokens"
