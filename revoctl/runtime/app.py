@@ -47,6 +47,7 @@ from revoctl.runtime.metrics import GatewayMetrics, mark_worker_gone
 from revoctl.runtime.middleware import AccessLog
 from revoctl.runtime.routes import admin
 from revoctl.runtime.routes.chat import chat_completions
+from revoctl.runtime.routes.embeddings import embeddings
 from revoctl.runtime.routes.generate import generate
 from revoctl.runtime.routes.health import health, live, ready
 from revoctl.runtime.routes.metrics import metrics
@@ -89,6 +90,7 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/generate", generate, methods=["POST"]),
         Route("/health", health, methods=["GET"]),

@@ -6,7 +6,8 @@ JSON (400: malformed, nested more than 200 deep, or holding a lone surrogate, wh
 UTF-8 text can carry). `checked` validates it against one of the request models of
 `revoctl.runtime.schemas` (400, naming the field's path, e.g. ``messages.0.content``);
 `checked_chat` then refuses a model that is not configured (404) and fills in
-``max_tokens``, the bound the request is charged at. The body that goes on is the one that
+``max_tokens``, the bound the request is charged at; `checked_embedding` does the same for
+an embeddings request (which has no ``max_tokens``). The body that goes on is the one that
 came, unknown fields included.
 """
 
@@ -20,7 +21,7 @@ import pydantic_core
 from pydantic import BaseModel, ValidationError
 
 from revoctl.runtime.errors import GatewayError
-from revoctl.runtime.schemas import ChatCompletionRequest
+from revoctl.runtime.schemas import ChatCompletionRequest, EmbeddingRequest
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -98,6 +99,17 @@ def checked_chat(body: Any, models: Mapping[str, object], default_max_tokens: in
     request["max_tokens"] = chat.max_tokens_asked() or default_max_tokens
     request.pop("max_completion_tokens", None)
     return request
+
+
+def checked_embedding(body: Any, models: Mapping[str, object]) -> dict[str, Any]:
+    """``body`` as an embeddings request for one of ``models``.
+
+    :raises GatewayError: 400 for a malformed body, 404 for an unknown model.
+    """
+    asked = checked(EmbeddingRequest, body)
+    if asked.model not in models:
+        raise GatewayError(404, f"the model {asked.model!r} does not exist", code="model_not_found")
+    return dict(body)
 
 
 def _path(body: Any, loc: tuple[int | str, ...], kind: str) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """What a request is charged: reserved before any provider is called, settled after.
 
 A request is charged 1 on each request rule and, on each token rule, an upper bound of its
-prompt's tokens plus its ``max_tokens`` (`revoctl.runtime.tokens`). The rules are its key's
+prompt's tokens (and its tools') plus its ``max_tokens`` (`revoctl.runtime.tokens`; an
+embeddings request, its input's bound alone). The rules are its key's
 tier's ``request_rule``/``token_rule`` (a key with no tier, or no keys: the gateway's) and
 its model's own. A key of a tier with a ``budget`` also reserves the most the request can
 cost (`spend_bound`) against its budget period, and a tier with ``max_parallel_requests``
@@ -45,7 +46,7 @@ from revoctl.runtime.denials import denied
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.reserving import record, reservations, settlements, with_states
 from revoctl.runtime.routing import candidates
-from revoctl.runtime.tokens import prompt_token_bound
+from revoctl.runtime.tokens import input_token_bound, prompt_token_bound, tools_token_bound
 
 if TYPE_CHECKING:
     from revoctl.core.gateway.settings import GatewayConfig, ModelConfig, RuleNames, TierConfig
@@ -121,8 +122,12 @@ class Charging:
             nothing stays charged then.
         """
         caller, request, charge = exchange.caller, exchange.request, exchange.charge
-        prompt = prompt_token_bound(request["messages"])
-        max_tokens = int(request["max_tokens"])
+        if exchange.embedding:  # its input's bound; an embedding has no output tokens
+            prompt, max_tokens = input_token_bound(request["input"]), 0
+        else:
+            prompt = prompt_token_bound(request["messages"])
+            prompt += tools_token_bound(request.get("tools"))
+            max_tokens = int(request["max_tokens"])
         limiter = self.services.limiter
         entries = [
             Charged(kind, rule, key, hash_tag(rule, key), weight, _untaken(rule))

@@ -1,4 +1,5 @@
-"""`Exchange`: one chat request on its way through the gateway, as the route carries it.
+"""`Exchange`: one chat (or embeddings) request on its way through the gateway, as the route
+carries it.
 
 It holds what the request asks (checked, `revoctl.runtime.bodies`), who asks
 (`revoctl.runtime.identity`), what it was charged (`revoctl.runtime.charging`), which
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Exchange:
-    """One chat request on its way through: what it asks, who asks, what it was charged."""
+    """One request on its way through: what it asks, who asks, what it was charged."""
 
     model: str
     request: ChatRequest
@@ -30,6 +31,8 @@ class Exchange:
     request_id: str
     started: float
     charge: Charge = field(default_factory=Charge)
+    embedding: bool = False
+    """An embeddings request (``input``, no ``messages`` nor output tokens), not a chat one."""
     served_by: str | None = None
     provider_seconds: float = 0.0
     settled: bool = False

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from revoctl.core._periodic import every
 from revoctl.core.db.models import MODEL_NAME_LENGTH
 from revoctl.core.errors import first_line
-from revoctl.runtime.bodies import checked_chat, model_named, user_named
+from revoctl.runtime.bodies import checked_chat, checked_embedding, model_named, user_named
 from revoctl.runtime.charging import Charging
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.exchange import Exchange
@@ -140,17 +140,30 @@ class Gateway:
         caller = state.caller = await self.identity.identify(request, user)
         return caller
 
-    def exchange(self, request: Request, caller: Caller, body: Any, started: float) -> Exchange:
-        """``body``, checked, as the exchange the rest of the request carries; from here on a
-        refusal gives back what was charged (`refuse`).
+    def exchange(
+        self,
+        request: Request,
+        caller: Caller,
+        body: Any,
+        started: float,
+        *,
+        embedding: bool = False,
+    ) -> Exchange:
+        """``body``, checked (as a chat request, or an embeddings one when ``embedding``), as
+        the exchange the rest of the request carries; from here on a refusal gives back what
+        was charged (`refuse`).
 
         :raises GatewayError: 400 for a malformed body, 404 for a model that is not
             configured, 403 for a model the caller's tier does not allow.
         """
-        chat = checked_chat(body, self.models, self.config.default_max_tokens)
+        if embedding:
+            asked = checked_embedding(body, self.models)
+        else:
+            asked = checked_chat(body, self.models, self.config.default_max_tokens)
         exchange = Exchange(
-            model=chat["model"],
-            request=chat,
+            model=asked["model"],
+            request=asked,
+            embedding=embedding,
             caller=caller,
             route=request.url.path,
             request_id=request.state.request_id,

@@ -70,7 +70,9 @@ STREAM_EVENT = {
 _COMPONENTS: list[type[BaseModel]] = [
     schemas.ChatCompletionRequest,
     schemas.GenerateRequest,
+    schemas.EmbeddingRequest,
     schemas.ChatCompletion,
+    schemas.EmbeddingList,
     schemas.ChatCompletionChunk,
     schemas.ModelList,
     schemas.Generated,
@@ -90,7 +92,7 @@ def openapi_document(
     _, defs = models_json_schema([(m, "validation") for m in _COMPONENTS], ref_template=REF)
     components: dict[str, Any] = defs["$defs"]
     if models:
-        for request in ("ChatCompletionRequest", "GenerateRequest"):
+        for request in ("ChatCompletionRequest", "GenerateRequest", "EmbeddingRequest"):
             components[request]["properties"]["model"]["enum"] = list(models)
         hello = [{"role": "user", "content": "Say hello"}]
         components["ChatCompletionRequest"]["examples"] = [
@@ -98,6 +100,10 @@ def openapi_document(
             {"model": models[0], "messages": hello, "stream": True,
              "stream_options": {"include_usage": True}},
         ]  # fmt: skip
+        components["EmbeddingRequest"]["examples"] = [
+            {"model": models[0], "input": "Say hello"},
+            {"model": models[0], "input": ["Say hello", "Say goodbye"], "encoding_format": "float"},
+        ]
         components["GenerateRequest"]["examples"] = [
             {"model": models[0], "prompt": "Say hello", "max_tokens": 16}
         ]
@@ -119,6 +125,21 @@ def openapi_document(
                 "operationId": "chat_completions",
                 "requestBody": _body("ChatCompletionRequest"),
                 "responses": {"200": chat_answer, **ask},
+                **keyed,
+            }
+        },
+        "/v1/embeddings": {
+            "post": {
+                "summary": "Embeddings of texts or token arrays, from the model or a fallback",
+                "operationId": "embeddings",
+                "requestBody": _body("EmbeddingRequest"),
+                "responses": {
+                    "200": {
+                        **_json("One embedding per input, in order", "EmbeddingList"),
+                        "headers": RATE_LIMIT_HEADERS,
+                    },
+                    **ask,
+                },
                 **keyed,
             }
         },

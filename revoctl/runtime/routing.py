@@ -41,7 +41,13 @@ if TYPE_CHECKING:
     from revoctl.runtime.exchange import Exchange
     from revoctl.runtime.identity import Caller
     from revoctl.runtime.metrics import GatewayMetrics
-    from revoctl.runtime.providers import ChatChunk, ChatRequest, ChatResponse, Provider
+    from revoctl.runtime.providers import (
+        ChatChunk,
+        ChatRequest,
+        ChatResponse,
+        EmbeddingResponse,
+        Provider,
+    )
 
 logger = logging.getLogger("revoctl.gateway")
 
@@ -87,6 +93,17 @@ class Routing:
         """
         response = await self._first_answer(
             exchange, lambda provider, model: provider.complete(exchange.request, model)
+        )
+        response["model"] = exchange.served_by
+        return response
+
+    async def embed(self, exchange: Exchange) -> EmbeddingResponse:
+        """The embeddings from the first candidate model that gives them, named after it.
+
+        :raises GatewayError: as `complete`.
+        """
+        response = await self._first_answer(
+            exchange, lambda provider, upstream: provider.embed(exchange.request, upstream)
         )
         response["model"] = exchange.served_by
         return response

@@ -116,6 +116,35 @@ class ChatCompletionRequest(Open):
         return self.max_completion_tokens or self.max_tokens
 
 
+MAX_EMBEDDING_INPUTS = 2048
+"""The most texts (or token arrays) one embeddings request may carry, as OpenAI allows."""
+MAX_EMBEDDING_TOKENS = 8192
+"""The longest token array an input may be: OpenAI's embedding models' input limit."""
+MAX_EMBEDDING_DIMENSIONS = 3072
+"""The most ``dimensions`` a request may ask for: the largest of OpenAI's embedding models."""
+
+EmbeddingText = Annotated[str, Field(min_length=1)]
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(_whole_float)]
+TokenArray = Annotated[list[TokenId], Field(min_length=1, max_length=MAX_EMBEDDING_TOKENS)]
+EmbeddingInput = (
+    EmbeddingText
+    | Annotated[list[EmbeddingText], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    | TokenArray
+    | Annotated[list[TokenArray], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+)
+"""A text, texts, a token array or token arrays: never empty, never more than OpenAI takes."""
+
+
+class EmbeddingRequest(Open):
+    """``POST /v1/embeddings``: OpenAI's embeddings request."""
+
+    model: str = Field(min_length=1, description="A configured model name (GET /v1/models).")
+    input: EmbeddingInput
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=MAX_EMBEDDING_DIMENSIONS)] | None = None
+    user: str | None = Field(None, max_length=MAX_USER_LENGTH)
+
+
 class GenerateRequest(Open):
     """``POST /generate``: a ``prompt`` or ``messages`` (exactly one), a model, max_tokens."""
 
@@ -210,6 +239,27 @@ class ChatCompletionChunk(Open):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
+
+
+class Embedding(Open):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+    """The vector; base64 of little-endian float32s when ``encoding_format`` is ``base64``."""
+
+
+class EmbeddingUsage(Open):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(Open):
+    """Embeddings, one per input, in order; ``model`` is the configured model that answered."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage | None = None
 
 
 class Model(BaseModel):

@@ -5,7 +5,10 @@ stand-in; schemathesis reads the document the gateway serves and sends what it g
 from it, seeded and bounded per operation: the examples, the coverage phase (boundaries
 and every kind of invalid value) and fuzzing. Every check runs but one: a request the
 schema allows may still be refused by the model's provider (Anthropic has no ``logprobs``
-nor a ``tool`` role), which is a documented 400, not a flaw (``positive_data_acceptance``).
+nor embeddings), which is a documented 400, not a flaw (``positive_data_acceptance``); and
+a body too long for its schema's bounds (more than 2,048 token arrays of 8,192 tokens) may be
+too large to read at all, which is a documented 413 rejection as good as a 400
+(``negative_data_rejection``'s expected statuses, 413 added).
 The admin API is on: each route gets its own key (the gateway key or the admin key, by the
 security scheme the document names for it). Then: no 500, every response conforms to the
 document, no traceback nor the admin key in the server's log, and the server still healthy.
@@ -34,6 +37,9 @@ AUTH = """
 bearer = "{key}"
 [auth.openapi.adminKey]
 bearer = "{admin_key}"
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428",
+                     "429", "5xx"]
 """
 """A run that does not end in this long has hung: it is stopped and fails (it takes 15-30 s)."""
 

@@ -234,9 +234,12 @@ async def test_anthropic_takes_a_base_url_with_or_without_v1(llm: LLMStandIn) ->
 
 async def test_anthropic_refuses_what_it_cannot_translate_without_calling(llm: LLMStandIn) -> None:
     async with open_provider(llm, ProviderKind.ANTHROPIC) as provider:
-        with pytest.raises(ProviderRequestError, match="tools") as refused:
-            await provider.complete({"messages": MESSAGES, "tools": []}, "claude-upstream")
-        with pytest.raises(ProviderRequestError, match="role 'tool'"):
+        with pytest.raises(ProviderRequestError, match="response_format") as refused:
+            await provider.complete(
+                {"messages": MESSAGES, "response_format": {"type": "json_object"}},
+                "claude-upstream",
+            )
+        with pytest.raises(ProviderRequestError, match="tool_call_id"):
             await collect(
                 provider, {"messages": [{"role": "tool", "content": "x"}]}, ProviderKind.ANTHROPIC
             )

@@ -24,6 +24,22 @@ Routes:
   ``content_block_start``, ``ping``, ``content_block_delta``, ``content_block_stop``,
   ``message_delta`` with ``usage.output_tokens``, ``message_stop``). The key is ``x-api-key``;
   ``anthropic-version`` (a date) and ``max_tokens`` are required, as by the real API.
+* OpenAI embeddings: ``POST /v1/embeddings`` (``input`` a text, texts, a token array or
+  token arrays; ``dimensions``; ``encoding_format`` ``float`` or ``base64``, little-endian
+  float32s as OpenAI packs them), answered with `embedding_vector` per input and ``usage
+  {prompt_tokens, total_tokens}`` (`input_tokens`).
+* Azure OpenAI: ``POST /openai/deployments/{deployment}/chat/completions`` and
+  ``.../embeddings``, answered as OpenAI's (``model`` the deployment). The key is the
+  ``api-key`` header alone (a Bearer token is not looked at: 401); without the ``api-version``
+  query parameter the answer is 404 "Resource not found", as Azure's. `RecordedRequest.query`
+  keeps the query's parameters. ``mode = "content_filter"`` gets Azure's 400 refusal
+  (``code`` ``content_filter``, inner ``ResponsibleAIPolicyViolation``).
+* Anthropic tools: a messages request that offers ``tools`` (``tool_choice`` not ``none``)
+  and whose last message is the user's own (no ``tool_result`` in it) is answered with a
+  short text and a ``tool_use`` block calling the tool ``tool_choice`` names (else the first)
+  with `tool_input`, ``stop_reason`` ``tool_use``; streamed, the block comes as
+  ``content_block_start`` (empty ``input``) and two ``input_json_delta`` events. A request
+  whose last message carries a ``tool_result`` is answered with text, as any other.
 * A wrong key gets 401 whose message repeats the key presented (as OpenAI's shows part of
   it), so a test can see whether a client lets a key into its errors.
 
@@ -36,9 +52,10 @@ Answers are deterministic, so tests can predict them (see `reply_text`, `prompt_
   it contains (finish ``stop`` / ``stop_sequence``, the cut words not counted); a stream sends
   one chunk per word.
 
-Faults (chat and messages routes): ``mode = "ok" | "error500" | "error429" | "error400" |
-"hang" | "fail_mid_stream"``. ``error429`` sends ``Retry-After`` (whole seconds, rounded up)
-and ``retry-after-ms``. A hanging request never gets an answer: when it is woken (a mode
+Faults (chat, messages and embeddings routes): ``mode = "ok" | "error500" | "error429" |
+"error400" | "hang" | "fail_mid_stream" | "content_filter"`` (the last on Azure's routes
+only). ``error429`` sends ``Retry-After`` (whole seconds, rounded up) and
+``retry-after-ms``. A hanging request never gets an answer: when it is woken (a mode
 change, `wake()`, `stop()` or ``hang_seconds`` elapsed) its connection is dropped.
 ``fail_mid_stream`` sends ``fail_after_chunks`` content chunks of a stream (half the body of
 a plain answer) and then drops the connection. ``delay`` holds every answer that long (or
@@ -63,22 +80,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
 import math
+import random
 import re
 import signal
+import struct
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Literal, get_args
 
-Mode = Literal["ok", "error500", "error429", "error400", "hang", "fail_mid_stream"]
-Api = Literal["openai", "anthropic"]
+Mode = Literal[
+    "ok", "error500", "error429", "error400", "hang", "fail_mid_stream", "content_filter"
+]
+Api = Literal["openai", "anthropic", "azure"]
 
 REPLY_WORDS: Final = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing",
                       "elit", "sed", "do", "eiusmod", "tempor")  # fmt: skip
@@ -126,6 +150,8 @@ class RecordedRequest:
     status: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    """The query string's parameters (Azure's ``api-version``)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,7 @@ class _Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -412,18 +439,25 @@ class LLMStandIn:
             return keep_alive
         if request.path.startswith("/_"):
             return await self._control(request, body, writer) and keep_alive
-        api: Api | None = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic"}.get(
-            request.path
-        )
+        routes: dict[str, Api] = {
+            "/v1/chat/completions": "openai",
+            "/v1/embeddings": "openai",
+            "/v1/messages": "anthropic",
+        }
+        api: Api | None = routes.get(request.path)
+        deployment = _azure_deployment(request.path)
+        if deployment is not None:
+            api = "azure"
         record = RecordedRequest(
             method=request.method,
             path=request.path,
             api=api,
-            model=body.get("model"),
+            model=body.get("model") if deployment is None else deployment,
             stream=body.get("stream") is True,
-            api_key=_presented_key(request.headers),
+            api_key=_presented_key(request.headers, azure=deployment is not None),
             headers=request.headers,
             body=body,
+            query=request.query,
         )
         with self._changed:
             self._requests.append(record)
@@ -468,6 +502,8 @@ class LLMStandIn:
             record.status = 404
             await _send_json(writer, 404, _error_body(api, 404, f"no route {request.path}"))
             return True
+        if request.path.endswith("/embeddings"):
+            return await self._embeddings(record, api, body, writer, mode)
         refusal = self._refusal(record, api, body, mode)
         if refusal is not None:
             status, answer, headers = refusal
@@ -477,7 +513,7 @@ class LLMStandIn:
         if mode == "hang":
             await self._hold(self.hang_seconds)
             raise _Drop
-        if api == "openai":
+        if api in ("openai", "azure"):
             return await self._openai(record, body, writer, mode)
         return await self._anthropic(record, body, writer, mode)
 
@@ -487,13 +523,17 @@ class LLMStandIn:
         """The error answer this request gets (bad key, invalid, a fault mode), if any."""
         if self.api_key is not None and record.api_key != self.api_key:
             return 401, _error_body(api, 401, _wrong_key(record.api_key)), {}
+        if api == "azure" and not record.query.get("api-version"):
+            return 404, _error_body(api, 404, "Resource not found"), {}
+        if api == "azure" and mode == "content_filter":
+            return 400, _content_filtered(), {}
         version = record.headers.get("anthropic-version", "")
         if api == "anthropic" and not _API_VERSION.fullmatch(version):
             return 400, _error_body(api, 400, "anthropic-version: header required"), {}
         messages = body.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             return 400, _error_body(api, 400, "messages must be a list of objects"), {}
-        if not isinstance(body.get("model"), str):
+        if api != "azure" and not isinstance(body.get("model"), str):
             return 400, _error_body(api, 400, "model is required"), {}
         if api == "anthropic" and not isinstance(body.get("max_tokens"), int):
             return 400, _error_body(api, 400, "max_tokens: Field required"), {}
@@ -602,6 +642,8 @@ class LLMStandIn:
     async def _anthropic(
         self, record: RecordedRequest, body: _JSON, writer: asyncio.StreamWriter, mode: Mode
     ) -> bool:
+        if _calls_a_tool(body):
+            return await self._anthropic_tool_use(record, body, writer, mode)
         answer = self._answer(record, body, body.get("stop_sequences"))
         ident = f"msg_standin{next(self._ids)}"
         if answer.stopped_by is not None:
@@ -683,6 +725,215 @@ class LLMStandIn:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
+    # ------------------------------------------------------------------ embeddings, tools
+
+    async def _embeddings(
+        self,
+        record: RecordedRequest,
+        api: Api | None,
+        body: _JSON,
+        writer: asyncio.StreamWriter,
+        mode: Mode,
+    ) -> bool:
+        """OpenAI's (or an Azure deployment's) embeddings: `embedding_vector` per input."""
+        refusal = self._embedding_refusal(record, api, body, mode)
+        if refusal is not None:
+            status, answer, headers = refusal
+            record.status = status
+            await _send_json(writer, status, answer, headers)
+            return True
+        if mode == "hang":
+            await self._hold(self.hang_seconds)
+            raise _Drop
+        inputs = _embedding_inputs(body["input"]) or []
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        tokens = sum(input_tokens(item) for item in inputs)
+        data = []
+        for index, item in enumerate(inputs):
+            vector = embedding_vector(item, dimensions)
+            packed: Any = vector
+            if body.get("encoding_format") == "base64":
+                packed = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": packed})
+        record.prompt_tokens, record.completion_tokens = tokens, 0
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": record.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        record.status = 200
+        await _send_json(writer, 200, answer, partial=mode == "fail_mid_stream")
+        return True
+
+    def _embedding_refusal(
+        self, record: RecordedRequest, api: Api | None, body: _JSON, mode: Mode
+    ) -> tuple[int, _JSON, dict[str, str]] | None:
+        """The error an embeddings request gets (key, Azure's api-version, input, faults)."""
+        if api is None or record.method != "POST":
+            return 404, _error_body(api, 404, f"no route {record.path}"), {}
+        if self.api_key is not None and record.api_key != self.api_key:
+            return 401, _error_body(api, 401, _wrong_key(record.api_key)), {}
+        if api == "azure" and not record.query.get("api-version"):
+            return 404, _error_body(api, 404, "Resource not found"), {}
+        if _embedding_inputs(body.get("input")) is None:
+            return 400, _error_body(api, 400, "input must be a text, texts or token arrays"), {}
+        dimensions = body.get("dimensions")
+        if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
+            return 400, _error_body(api, 400, "dimensions must be a positive integer"), {}
+        if api == "azure" and mode == "content_filter":
+            return 400, _content_filtered(), {}
+        if mode in ("error500", "error400", "error429"):
+            messages = {**body, "messages": [], "model": str(body.get("model"))}
+            return self._refusal(record, "openai" if api == "azure" else api, messages, mode)
+        return None
+
+    async def _anthropic_tool_use(
+        self, record: RecordedRequest, body: _JSON, writer: asyncio.StreamWriter, mode: Mode
+    ) -> bool:
+        """Anthropic's answer calling a tool (`_calls_a_tool`): a short text, then a
+        ``tool_use`` block for the tool ``tool_choice`` names (else the first) with
+        `tool_input` as its input; ``stop_reason`` ``tool_use``."""
+        tool = _chosen_tool(body)
+        name, arguments = tool["name"], tool_input(tool.get("input_schema"))
+        number = next(self._ids)
+        ident, call_id = f"msg_standin{number}", f"toolu_standin{number}"
+        text, encoded = f"Calling {name}.", json.dumps(arguments)
+        prompt = prompt_tokens(body["messages"], body.get("system"))
+        output = len(text.split()) + len(encoded.split())
+        record.prompt_tokens, record.completion_tokens = prompt, output
+        usage = {"input_tokens": prompt, "output_tokens": output}
+        call = {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
+        message = {"id": ident, "type": "message", "role": "assistant", "model": record.model}
+        record.status = 200
+        if not record.stream:
+            done = {
+                **message,
+                "content": [{"type": "text", "text": text}, call],
+                "stop_reason": "tool_use",
+                "stop_sequence": None,
+                "usage": usage,
+            }
+            await _send_json(writer, 200, done, partial=mode == "fail_mid_stream")
+            return True
+        start: _JSON = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+        halves = [encoded[: len(encoded) // 2], encoded[len(encoded) // 2 :]]
+        text_block, text_delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": text}
+        events: list[_JSON] = [
+            {"type": "message_start", "message": {**start, "usage": {**usage, "output_tokens": 1}}},
+            {"type": "content_block_start", "index": 0, "content_block": text_block},
+            {"type": "ping"},
+            {"type": "content_block_delta", "index": 0, "delta": text_delta},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "content_block_start", "index": 1, "content_block": {**call, "input": {}}},
+            *[
+                {"type": "content_block_delta", "index": 1,
+                 "delta": {"type": "input_json_delta", "partial_json": half}}
+                for half in halves
+            ],
+            {"type": "content_block_stop", "index": 1},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+             "usage": {"output_tokens": output}},
+            {"type": "message_stop"},
+        ]  # fmt: skip
+        lines = [f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events]
+        await self._stream(writer, lines, mode, content_start=3)
+        return True
+
+
+# ---------------------------------------------------------------------- embeddings, Azure, tools
+
+EMBEDDING_DIMENSIONS: Final = 8
+"""The length of an embedding vector when the request names no ``dimensions``."""
+_AZURE_PATH: Final = re.compile(r"/openai/deployments/([^/]+)/(?:chat/completions|embeddings)")
+
+
+def embedding_vector(item: str | list[int], dimensions: int) -> list[float]:
+    """The stand-in's embedding of one input: ``dimensions`` numbers in [-1, 1) drawn from
+    the input's digest, so the same input always has the same vector."""
+    seed = hashlib.sha256(json.dumps(item).encode()).digest()
+    draw = random.Random(seed)
+    return [round(draw.uniform(-1, 1), 6) for _ in range(dimensions)]
+
+
+def input_tokens(item: str | list[int]) -> int:
+    """Tokens the stand-in counts for one embeddings input: a text's words, an array's length."""
+    return len(item.split()) if isinstance(item, str) else len(item)
+
+
+def tool_input(schema: Any) -> _JSON:
+    """The input the stand-in gives a tool: per property of its ``input_schema``, "lorem"
+    for a string, 1 for an integer, 1.5 for a number, true, [] or {} by type."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    values: dict[Any, Any] = {
+        "integer": 1,
+        "number": 1.5,
+        "boolean": True,
+        "array": [],
+        "object": {},
+    }
+    return {
+        name: values.get(spec.get("type") if isinstance(spec, dict) else None, "lorem")
+        for name, spec in (properties or {}).items()
+    }
+
+
+def _embedding_inputs(value: Any) -> list[str | list[int]] | None:
+    """``input`` as a list of texts or token arrays; None when it is neither."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(item, int) for item in value):
+        return [value]
+    if all(isinstance(item, str) for item in value):
+        return list(value)
+    if all(isinstance(item, list) and all(isinstance(i, int) for i in item) for item in value):
+        return list(value)
+    return None
+
+
+def _azure_deployment(path: str) -> str | None:
+    """The deployment an Azure OpenAI path names; None for any other path."""
+    found = _AZURE_PATH.fullmatch(path)
+    return urllib.parse.unquote(found.group(1)) if found else None
+
+
+def _content_filtered() -> _JSON:
+    """Azure's refusal of a prompt its content filter caught."""
+    inner = {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {}}
+    message = "The response was filtered due to the prompt triggering Azure OpenAI's content "
+    message += "management policy."
+    error = {"message": message, "type": None, "param": "prompt", "code": "content_filter"}
+    return {"error": {**error, "status": 400, "innererror": inner}}
+
+
+def _calls_a_tool(body: _JSON) -> bool:
+    """Whether an Anthropic request gets a tool call: it offers tools, ``tool_choice`` is
+    not ``none``, and its last message is the user's own (no ``tool_result`` in it)."""
+    choice = body.get("tool_choice") or {}
+    messages = body.get("messages") or [{}]
+    last = messages[-1]
+    content = last.get("content")
+    results = isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+    )
+    return (
+        bool(body.get("tools"))
+        and choice.get("type") != "none"
+        and not results
+        and (last.get("role") == "user")
+    )
+
+
+def _chosen_tool(body: _JSON) -> _JSON:
+    """The tool ``tool_choice`` names, else the first one."""
+    tools = body["tools"]
+    choice = body.get("tool_choice") or {}
+    named: list[_JSON] = [tool for tool in tools if tool.get("name") == choice.get("name")]
+    chosen: _JSON = named[0] if choice.get("type") == "tool" and named else tools[0]
+    return chosen
+
 
 def _user_of(body: _JSON) -> str:
     """Whom a call is for: OpenAI's ``user``, Anthropic's ``metadata.user_id``; "" for none."""
@@ -709,8 +960,11 @@ def _wrong_key(key: str | None) -> str:
     return f"Incorrect API key provided: {key}" if key else "No API key provided"
 
 
-def _presented_key(headers: dict[str, str]) -> str | None:
-    """The key a request presented: ``x-api-key`` (Anthropic) or a Bearer token (OpenAI)."""
+def _presented_key(headers: dict[str, str], *, azure: bool = False) -> str | None:
+    """The key a request presented: ``api-key`` (Azure, its only header), ``x-api-key``
+    (Anthropic) or a Bearer token (OpenAI)."""
+    if azure:
+        return headers.get("api-key")
     if "x-api-key" in headers:
         return headers["x-api-key"]
     scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -757,7 +1011,8 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         raise _Drop  # every client here sends Content-Length
     body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return _Request(method, target.partition("?")[0], headers, body)
+    path, _, query = target.partition("?")
+    return _Request(method, path, headers, body, dict(urllib.parse.parse_qsl(query)))
 
 
 async def _send_json(

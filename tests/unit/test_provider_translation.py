@@ -100,7 +100,7 @@ def test_sampling_stop_and_user_are_translated_and_tuning_knobs_dropped() -> Non
         ({"messages": [], "response_format": {"type": "json_object"}}, "response_format"),
         ({"messages": [], "n": 2}, "n must be 1"),
         ({"messages": "hi"}, "list of objects"),
-        ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "role 'tool'"),
+        ({"messages": [{"role": "function", "content": "x", "name": "f"}]}, "role 'function'"),
         ({"messages": [{"role": "assistant", "content": None}]}, "string or a list"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},

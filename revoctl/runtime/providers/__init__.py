@@ -10,10 +10,11 @@ from __future__ import annotations
 from revoctl.core.gateway.settings import ProviderConfig, ProviderKind
 from revoctl.runtime.providers import base
 from revoctl.runtime.providers.anthropic import AnthropicProvider
+from revoctl.runtime.providers.azure_openai import AzureOpenAIProvider
 from revoctl.runtime.providers.base import *  # noqa: F403  the interface, named in base.__all__
 from revoctl.runtime.providers.openai import OpenAIProvider
 
-__all__ = ["AnthropicProvider", "OpenAIProvider", "provider_for"]
+__all__ = ["AnthropicProvider", "AzureOpenAIProvider", "OpenAIProvider", "provider_for"]
 __all__ += base.__all__
 __all__.sort()
 
@@ -26,4 +27,6 @@ def provider_for(
     upstream requires one (Anthropic)."""
     if config.kind is ProviderKind.ANTHROPIC:
         return AnthropicProvider(name, config, api_key, default_max_tokens=default_max_tokens)
+    if config.kind is ProviderKind.AZURE_OPENAI:
+        return AzureOpenAIProvider(name, config, api_key)
     return OpenAIProvider(name, config, api_key)

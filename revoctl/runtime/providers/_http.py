@@ -159,7 +159,7 @@ class HttpProvider:
             ) from exc
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a line too long
             raise ProviderUnavailableError(
-                f"{self.name}: {type(exc).__name__}: {_short(str(exc))}"
+                f"{self.name}: {type(exc).__name__}: {short_message(str(exc))}"
             ) from exc
 
     def _status_error(
@@ -199,11 +199,11 @@ def upstream_message(content: bytes) -> str:
     try:
         document = json.loads(content)
     except ValueError:
-        return _short(content.decode("utf-8", "replace"))
+        return short_message(content.decode("utf-8", "replace"))
     error = document.get("error") if isinstance(document, dict) else None
     if isinstance(error, dict):
         error = error.get("message")
-    return _short(error) if isinstance(error, str) else ""
+    return short_message(error) if isinstance(error, str) else ""
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -228,7 +228,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _short(text: str) -> str:
+def short_message(text: str) -> str:
     """One line of at most ``_MAX_MESSAGE`` characters, with every known secret masked."""
     line = " ".join(redact(text).split())
     return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."

@@ -3,14 +3,18 @@
 Requests: system (and developer) messages become ``system``; user and assistant messages keep
 their text; ``max_tokens`` (required by Anthropic) is the request's ``max_completion_tokens``
 or ``max_tokens``, else the gateway's default; ``stop`` becomes ``stop_sequences``; ``user``
-becomes ``metadata.user_id``; ``temperature`` and ``top_p`` pass as they are. What Anthropic
-cannot do as asked (tools, several choices, images, logprobs, ...) is refused as the caller's
-fault rather than silently answered differently; penalties and seeds, which only tune
-sampling, are dropped.
+becomes ``metadata.user_id``; ``temperature`` and ``top_p`` pass as they are. Tools, tool
+choices, assistant tool calls and tool results are translated too
+(`revoctl.runtime.providers._anthropic_tools`). What Anthropic cannot do as asked (several
+choices, images, logprobs, response formats, tools other than functions, ...) is refused as
+the caller's fault rather than silently answered differently; penalties and seeds, which
+only tune sampling, are dropped. Anthropic has no embeddings: `AnthropicProvider.embed`
+refuses.
 
 Answers and stream events become OpenAI's response and chunks, with ``finish_reason`` mapped
-(``end_turn``/``stop_sequence`` -> ``stop``, ``max_tokens`` -> ``length``) and usage as
-``prompt_tokens`` (input tokens, cache reads and writes included, as OpenAI counts them),
+(``end_turn``/``stop_sequence`` -> ``stop``, ``max_tokens`` -> ``length``, ``tool_use`` ->
+``tool_calls``), ``tool_use`` blocks as ``tool_calls``, and usage as ``prompt_tokens``
+(input tokens, cache reads and writes included, as OpenAI counts them),
 ``completion_tokens`` and ``total_tokens``.
 """
 
@@ -21,13 +25,16 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from revoctl.core.gateway.settings import ProviderConfig
+from revoctl.runtime.providers import _anthropic_tools as tools
+from revoctl.runtime.providers._anthropic_tools import refuse
 from revoctl.runtime.providers._http import HttpProvider, error_for_status, upstream_message
 from revoctl.runtime.providers.base import (
     ApiKey,
     ChatChunk,
     ChatRequest,
     ChatResponse,
-    ProviderRequestError,
+    EmbeddingRequest,
+    EmbeddingResponse,
     Usage,
 )
 
@@ -36,11 +43,12 @@ API_VERSION = "2023-06-01"
 
 _TRANSLATED = frozenset(
     {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p"}
-    | {"stop", "user", "stream", "stream_options", "n"}
+    | {"stop", "user", "stream", "stream_options", "n", "tools", "tool_choice"}
+    | {"parallel_tool_calls"}
 )
 _DROPPED = frozenset(
     {"frequency_penalty", "presence_penalty", "seed", "logit_bias", "service_tier", "store"}
-    | {"metadata", "parallel_tool_calls"}
+    | {"metadata"}
 )
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -83,6 +91,9 @@ class AnthropicProvider(HttpProvider):
         body = to_anthropic(request, model, default_max_tokens=self.default_max_tokens)
         return from_anthropic(await self._post(self._path, body))
 
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        raise refuse(f"{self.name}: Anthropic models have no embeddings")
+
     def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         return self._guarded(self._chunks(request, model))
 
@@ -110,22 +121,27 @@ def to_anthropic(request: ChatRequest, model: str, *, default_max_tokens: int) -
     """
     unsupported = sorted(set(request) - _TRANSLATED - _DROPPED)
     if unsupported:
-        raise _refuse(f"not supported for Anthropic models: {', '.join(unsupported)}")
+        raise refuse(f"not supported for Anthropic models: {', '.join(unsupported)}")
     if request.get("n") not in (None, 1):
-        raise _refuse("Anthropic models give one choice: n must be 1")
+        raise refuse("Anthropic models give one choice: n must be 1")
     messages = request.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise _refuse("messages must be a list of objects")
+        raise refuse("messages must be a list of objects")
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         role, content = message.get("role"), message.get("content")
         if role in ("system", "developer"):
             system.append(_text(content))
+        elif role == "assistant" and message.get("tool_calls"):
+            text = "" if content is None else _blocks(content)
+            turns.append({"role": role, "content": tools.assistant_content(message, text)})
+        elif role == "tool":
+            tools.add_turn(turns, "user", [tools.tool_result(message, _blocks(content))])
         elif role in ("user", "assistant"):
-            turns.append({"role": role, "content": _blocks(content)})
+            tools.add_turn(turns, role, _blocks(content))
         else:
-            raise _refuse(f"messages with role {role!r} are not supported for Anthropic models")
+            raise refuse(f"messages with role {role!r} are not supported for Anthropic models")
     max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
     body: dict[str, Any] = {
         "model": model,
@@ -143,6 +159,7 @@ def to_anthropic(request: ChatRequest, model: str, *, default_max_tokens: int) -
     user = request.get("user")
     if isinstance(user, str) and user:
         body["metadata"] = {"user_id": user}
+    body.update(tools.tool_fields(request))
     return body
 
 
@@ -150,9 +167,13 @@ def from_anthropic(message: dict[str, Any]) -> ChatResponse:
     """The OpenAI ``chat.completion`` for an Anthropic ``message``."""
     blocks = message.get("content") or []
     text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    answer: dict[str, Any] = {"role": "assistant", "content": text}
+    calls = tools.tool_calls_of(blocks)
+    if calls:
+        answer = {"role": "assistant", "content": text or None, "tool_calls": calls}
     choice = {
         "index": 0,
-        "message": {"role": "assistant", "content": text},
+        "message": answer,
         "logprobs": None,
         "finish_reason": finish_reason(message.get("stop_reason")),
     }
@@ -184,6 +205,7 @@ class StreamTranslation:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.done = False
+        self.tool_calls = tools.ToolCallStream()
 
     def feed(self, event: dict[str, Any]) -> list[ChatChunk]:
         """The chunks one event (``data`` of the SSE event, decoded) becomes: zero or one,
@@ -194,10 +216,16 @@ class StreamTranslation:
             self.id, self.model = message.get("id"), message.get("model")
             self._count(message.get("usage") or {})
             return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            call = self.tool_calls.started(event)
+            return [] if call is None else [self._chunk(call)]
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             if delta.get("type") == "text_delta":
                 return [self._chunk({"content": delta.get("text", "")})]
+            if delta.get("type") == "input_json_delta":
+                arguments = self.tool_calls.arguments(event)
+                return [] if arguments is None else [self._chunk(arguments)]
             return []
         if kind == "message_delta":
             self._count(event.get("usage") or {})
@@ -207,7 +235,7 @@ class StreamTranslation:
             self.done = True
             usage = _usage(self.prompt_tokens, self.completion_tokens)
             return [{**self._chunk({}), "choices": [], "usage": usage}]
-        return []  # ping, content_block_start/stop: nothing an OpenAI caller would see
+        return []  # ping, content_block_stop, a text block's start: nothing OpenAI sends
 
     def _count(self, usage: dict[str, Any]) -> None:
         """Anthropic's counts are running totals: the latest one stands."""
@@ -237,12 +265,12 @@ def _blocks(content: Any) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _refuse("message content must be a string or a list of text parts")
+        raise refuse("message content must be a string or a list of text parts")
     blocks = []
     for part in content:
         if not isinstance(part, dict) or part.get("type") != "text":
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise _refuse(f"content parts of type {kind!r} are not supported for Anthropic models")
+            raise refuse(f"content parts of type {kind!r} are not supported for Anthropic models")
         blocks.append({"type": "text", "text": str(part.get("text", ""))})
     return blocks
 
@@ -262,7 +290,3 @@ def _usage(prompt: int, completion: int) -> Usage:
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
-
-
-def _refuse(message: str) -> ProviderRequestError:
-    return ProviderRequestError(message, status=400)

@@ -37,6 +37,8 @@ __all__ = [
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "Provider",
     "ProviderError",
     "ProviderRateLimitError",
@@ -46,6 +48,7 @@ __all__ = [
     "ProviderUnavailableError",
     "Usage",
     "api_key_from",
+    "embedding_usage_of",
     "usage_of",
 ]
 
@@ -55,6 +58,10 @@ ChatResponse = dict[str, Any]
 """An OpenAI ``chat.completion`` object, ``usage`` included."""
 ChatChunk = dict[str, Any]
 """An OpenAI ``chat.completion.chunk``; a stream's last one has ``usage`` and no choices."""
+EmbeddingRequest = dict[str, Any]
+"""An OpenAI embeddings request body (``input``, ``encoding_format``, ``dimensions``, ``user``)."""
+EmbeddingResponse = dict[str, Any]
+"""An OpenAI embeddings answer: ``{"object": "list", "data", "model", "usage"}``."""
 ApiKey = Callable[[], Awaitable[str]]
 """Reads the provider's current API key, on every request (cheap when cached), so a rotated
 secret reaches the provider without a restart; "" sends no key."""
@@ -90,6 +97,14 @@ class Provider(Protocol):
         """
         ...
 
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        """The embeddings of ``request``'s input from the upstream model called ``model``.
+
+        :raises ProviderError: as `complete`; `ProviderRequestError` from an upstream that
+            has no embeddings (Anthropic).
+        """
+        ...
+
     async def close(self) -> None:
         """Close the connection pool."""
         ...
@@ -106,6 +121,15 @@ def usage_of(payload: ChatResponse | ChatChunk) -> Usage | None:
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
+
+
+def embedding_usage_of(payload: EmbeddingResponse) -> Usage | None:
+    """The ``usage`` an embeddings answer carries (``prompt_tokens``; no completion), if any."""
+    usage = payload.get("usage")
+    prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if not isinstance(prompt, int) or isinstance(prompt, bool):
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=0, total_tokens=prompt)
 
 
 def api_key_from(template: str, read_secret: SecretReader) -> ApiKey:

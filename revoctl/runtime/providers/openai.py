@@ -3,6 +3,7 @@
 The gateway's format is this API's, so requests and answers pass through as they are; the
 adapter only names the upstream model, sets ``stream``, and asks a stream for its usage
 (``stream_options.include_usage``) so that tokens are known at the end of every stream.
+Embeddings (``POST /embeddings``) pass through the same way.
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from revoctl.runtime.providers._http import HttpProvider, error_for_status, upstream_message
-from revoctl.runtime.providers.base import ChatChunk, ChatRequest, ChatResponse
+from revoctl.runtime.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
 
 PATH = "/chat/completions"
 """Below ``base_url``, which ends in ``/v1`` (or the upstream's equivalent)."""
+EMBEDDINGS_PATH = "/embeddings"
 
 
 class OpenAIProvider(HttpProvider):
@@ -22,10 +30,17 @@ class OpenAIProvider(HttpProvider):
     def _headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    def _path(self, model: str, operation: str) -> str:
+        """Where ``operation`` (`PATH`, `EMBEDDINGS_PATH`) on ``model`` is, below ``base_url``."""
+        return operation
+
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body = {**request, "model": model, "stream": False}
         body.pop("stream_options", None)  # OpenAI refuses it without stream
-        return await self._post(PATH, body)
+        return await self._post(self._path(model, PATH), body)
+
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        return await self._post(self._path(model, EMBEDDINGS_PATH), {**request, "model": model})
 
     def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         return self._guarded(self._chunks(request, model))
@@ -36,7 +51,7 @@ class OpenAIProvider(HttpProvider):
         body = {**request, "model": model, "stream": True, "stream_options": options}
         done = False
         # Read on to the end of the body, past [DONE]: only then is the connection reusable.
-        async for _, data in self._events(PATH, body):
+        async for _, data in self._events(self._path(model, PATH), body):
             if data == "[DONE]":
                 done = True
                 continue
