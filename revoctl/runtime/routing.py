@@ -184,7 +184,7 @@ class Routing:
                     answer = await self._call(exchange, deployment, attempt)
                 except Exception as exc:
                     _give_up_unless_retryable(exc)
-                    failures.append((f"{candidate!r} on {deployment.name!r}", exc))
+                    failures.append((f"{candidate!r} failed on {deployment.name!r}", exc))
                     continue
                 self._served(exchange, deployment, failures)
                 return answer
@@ -241,7 +241,7 @@ class Routing:
         exchange.retries += 1
         self.metrics.retries.labels(deployment.model, deployment.name).inc()
         logger.warning(
-            "request %s: retry %d on deployment %r after %s failed: %s",
+            "request %s: retry %d on deployment %r after %s: %s",
             exchange.request_id,
             exchange.retries,
             deployment.name,
@@ -270,7 +270,7 @@ class Routing:
                 exchange.request_id,
                 candidate,
                 deployment.name,
-                "; ".join(f"{where} failed: {_reason(exc)}" for where, exc in failures),
+                "; ".join(f"{where}: {_reason(exc)}" for where, exc in failures),
                 extra={
                     "request_id": exchange.request_id,
                     "model": exchange.model,
