@@ -173,12 +173,12 @@ class Routing:
             tried: list[Deployment] = []
             for retry in range(config.retries + 1):
                 if retry:
-                    if not _worth_retrying(failures[-1][1], pool):
+                    if not _worth_retrying(failures[-1][1], pool, tried):
                         break
                     await self.sleep(self.rng.uniform(0, backoff_cap(config, retry)))
                 deployment = choose(config.routing, pool, tried, self.rng)
                 if retry:
-                    self._retrying(exchange, deployment, failures[-1])
+                    self._retrying(exchange, deployment, retry, failures[-1])
                 tried.append(deployment)
                 try:
                     answer = await self._call(exchange, deployment, attempt)
@@ -235,15 +235,20 @@ class Routing:
             self.metrics.deployment_calls.labels(*labels, outcome).inc()
 
     def _retrying(
-        self, exchange: Exchange, deployment: Deployment, failed: tuple[str, BaseException]
+        self,
+        exchange: Exchange,
+        deployment: Deployment,
+        retry: int,
+        failed: tuple[str, BaseException],
     ) -> None:
-        """A retry on ``deployment``: counted, and logged with the failure it follows."""
+        """Retry number ``retry`` of its model, on ``deployment``: counted, and logged with
+        the failure it follows."""
         exchange.retries += 1
         self.metrics.retries.labels(deployment.model, deployment.name).inc()
         logger.warning(
             "request %s: retry %d on deployment %r after %s: %s",
             exchange.request_id,
-            exchange.retries,
+            retry,
             deployment.name,
             failed[0],
             _reason(failed[1]),
@@ -286,13 +291,16 @@ def backoff_cap(config: ModelConfig, retry: int) -> float:
     return float(config.retry_backoff_seconds * 2 ** (retry - 1))
 
 
-def _worth_retrying(exc: BaseException, pool: list[Deployment]) -> bool:
+def _worth_retrying(exc: BaseException, pool: list[Deployment], tried: list[Deployment]) -> bool:
     """A failure in the provider's way is retried on the model's deployments; a breaker's
-    refusal only while one of them would let a call through."""
+    refusal only while one of them would let a call through, and a provider refusing the
+    gateway's key only on a deployment not tried yet (the same key would be refused again)."""
     from revoctl.core import CircuitOpenError
 
     if isinstance(exc, CircuitOpenError):
         return any(available(d) for d in pool)
+    if isinstance(exc, ProviderUnavailableError) and exc.status in UPSTREAM_AUTH_FAILURES:
+        return any(available(d) and all(d is not t for t in tried) for d in pool)
     return isinstance(exc, ProviderUnavailableError | TimeoutError)
 
 

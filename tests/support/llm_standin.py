@@ -460,10 +460,10 @@ class LLMStandIn:
     async def _control(self, request: _Request, body: _JSON, writer: asyncio.StreamWriter) -> bool:
         """The test's own routes: ``GET /_stats``, ``POST /_stats/reset``, ``POST /_config``."""
         route = (request.method, request.path)
-        if route == ("POST", "/_config") and isinstance(body.get("delay"), int | float):
-            self.delay = float(body["delay"])
-        if route == ("POST", "/_config") and isinstance(body.get("models"), dict):
-            for model, behaviour in body["models"].items():
+        if route == ("POST", "/_config"):
+            if isinstance(body.get("delay"), int | float):
+                self.delay = float(body["delay"])
+            for model, behaviour in (body.get("models") or {}).items():
                 self.configure_model(model, **behaviour)
         elif route == ("POST", "/_stats/reset"):
             self.reset()
