@@ -292,16 +292,16 @@ def backoff_cap(config: ModelConfig, retry: int) -> float:
 
 
 def _worth_retrying(exc: BaseException, pool: list[Deployment], tried: list[Deployment]) -> bool:
-    """A failure in the provider's way is retried on the model's deployments; a breaker's
-    refusal only while one of them would let a call through, and a provider refusing the
+    """A failure in the provider's way is retried while one of the model's deployments would
+    let a call through (none: the fallbacks, without a wait); a provider refusing the
     gateway's key only on a deployment not tried yet (the same key would be refused again)."""
     from revoctl.core import CircuitOpenError
 
-    if isinstance(exc, CircuitOpenError):
-        return any(available(d) for d in pool)
+    if not isinstance(exc, ProviderUnavailableError | TimeoutError | CircuitOpenError):
+        return False
     if isinstance(exc, ProviderUnavailableError) and exc.status in UPSTREAM_AUTH_FAILURES:
         return any(available(d) and all(d is not t for t in tried) for d in pool)
-    return isinstance(exc, ProviderUnavailableError | TimeoutError)
+    return any(available(d) for d in pool)
 
 
 def candidates(models: dict[str, ModelConfig], model: str, caller: Caller) -> list[str]:
