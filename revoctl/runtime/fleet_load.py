@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from revoctl.core._process import Role, process_name
 from revoctl.core._stores import StoreKind
 from revoctl.runtime.deployments import MAX_SAMPLE_WEIGHT, Deployment, FleetLoad
+from revoctl.runtime.fleet_load_stores import Loads, RedisFleetLoadStore, SqlFleetLoadStore
 
 if TYPE_CHECKING:
     from revoctl.core.services import Services
 
 STALE_REFRESHES = 3
 """A process's entry counts while it is younger than this many refresh periods."""
-
-Loads = dict[str, dict[str, Any]]
-"""One process's report: deployment key -> ``{"in_flight", "latency", "samples"}``."""
 
 
 class FleetLoadStore(Protocol):
@@ -142,13 +140,9 @@ def open_fleet_load_store(services: Services) -> Callable[[], Awaitable[FleetLoa
 
     async def open_store() -> FleetLoadStore:
         if limits.store is StoreKind.REDIS:
-            from revoctl.runtime.fleet_load_stores import RedisFleetLoadStore
-
             client = await services.store_context().open_redis(pool_wait=limits.pool_wait_seconds)
             return RedisFleetLoadStore(client, limits.key_prefix + "routing")
         if limits.store is StoreKind.SQL:
-            from revoctl.runtime.fleet_load_stores import SqlFleetLoadStore
-
             return SqlFleetLoadStore(services.db)
         return MemoryFleetLoadStore()
 

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.core.db import DatabaseManager
-    from revoctl.runtime.fleet_load import Loads
+
+Loads = dict[str, dict[str, Any]]
+"""One process's report: deployment key -> ``{"in_flight", "latency", "samples"}``."""
 
 
 def _entry(loads: Loads, now: float) -> str:
