@@ -14,7 +14,7 @@ Strategies:
 * ``weighted``: at random, in proportion to ``weight``;
 * ``least_busy``: the fewest calls in flight, fleet-wide; ties broken at random;
 * ``lowest_latency``: the lowest moving average of call durations, fleet-wide; a deployment
-  with no sample yet is tried first (ties, again, at random).
+  with no sample yet is tried first, by one call at a time (ties, again, at random).
 """
 
 from __future__ import annotations
@@ -129,11 +129,16 @@ def _least_busy(pool: Sequence[Deployment], rng: random.Random) -> Deployment:
 
 
 def _lowest_latency(pool: Sequence[Deployment], rng: random.Random) -> Deployment:
-    unmeasured = [d for d in pool if d.fleet_latency() is None]
-    if unmeasured:
-        return rng.choice(unmeasured)
-    fastest = min(d.fleet_latency() or 0.0 for d in pool)
-    return rng.choice([d for d in pool if d.fleet_latency() == fastest])
+    """An untried deployment (no sample, no call in flight) first; else the fastest measured
+    one; while none is measured yet, the least busy."""
+    untried = [d for d in pool if d.fleet_latency() is None and d.fleet_in_flight() == 0]
+    if untried:
+        return rng.choice(untried)
+    measured = [d for d in pool if d.fleet_latency() is not None]
+    if not measured:
+        return _least_busy(pool, rng)
+    fastest = min(d.fleet_latency() or 0.0 for d in measured)
+    return rng.choice([d for d in measured if d.fleet_latency() == fastest])
 
 
 STRATEGIES: dict[RoutingStrategy, Callable[[Sequence[Deployment], random.Random], Deployment]] = {

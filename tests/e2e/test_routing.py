@@ -20,6 +20,8 @@ from tests.support.llm_standin import LLMStandIn
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
+SLOW_SECONDS = 0.3
+"""How long the slow deployment of ``lowest_latency`` takes to answer."""
 PROVIDER_TIMEOUT = 1.0
 """``[providers.llm] timeout``: how long a hung deployment holds a request before its retry."""
 WORKERS = 2
@@ -102,6 +104,13 @@ deployments = [
   {{ provider = "llm", upstream = "f-bad", breaker = "bad" }},
   {{ provider = "llm", upstream = "f-good1" }},
   {{ provider = "llm", upstream = "f-good2" }},
+]
+
+[models.quick]
+routing = "lowest_latency"
+deployments = [
+  {{ provider = "llm", upstream = "l-slow" }},
+  {{ provider = "llm", upstream = "l-fast" }},
 ]
 
 [models.solo]
@@ -221,6 +230,19 @@ def test_least_busy_keeps_a_hung_deployment_to_one_call_per_worker_and_answers_e
     for entry in published.values():
         shared = {f"busy\x1fllm/b-{n}" for n in ("hung", "one", "two", "three")}
         assert shared <= set(json.loads(entry)["loads"])
+
+
+def test_lowest_latency_sends_calls_to_the_faster_deployment_once_each_is_measured(
+    fleet: Fleet, llm: LLMStandIn
+) -> None:
+    llm.configure_model("l-slow", delay=SLOW_SECONDS)
+    key = fleet.new_key("quick")
+    answers = many(fleet, key, "quick", 60, threads=2)
+    assert [r.status_code for r in answers] == [200] * 60
+    slow, fast = llm.model_calls("l-slow"), llm.model_calls("l-fast")
+    print(f"lowest_latency, one deployment {SLOW_SECONDS} s slower: l-slow {slow}, l-fast {fast}")
+    assert 1 <= slow <= WORKERS  # each worker tries it once, then its sample says slow
+    assert slow + fast == 60
 
 
 def test_a_deployments_breaker_opening_moves_its_traffic_with_no_failed_request(

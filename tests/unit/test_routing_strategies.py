@@ -76,6 +76,17 @@ def test_lowest_latency_tries_the_unmeasured_then_the_fastest_fleet_wide() -> No
     assert set(picks(LOWEST_LATENCY, [a, b])) == {"b"}
 
 
+def test_lowest_latency_tries_an_unmeasured_deployment_one_call_at_a_time() -> None:
+    a, b, c = deployment("a"), deployment("b"), deployment("c")
+    a.observe(0.5)
+    b.in_flight = 1  # its first call is on its way: no second one before its sample
+    assert set(picks(LOWEST_LATENCY, [a, b])) == {"a"}
+    c.in_flight = 1
+    assert set(picks(LOWEST_LATENCY, [b, c])) == {"b", "c"}  # none measured: the least busy
+    c.in_flight = 2
+    assert set(picks(LOWEST_LATENCY, [b, c])) == {"b"}
+
+
 def test_the_moving_average_follows_new_samples() -> None:
     a = deployment("a")
     a.observe(1.0)
