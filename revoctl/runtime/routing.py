@@ -164,7 +164,7 @@ class Routing:
     ) -> T:
         """``attempt(provider, upstream)`` on each candidate model in turn, on its
         deployments with its retries, until one answers; the time spent waiting on
-        providers is the exchange's."""
+        providers (and backing off after their failures) is the exchange's."""
         failures: list[tuple[str, BaseException]] = []
         pools = self.deployments()
         for candidate in candidates(self.models, exchange.model, exchange.caller):
@@ -175,7 +175,9 @@ class Routing:
                 if retry:
                     if not _worth_retrying(failures[-1][1], pool, tried):
                         break
+                    backoff = time.perf_counter()  # the providers' time, not the gateway's
                     await self.sleep(self.rng.uniform(0, backoff_cap(config, retry)))
+                    exchange.provider_seconds += time.perf_counter() - backoff
                 deployment = choose(config.routing, pool, tried, self.rng)
                 if retry:
                     self._retrying(exchange, deployment, retry, failures[-1])
