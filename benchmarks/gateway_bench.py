@@ -13,6 +13,8 @@ of the run's own); this process is the load generator (`_gateway.client`). Cases
   settlement after it), the provider behind the ``openai_api`` breaker (Redis store), its
   key read through the secret store, usage rows batched to SQLite in a temporary
   ``REVOCTL_HOME``; the budget and the cap are set so that they never deny;
+* ``revoctl, routing on``: protections on, and the model as two weighted deployments of the
+  same stand-in routed ``least_busy`` (skipped with ``--no-routing``);
 * ``revoctl, protections off``: no rules, no breaker on the provider, ``auth = "none"``
   (usage rows are still written: they are not a protection);
 * anchors (``_passthrough.py``): one bare Starlette route under uvicorn, as ``revoctl serve``
@@ -55,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import os
 import sys
@@ -102,6 +105,7 @@ def arguments() -> argparse.Namespace:
         help="requests of the Redis floor (two round trips in this process; 0: none)",
     )  # fmt: skip
     parser.add_argument("--no-anchors", action="store_true", help="skip the bare relays")
+    parser.add_argument("--no-routing", action="store_true", help="skip the routing-on case")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--litellm-version", default=LITELLM_VERSION)
     parser.add_argument(
@@ -124,19 +128,25 @@ def arguments() -> argparse.Namespace:
 def revoctl_cases(
     url: str, redis_url: str, prefix: str, standin_pid: int, args: argparse.Namespace
 ) -> tuple[list[Case], list[str]]:
-    """Protections on and off, both gateways up: each one's latency phases, then their
-    capacity runs in turn; the checks of each."""
+    """Protections on and off (and routing on), every gateway up: each one's latency phases,
+    then their capacity runs in turn; the checks of each."""
     notes: list[str] = []
     settings = {"prefix": prefix, "workers": args.workers, "python": args.gateway_python}
-    with (
-        revoctl_gateway(url, redis_url, protections=True, **settings) as on,
-        revoctl_gateway(url, redis_url, protections=False, **settings) as off,
-    ):
-        cases = [asyncio.run(latencies(gw.target, standin_pid, args)) for gw in (on, off)]
+    with contextlib.ExitStack() as stack:
+        on = stack.enter_context(revoctl_gateway(url, redis_url, protections=True, **settings))
+        off = stack.enter_context(revoctl_gateway(url, redis_url, protections=False, **settings))
+        gateways = [on, off]
+        if not args.no_routing:
+            gateways.append(
+                stack.enter_context(
+                    revoctl_gateway(url, redis_url, protections=True, routing=True, **settings)
+                )
+            )
+        cases = [asyncio.run(latencies(gw.target, standin_pid, args)) for gw in gateways]
         time.sleep(0.5)
         asyncio.run(capacities(cases, standin_pid, args))
         notes += checks(on, redis_url, prefix, cases[0].answered)
-        for gateway, case in zip((on, off), cases, strict=True):
+        for gateway, case in zip(gateways, cases, strict=True):
             stop(gateway.process)  # a graceful stop flushes the usage rows
             notes.append(
                 f"usage rows, {gateway.target.name}: {usage_rows(gateway.home)}"

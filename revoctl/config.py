@@ -93,6 +93,12 @@ class Settings(Section):
                 if provider not in self.providers
             ]
             problems += [
+                f"models.{name}.deployments: no breaker {d.breaker!r} (predefined or "
+                f"[breakers.services.{d.breaker}])"
+                for d in model.deployments
+                if d.breaker and d.breaker not in self.breakers.names()
+            ]
+            problems += [
                 f"models.{name}.fallbacks: no [models.{fallback}]"
                 for fallback in model.fallbacks
                 if fallback not in self.models

@@ -131,6 +131,16 @@ def report(
             f" steady {steady_cpu(on) / steady_cpu(off):.2f}x, capacity {cpu(on) / cpu(off):.2f}x;"
             f" own time (x-revoctl-overhead-ms) p50 {own:+.2f} ms"
         )
+    routed = find(cases, "revoctl, routing on")
+    if on and routed:
+        ratio = routed.capacity.rate / on.capacity.rate
+        p50 = routed.steady.cut(50) - on.steady.cut(50)
+        out.append(
+            f"  routing's cost (2 deployments, least_busy): capacity routing on / protections"
+            f" on {ratio:.2f}x (goal: no worse, within noise: at least 0.95x)"
+            f" -> {'met' if ratio >= 0.95 else 'NOT met'}; p50 {p50:+.2f} ms; CPU per request"
+            f" {cpu(routed) / cpu(on):.2f}x"
+        )
     if off and floors:
         out.append(
             f"  the floor under the protections (this process, {args.floor_calls} requests on"

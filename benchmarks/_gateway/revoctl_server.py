@@ -7,7 +7,9 @@ the Redis store, with a budget and a parallel cap, and the provider sits behind 
 cap above any concurrency it uses, so nothing is denied and every request pays the whole
 charge: one reservation (one EVALSHA) before the provider call, one settlement after it.
 Protections off: no rules, no breaker, ``auth = "none"`` (usage rows are still written:
-they are not a protection).
+they are not a protection). Routing on: protections on, and the model as two weighted
+deployments of the same stand-in routed ``least_busy`` (calls in flight counted per
+deployment, shared through the Redis store in the background every second).
 
 `count_round_trips` counts, in a short run of its own under ``MONITOR``, the Redis
 commands a request costs, by name, and those the gateway sends in the background.
@@ -43,10 +45,21 @@ MAX_PARALLEL = 1000
 """The tier's parallel cap: above any ``--concurrency`` used, so it never denies."""
 
 
-def gateway_config(url: str, redis_url: str, *, protections: bool, prefix: str) -> str:
+ROUTED = (
+    'routing = "least_busy"\ndeployments = [\n'
+    '  { provider = "standin", upstream = "%s", weight = 2, name = "first" },\n'
+    '  { provider = "standin", upstream = "%s", weight = 1, name = "second" },\n]\n'
+)
+"""The model as two deployments of the same stand-in (``routing``)."""
+
+
+def gateway_config(
+    url: str, redis_url: str, *, protections: bool, prefix: str, routing: bool = False
+) -> str:
     provider = f'[providers.standin]\nkind = "openai"\nbase_url = "{url}/v1"\n'
     provider += 'api_key = "${secret:standin-api-key}"\n'
-    model = f'[models."{MODEL}"]\nprovider = "standin"\n'
+    model = f'[models."{MODEL}"]\n'
+    model += ROUTED % (MODEL, MODEL) if routing else 'provider = "standin"\n'
     model += "input_cost_per_1k = 0.00015\noutput_cost_per_1k = 0.0006\n"
     if not protections:
         return (
@@ -113,13 +126,17 @@ def revoctl_gateway(
     workers: int,
     python: str,
     serve: list[str] | None = None,
+    routing: bool = False,
 ) -> Iterator[Gateway]:
     """``revoctl serve`` (or ``serve``, another launcher of the same app) on a state
     directory of its own; the schema, the provider's secret and the gateway key (of the
-    tier ``bench``) made with the CLI first, as an operator would."""
+    tier ``bench``) made with the CLI first, as an operator would; ``routing``: the model
+    as two deployments routed ``least_busy`` (with the protections on)."""
     home = Path(tempfile.mkdtemp(prefix="revoctl-gwbench-"))
     config = home / "revoctl.toml"
-    config.write_text(gateway_config(url, redis_url, protections=protections, prefix=prefix))
+    config.write_text(
+        gateway_config(url, redis_url, protections=protections, prefix=prefix, routing=routing)
+    )
     env = {**os.environ, "REVOCTL_HOME": str(home), "REVOCTL_CONFIG": str(config)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     revoctl = [python, "-m", "revoctl"]
@@ -151,6 +168,7 @@ def revoctl_gateway(
         except RuntimeError as exc:
             raise RuntimeError(f"revoctl serve: {exc}\n{log_tail(home / 'serve.log')}") from None
         name = "revoctl, protections on" if protections else "revoctl, protections off"
+        name = "revoctl, routing on" if routing else name
         target = Target(
             name, port, headers, "x-revoctl-overhead-ms", (process.pid,),
             up_since=time.monotonic(),

@@ -34,6 +34,12 @@ class Exchange:
     embedding: bool = False
     """An embeddings request (``input``, no ``messages`` nor output tokens), not a chat one."""
     served_by: str | None = None
+    deployment: str | None = None
+    """The name of the deployment of ``served_by`` that answered (`revoctl.runtime.routing`)."""
+    provider: str | None = None
+    """The provider of that deployment."""
+    retries: int = 0
+    """Further attempts made on a model's deployments after a failed one."""
     provider_seconds: float = 0.0
     settled: bool = False
     """Whether its settlement (charge and row) has begun: it happens once (`Gateway.settle`)."""

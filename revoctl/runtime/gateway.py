@@ -8,8 +8,8 @@ A chat request reads top to bottom in its route (`revoctl.runtime.routes.chat`):
 3. the body is checked, for a configured model the caller's tier allows;
 4. it is charged before any provider is called (`revoctl.runtime.charging`): its rules,
    its key's budget and parallel slot, in one reservation per hash tag;
-5. the model, else its (allowed) fallbacks, answer through their providers' breakers
-   (`revoctl.runtime.routing`);
+5. the model, else its (allowed) fallbacks, answer: each on one of its deployments, through
+   that deployment's breaker, with retries on the others (`revoctl.runtime.routing`);
 6. the answer is sent (a stream relayed chunk by chunk), and then settled: what its usage
    shows was not used is refunded, the budget moves to the real cost, the slot is freed,
    and its row goes to the usage writer (`revoctl.runtime.usage`).
@@ -26,7 +26,8 @@ it by then (the key, the ``user`` and the model the body named, the status and t
 
 In the background the gateway folds the services' counters into the metrics
 (`revoctl.runtime.metrics`), reports this instance to the fleet
-(`revoctl.runtime.instance`) and follows secret changes (`revoctl.runtime.watch`).
+(`revoctl.runtime.instance`), follows secret changes (`revoctl.runtime.watch`) and shares its
+deployments' loads with the fleet (`revoctl.runtime.fleet_load`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class Gateway:
             (INSTANCE_REPORT_SECONDS, self.instance.report, "instance report"),
             (SECRET_WATCH_SECONDS, watcher.check, "secret changes"),
         ]
+        fleet = self.routing.start()  # the deployments' loads, for least_busy / lowest_latency
+        if fleet is not None:
+            background.append((fleet.refresh_seconds, fleet.refresh, "routing loads"))
         self._tasks = [asyncio.create_task(every(s, job, what=what)) for s, job, what in background]
         self.instance.ready = True
 

@@ -92,6 +92,16 @@ HELP = {
     "revoctl_fallbacks_total": (
         "Requests answered by a fallback model, by requested and answering model."
     ),
+    "revoctl_deployment_calls_total": (
+        "Calls to each model's deployments by outcome: success, failure, timeout, rejected "
+        "(its breaker refused), refused (the provider refused the request), cancelled."
+    ),
+    "revoctl_deployment_retries_total": (
+        "Retries of a failed call on a model's deployments, by the deployment retried on."
+    ),
+    "revoctl_deployment_in_flight": (
+        "Calls to each model's deployments in flight now, summed over the live workers."
+    ),
     "revoctl_db_pool_connections": (
         "Database pool connections by state, summed over the live workers."
     ),
@@ -153,6 +163,13 @@ class GatewayMetrics:
         )
         self.breaker_calls = counter("revoctl_breaker_calls_total", "breaker", "outcome")
         self.fallbacks = counter("revoctl_fallbacks_total", "model", "fallback")
+        self.deployment_calls = counter(
+            "revoctl_deployment_calls_total", "model", "deployment", "outcome"
+        )
+        self.retries = counter("revoctl_deployment_retries_total", "model", "deployment")
+        self.deployment_in_flight = gauge(
+            "revoctl_deployment_in_flight", "livesum", "model", "deployment"
+        )
         self.pool_connections = gauge("revoctl_db_pool_connections", "livesum", "state")
         self.slow_queries = counter("revoctl_db_slow_queries_total")
         self.secret_cache = counter("revoctl_secret_cache_lookups_total", "result")

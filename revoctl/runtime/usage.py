@@ -142,9 +142,10 @@ class UsageLog:
         model = exchange.served_by or exchange.model
         if usage is not None and exchange.served_by is not None:
             config = self.models[exchange.served_by]
+            provider = exchange.provider or config.providers()[0]
             prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
             call = ModelCall(
-                provider=config.providers()[0],
+                provider=provider,
                 model=exchange.served_by,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
@@ -152,9 +153,9 @@ class UsageLog:
                     prompt, completion, config.input_cost_per_1k, config.output_cost_per_1k
                 ),
             )
-            self.metrics.tokens.labels(config.providers()[0], model, "prompt").inc(prompt)
-            self.metrics.tokens.labels(config.providers()[0], model, "completion").inc(completion)
-            self.metrics.cost.labels(config.providers()[0], model).inc(float(call.cost))
+            self.metrics.tokens.labels(provider, model, "prompt").inc(prompt)
+            self.metrics.tokens.labels(provider, model, "completion").inc(completion)
+            self.metrics.cost.labels(provider, model).inc(float(call.cost))
         self.metrics.requests.labels(exchange.route, model, str(status)).inc()
         self.metrics.latency.labels(exchange.route, model).observe(elapsed)
         self.metrics.overhead.observe(max(0.0, elapsed - exchange.provider_seconds))

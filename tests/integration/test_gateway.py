@@ -74,6 +74,7 @@ upstream = "gpt-4o-mini"
 input_cost_per_1k = 0.5
 output_cost_per_1k = 1.5
 fallbacks = ["sonnet"]
+retries = 0                     # these tests count single calls; retries: tests/e2e/test_routing.py
 
 [models.sonnet]
 provider = "claude"

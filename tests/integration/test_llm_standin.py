@@ -347,3 +347,31 @@ async def test_calls_in_flight_are_counted_per_user_and_read_over_http(llm: LLMS
         assert llm.max_in_flight("team-a") == 3
         await client.post("/_stats/reset")
         assert (await client.get("/_stats")).json()["max_in_flight"] == 0
+
+
+async def test_each_upstream_model_has_its_own_faults_and_counts_set_over_http(
+    llm: LLMStandIn,
+) -> None:
+    """``POST /_config`` with ``models`` gives one model its own mode and pending failures,
+    the others keep the stand-in's; ``GET /_stats`` counts each model's calls."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    async def ask(client: httpx.AsyncClient, model: str) -> int:
+        body = {"model": model, "messages": MESSAGES}
+        answered = await client.post("/v1/chat/completions", json=body, headers=headers)
+        return answered.status_code
+
+    async with httpx.AsyncClient(base_url=llm.url, timeout=10) as client:
+        config = {"models": {"east": {"fail_next": 2}, "west": {"mode": "error429"}}}
+        assert (await client.post("/_config", json=config)).status_code == 200
+        assert [await ask(client, "east") for _ in range(3)] == [500, 500, 200]
+        assert [await ask(client, "west") for _ in range(2)] == [429, 429]
+        assert await ask(client, "north") == 200
+        stats = (await client.get("/_stats")).json()
+    assert {m: c["calls"] for m, c in stats["by_model"].items()} == {
+        "east": 3, "west": 2, "north": 1,
+    }  # fmt: skip
+    assert [r.model for r in llm.requests][-1] == "north" and llm.model_calls("east") == 3
+    llm.clear_models()
+    llm.reset()
+    assert llm.model_calls("east") == 0 and llm.stats()["by_model"]["east"]["calls"] == 0

@@ -483,3 +483,23 @@ def test_the_many_teams_configuration_loads(tmp_path: Path) -> None:
     assert settings["tiers.free.budget"] == 5.0
     assert settings["tiers.free.models"] == ["gpt-4o-mini"]
     assert settings["tiers.pro.max_parallel_requests"] == 32
+
+
+def test_the_deployments_and_routing_configuration_loads(tmp_path: Path) -> None:
+    """The worked configuration of "Deployments and routing" is valid as shown: every provider
+    its deployments name exists, and its routing, retries and deployments read back as written."""
+    text = _toml_under("## Deployments and routing")
+    (tmp_path / "revoctl.toml").write_text(text)
+    env = clean_environment(HOME=str(tmp_path), REVOCTL_HOME=str(tmp_path / "state"))
+    shown = subprocess.run(
+        [str(readme_venv() / "bin" / "revoctl"), "config", "show", "-o", "json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    settings = {e["key"]: e["value"] for e in json.loads(shown.stdout)["settings"]}
+    assert settings["models.gpt-4o.routing"] == "least_busy"
+    assert settings["models.gpt-4o.retries"] == 2
+    deployments = settings["models.gpt-4o.deployments"]
+    assert [d["provider"] for d in deployments] == ["azure-east", "azure-west", "openai"]
+    assert [d.get("breaker", "") for d in deployments] == ["azure_east", "azure_west", ""]
+    assert settings["models.gpt-4o.fallbacks"] == ["gpt-4o-mini"]

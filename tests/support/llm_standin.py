@@ -69,6 +69,15 @@ ends (or its connection drops), as a whole and per ``user`` (OpenAI's ``user``, 
 "max_in_flight"}}}`` for a test that runs the stand-in in another process. ``POST /_config``
 with ``{"delay": SECONDS}`` sets `delay`; ``POST /_stats/reset`` is `reset`.
 
+Per upstream model (issue 19's deployments: one stand-in serves several, told apart by the
+``model`` the gateway sends): ``llm.configure_model("east", mode="hang", delay=0.3,
+fail_next=1)`` gives requests for that model their own mode and delay (None: the stand-in's),
+and makes its next ``fail_next`` requests fail as ``fail_mode`` (``error500`` by default)
+whatever the mode; `clear_models` forgets them all. `model_calls` counts each model's
+requests (``RecordedRequest.model`` names it too), and ``GET /_stats`` adds ``"by_model":
+{MODEL: {"calls", "in_flight", "max_in_flight"}}``. Over HTTP, ``POST /_config`` with
+``{"models": {MODEL: {"mode", "delay", "fail_next", "fail_mode"}}}`` configures them.
+
 Run on its own (e.g. for a benchmark, where it should not share a GIL with the load)::
 
     python -m tests.support.llm_standin [--port 0] [--api-key KEY]
@@ -174,6 +183,16 @@ class _Answer:
     truncated: bool  # cut by max_tokens
 
 
+@dataclass
+class _ModelBehaviour:
+    """One upstream model's own mode and delay (None: the stand-in's) and pending failures."""
+
+    mode: Mode | None
+    delay: float | None
+    fail_next: int
+    fail_mode: Mode
+
+
 class _Drop(Exception):
     """Ends a connection without (the rest of) an answer."""
 
@@ -213,6 +232,8 @@ class LLMStandIn:
         self._ids = itertools.count(1)
         self._in_flight: dict[str, int] = {}
         self._max_in_flight: dict[str, int] = {}
+        self._behaviours: dict[str, _ModelBehaviour] = {}
+        self._by_model: dict[str, dict[str, int]] = {}
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -333,6 +354,8 @@ class LLMStandIn:
             self._requests.clear()
             self._connections = 0
             self._max_in_flight = dict(self._in_flight)
+            for counts in self._by_model.values():
+                counts["calls"], counts["max_in_flight"] = 0, counts["in_flight"]
 
     def in_flight(self, user: str | None = None) -> int:
         """Chat or messages calls being answered now (of ``user``; None: all)."""
@@ -358,6 +381,7 @@ class LLMStandIn:
                     }
                     for user in users
                 },
+                "by_model": {model: dict(counts) for model, counts in self._by_model.items()},
             }
 
     @contextlib.contextmanager
@@ -464,14 +488,17 @@ class LLMStandIn:
             self._changed.notify_all()
         if api is None:
             return await self._answer_request(request, record, body, writer, api) and keep_alive
-        with self._counted(_user_of(body)):
+        with self._counted(_user_of(body)), self._model_counted(record.model):
             return await self._answer_request(request, record, body, writer, api) and keep_alive
 
     async def _control(self, request: _Request, body: _JSON, writer: asyncio.StreamWriter) -> bool:
         """The test's own routes: ``GET /_stats``, ``POST /_stats/reset``, ``POST /_config``."""
         route = (request.method, request.path)
-        if route == ("POST", "/_config") and isinstance(body.get("delay"), int | float):
-            self.delay = float(body["delay"])
+        if route == ("POST", "/_config"):
+            if isinstance(body.get("delay"), int | float):
+                self.delay = float(body["delay"])
+            for model, behaviour in (body.get("models") or {}).items():
+                self.configure_model(model, **behaviour)
         elif route == ("POST", "/_stats/reset"):
             self.reset()
         elif route != ("GET", "/_stats"):
@@ -490,9 +517,9 @@ class LLMStandIn:
     ) -> bool:
         """Answer ``record`` (after `delay`): models, an error, or a chat answer; False
         closes the connection after it."""
-        mode = self._mode
-        if self.delay:
-            await self._hold(self.delay)
+        mode, delay = self._behaviour(record.model)
+        if delay:
+            await self._hold(delay)
         if request.method == "GET" and request.path == "/v1/models":
             status, answer = self._models(record)
             record.status = status
@@ -548,6 +575,69 @@ class LLMStandIn:
             }
             return 429, _error_body(api, 429, "the stand-in is in error429 mode"), headers
         return None
+
+    # ------------------------------------------------------------------ per-model behaviour
+    # (issue 19: deployments of one model, told apart by the upstream model name)
+
+    def configure_model(
+        self,
+        model: str,
+        *,
+        mode: Mode | None = None,
+        delay: float | None = None,
+        fail_next: int = 0,
+        fail_mode: Mode = "error500",
+    ) -> None:
+        """Requests for ``model`` get ``mode`` and ``delay`` (None: the stand-in's own), and
+        the next ``fail_next`` of them ``fail_mode``; held requests are woken."""
+        for wanted in (mode, fail_mode):
+            if wanted is not None and wanted not in get_args(Mode):
+                raise ValueError(f"unknown mode {wanted!r}; expected one of {get_args(Mode)}")
+        with self._lock:
+            self._behaviours[model] = _ModelBehaviour(mode, delay, fail_next, fail_mode)
+        self.wake()
+
+    def clear_models(self) -> None:
+        """Forget every model's own behaviour: all get the stand-in's mode and delay."""
+        with self._lock:
+            self._behaviours.clear()
+        self.wake()
+
+    def model_calls(self, model: str) -> int:
+        """Chat or messages requests for ``model`` since the last reset()."""
+        with self._lock:
+            return self._by_model.get(model, {}).get("calls", 0)
+
+    def _behaviour(self, model: str | None) -> tuple[Mode, float]:
+        """The mode and delay a request for ``model`` gets now (a pending failure used up)."""
+        with self._lock:
+            own = self._behaviours.get(model) if isinstance(model, str) else None
+            if own is None:
+                return self._mode, self.delay
+            delay = self.delay if own.delay is None else own.delay
+            if own.fail_next > 0:
+                own.fail_next -= 1
+                return own.fail_mode, delay
+            return (self._mode if own.mode is None else own.mode), delay
+
+    @contextlib.contextmanager
+    def _model_counted(self, model: str | None) -> Iterator[None]:
+        """One call for ``model``, in flight while the block runs."""
+        name = model if isinstance(model, str) else ""
+        with self._lock:
+            counts = self._by_model.setdefault(
+                name, {"calls": 0, "in_flight": 0, "max_in_flight": 0}
+            )
+            counts["calls"] += 1
+            counts["in_flight"] += 1
+            counts["max_in_flight"] = max(counts["max_in_flight"], counts["in_flight"])
+        try:
+            yield
+        finally:
+            with self._lock:
+                counts["in_flight"] -= 1
+
+    # ------------------------------------------------------------------ answers
 
     async def _hold(self, seconds: float) -> None:
         """Wait ``seconds``, or less if woken."""

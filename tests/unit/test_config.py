@@ -265,6 +265,11 @@ def test_a_table_level_error_names_the_layer_that_set_it(tmp_path: Path) -> None
             'fallbacks = ["ghost"]\n',
             "models.gpt.fallbacks: no [models.ghost]",
         ),
+        (
+            '[providers.oai]\nkind = "openai"\n[models.gpt]\n'
+            'deployments = [{ provider = "oai", breaker = "eest" }]\n',
+            "models.gpt.deployments: no breaker 'eest'",
+        ),
     ],
 )
 def test_names_that_point_at_other_tables_must_point_at_something(

@@ -331,3 +331,15 @@ class CircuitBreakerProcess(Base):
     report: Mapped[str] = mapped_column(Text)
     reported_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class RoutingLoad(Base):
+    """One process's last report of its deployments' loads (JSON: calls in flight, moving
+    average of call durations, samples), for ``least_busy`` / ``lowest_latency`` routing;
+    ``seen_at`` is epoch seconds on the writer's clock."""
+
+    __tablename__ = "routing_loads"
+
+    process: Mapped[str] = mapped_column(String(255), primary_key=True)
+    loads: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[float] = mapped_column(Double, index=True)
