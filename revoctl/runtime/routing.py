@@ -38,6 +38,7 @@ from revoctl.runtime.deployments import Deployment, available, choose
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.fleet_load import FleetLoads, open_fleet_load_store
 from revoctl.runtime.providers import (
+    WITHOUT_EMBEDDINGS,
     ProviderRateLimitError,
     ProviderRequestError,
     ProviderTimeoutError,
@@ -159,7 +160,9 @@ class Routing:
         :raises GatewayError: as `complete`.
         """
         response = await self._first_answer(
-            exchange, lambda provider, upstream: provider.embed(exchange.request, upstream)
+            exchange,
+            lambda provider, upstream: provider.embed(exchange.request, upstream),
+            usable=self._embeds,
         )
         response["model"] = exchange.served_by
         return response
@@ -176,15 +179,26 @@ class Routing:
         self.metrics.first_token.labels(exchange.served_by).observe(first_token)
         return opened
 
+    def _embeds(self, model: str) -> bool:
+        """Whether every provider of ``model`` has an embeddings API."""
+        providers = self.services.settings.providers
+        kinds = {providers[name].kind for name in self.models[model].providers()}
+        return not kinds & WITHOUT_EMBEDDINGS
+
     async def _first_answer(
-        self, exchange: Exchange, attempt: Callable[[Provider, str], Awaitable[T]]
+        self,
+        exchange: Exchange,
+        attempt: Callable[[Provider, str], Awaitable[T]],
+        usable: Callable[[str], bool] = lambda model: True,
     ) -> T:
-        """``attempt(provider, upstream)`` on each candidate model in turn, on its
-        deployments with its retries, until one answers; the time spent waiting on
-        providers (and backing off after their failures) is the exchange's."""
+        """``attempt(provider, upstream)`` on each candidate model in turn (the fallbacks
+        ``usable`` accepts), on its deployments with its retries, until one answers; the
+        time spent waiting on providers (and backing off after their failures) is the
+        exchange's."""
         failures: list[tuple[str, BaseException]] = []
         pools = self.deployments()
-        for candidate in candidates(self.models, exchange.model, exchange.caller):
+        named = candidates(self.models, exchange.model, exchange.caller)
+        for candidate in (c for c in named if c == exchange.model or usable(c)):
             config = self.models[candidate]
             pool = pools[candidate]
             tried: list[Deployment] = []

@@ -144,6 +144,25 @@ def test_an_anthropic_model_refuses_embeddings_before_anything_is_charged(
     }
 
 
+def test_a_fallback_without_embeddings_is_passed_over(
+    served: tuple[Fleet, str], fresh: LLMStandIn
+) -> None:
+    """The model's own upstream fails: of its fallbacks, the Anthropic one (no embeddings
+    API) is never called, the next one answers."""
+    fleet, key = served
+    fresh.configure_model("emb-broken", mode="error500")
+    try:
+        with client_of(fleet, key) as client:
+            answer = client.embeddings.create(model="emb-falling-back", input="one two")
+    finally:
+        fresh.clear_models()
+    assert answer.model == "emb"
+    assert [(r.path, r.status) for r in fresh.requests] == [
+        ("/v1/embeddings", 500),
+        ("/v1/embeddings", 200),
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

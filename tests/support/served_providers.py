@@ -1,5 +1,6 @@
 """``revoctl serve`` (one worker, SQLite, in-memory limits and breakers) in front of the LLM
-stand-in on every provider kind: OpenAI-compatible (``emb``, ``gpt``), Azure OpenAI
+stand-in on every provider kind: OpenAI-compatible (``emb``, ``gpt``; ``emb-falling-back``,
+whose fallbacks are ``sonnet`` and ``emb``), Azure OpenAI
 (``azure-emb``, ``azure-chat``: deployments of the stand-in's Azure paths) and Anthropic
 (``sonnet``); a gateway key of a tier with a budget (``metered``; ``narrow`` allows one
 request, to ``gpt`` only); logs at debug level; the rows read from
@@ -83,6 +84,13 @@ timeout = 10
 [models.emb]
 provider = "llm"
 upstream = "text-embedding-3-small"
+input_cost_per_1k = {price}
+
+[models.emb-falling-back]     # its own upstream broken: answered by the fallback with embeddings
+provider = "llm"
+upstream = "emb-broken"
+retries = 0
+fallbacks = ["sonnet", "emb"]
 input_cost_per_1k = {price}
 
 [models.azure-emb]

@@ -14,9 +14,19 @@ from revoctl.runtime.providers.azure_openai import AzureOpenAIProvider
 from revoctl.runtime.providers.base import *  # noqa: F403  the interface, named in base.__all__
 from revoctl.runtime.providers.openai import OpenAIProvider
 
-__all__ = ["AnthropicProvider", "AzureOpenAIProvider", "OpenAIProvider", "provider_for"]
+__all__ = [
+    "WITHOUT_EMBEDDINGS",
+    "AnthropicProvider",
+    "AzureOpenAIProvider",
+    "OpenAIProvider",
+    "provider_for",
+]
 __all__ += base.__all__
 __all__.sort()
+
+
+WITHOUT_EMBEDDINGS = frozenset({ProviderKind.ANTHROPIC})
+"""Provider kinds whose API has no embeddings."""
 
 
 def provider_for(

@@ -2,8 +2,9 @@
 
 The same path as a chat completion, never streamed: read, identify, check
 (`revoctl.runtime.schemas.EmbeddingRequest`), charge (its input's token bound, no output
-tokens), route through the model's breakers and fallbacks, answer with the provider's body
-(``model`` the configured model that answered), settle to the usage's ``prompt_tokens``.
+tokens), route through the model's breakers and its fallbacks that have embeddings, answer
+with the provider's body (``model`` the configured model that answered), settle to the
+usage's ``prompt_tokens``.
 A model served by a provider that has no embeddings (Anthropic) is refused with 400
 ``embeddings_not_supported`` before anything is charged.
 """
@@ -16,14 +17,10 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from revoctl.core.gateway.settings import ProviderKind
 from revoctl.runtime.bodies import read_json
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.gateway import Gateway
-from revoctl.runtime.providers import embedding_usage_of
-
-WITHOUT_EMBEDDINGS = frozenset({ProviderKind.ANTHROPIC})
-"""Provider kinds whose API has no embeddings."""
+from revoctl.runtime.providers import WITHOUT_EMBEDDINGS, embedding_usage_of
 
 
 async def embeddings(request: Request) -> Response:
