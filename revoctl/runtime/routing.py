@@ -26,25 +26,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from revoctl.core.errors import first_line
 from revoctl.core.gateway.settings import RoutingStrategy
 from revoctl.runtime.deployments import Deployment, available, choose
-from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.fleet_load import FleetLoads, open_fleet_load_store
 from revoctl.runtime.providers import (
     WITHOUT_EMBEDDINGS,
-    ProviderRateLimitError,
     ProviderRequestError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     api_key_from,
     provider_for,
+)
+from revoctl.runtime.upstream_failures import (
+    UPSTREAM_AUTH_FAILURES,
+    exhausted,
+    give_up_unless_retryable,
+    reason,
 )
 
 if TYPE_CHECKING:
@@ -64,11 +66,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("revoctl.gateway")
 
 T = TypeVar("T")
-
-UPSTREAM_AUTH_FAILURES = frozenset({401, 403})
-"""A provider's statuses for a key it refuses: the gateway's configuration, not the caller's."""
-MAX_REASON_CHARS = 300
-"""A failure's reason, as a fallback's log line and a refusal name it, is cut here."""
 
 
 class Routing:
@@ -216,12 +213,12 @@ class Routing:
                 try:
                     answer = await self._call(exchange, deployment, attempt)
                 except Exception as exc:
-                    _give_up_unless_retryable(exc)
+                    give_up_unless_retryable(exc)
                     failures.append((f"{candidate!r} failed on {deployment.name!r}", exc))
                     continue
                 self._served(exchange, deployment, failures)
                 return answer
-        raise _exhausted(exchange.model, [exc for _, exc in failures])
+        raise exhausted(exchange.model, [exc for _, exc in failures])
 
     async def _call(
         self,
@@ -284,7 +281,7 @@ class Routing:
             retry,
             deployment.name,
             failed[0],
-            _reason(failed[1]),
+            reason(failed[1]),
             extra={
                 "request_id": exchange.request_id,
                 "model": deployment.model,
@@ -308,7 +305,7 @@ class Routing:
                 exchange.request_id,
                 candidate,
                 deployment.name,
-                "; ".join(f"{where}: {_reason(exc)}" for where, exc in failures),
+                "; ".join(f"{where}: {reason(exc)}" for where, exc in failures),
                 extra={
                     "request_id": exchange.request_id,
                     "model": exchange.model,
@@ -361,46 +358,3 @@ async def close_stream(stream: AsyncIterator[ChatChunk]) -> None:
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()
-
-
-def _give_up_unless_retryable(exc: Exception) -> None:
-    """A request the provider refused as malformed goes back as it is: another model
-    would refuse it too. Anything else lets the next candidate try."""
-    if isinstance(exc, ProviderRequestError):
-        status = exc.status if exc.status and 400 <= exc.status < 500 else 400
-        raise GatewayError(status, str(exc), code="upstream_rejected") from exc
-
-
-def _exhausted(model: str, failures: list[BaseException]) -> GatewayError:
-    """The refusal when no candidate answered, from how they failed."""
-    from revoctl.core import CircuitOpenError
-
-    last = failures[-1] if failures else None
-    tried = "; ".join(_reason(f) for f in failures)
-    if failures and all(isinstance(f, CircuitOpenError) for f in failures):
-        return GatewayError(
-            503, f"no model can answer {model!r}: {tried}", kind="server_error",
-            code="circuit_open",
-        )  # fmt: skip
-    if isinstance(last, ProviderRateLimitError):
-        headers = []
-        if last.retry_after is not None:
-            headers.append(("retry-after", str(max(1, math.ceil(last.retry_after)))))
-        return GatewayError(
-            429, f"every provider for {model!r} is rate limited: {tried}",
-            kind="rate_limit_exceeded", code="upstream_rate_limited", headers=headers,
-        )  # fmt: skip
-    if isinstance(last, ProviderUnavailableError) and last.status in UPSTREAM_AUTH_FAILURES:
-        return GatewayError(
-            502, f"upstream authentication failed for {model!r} (the provider refused the "
-            f"gateway's key: check the provider's api_key): {tried}", kind="server_error",
-        )  # fmt: skip
-    if isinstance(last, ProviderTimeoutError | TimeoutError):
-        return GatewayError(
-            504, f"no model answered {model!r} in time: {tried}", kind="server_error"
-        )
-    return GatewayError(502, f"no model could answer {model!r}: {tried}", kind="server_error")
-
-
-def _reason(exc: BaseException) -> str:
-    return first_line(exc)[:MAX_REASON_CHARS]

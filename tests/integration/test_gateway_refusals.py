@@ -26,7 +26,7 @@ from revoctl.config import load_config
 from revoctl.core.gateway.settings import GatewayConfig
 from revoctl.runtime.app import create_app
 from revoctl.runtime.providers import ProviderUnavailableError
-from revoctl.runtime.routing import _exhausted
+from revoctl.runtime.upstream_failures import exhausted
 from tests.support.llm_standin import LLMStandIn
 
 MAX_BODY = GatewayConfig().max_body_bytes
@@ -311,6 +311,6 @@ def test_an_upstream_that_refuses_the_gateways_key_falls_back_then_says_so(
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_provider_refusing_the_key_is_upstream_authentication_failed(status: int) -> None:
     failure = ProviderUnavailableError(f"llm: HTTP {status}: no", status=status)
-    refusal = _exhausted("gpt", [failure])
+    refusal = exhausted("gpt", [failure])
     assert refusal.status == 502
     assert refusal.message.startswith("upstream authentication failed for 'gpt'")
