@@ -240,6 +240,10 @@ def test_tab_completion_of_the_group_imports_no_backend() -> None:
     assert loaded == []
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_redraws_until_ctrl_c_then_exits_0(tmp_path: Path) -> None:
     interval = 0.2
     env = {
@@ -264,6 +268,9 @@ def test_watch_redraws_until_ctrl_c_then_exits_0(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl-C as a terminal delivers it: a shell starts a background job (a CI run
+        # under `&` or nohup) with SIGINT ignored, and a child would inherit that.
+        preexec_fn=_sigint_default,
     )
     assert proc.stdout is not None
     frames = 0
