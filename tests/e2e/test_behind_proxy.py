@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,8 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import unavailable
-from tests.support.fleet import free_port
+from tests.support.haproxy import HAProxy, free_port, stop_group, wait_for_port
 from tests.support.llm_standin import LLMStandIn
 
 pytestmark = pytest.mark.slow
@@ -68,54 +64,11 @@ provider = "llm"
 upstream = "gpt-4o-mini"
 """
 
-HAPROXY_CONFIG = """
-global
-    maxconn 100
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend edge
-    bind 127.0.0.1:{front}
-    option forwardfor
-    http-request del-header Forwarded
-    default_backend gateway
-backend gateway
-    server revoctl 127.0.0.1:{back} source {source}
-"""
-
-
-def wait_for_port(port: int, process: subprocess.Popen[Any], output: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited: {output.read_text()[-3000:]}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port} after 60 s")
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[int, int]]:
     """The gateway and HAProxy in front of it (``tmp_path``: the configuration, the database,
     both servers' output); yields the balancer's port and the gateway's."""
-    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
-    if haproxy is None:
-        unavailable("haproxy", FileNotFoundError("apt-get install haproxy"))
-    assert haproxy is not None
     with LLMStandIn(api_key="sk-standin") as llm:
         config = tmp_path / "revoctl.toml"
         config.write_text(
@@ -128,29 +81,21 @@ def served(tmp_path: Path) -> Iterator[tuple[int, int]]:
         )
         env = {**os.environ, "REVOCTL_CONFIG": str(config)}
         revoctl_json(tmp_path, "db", "migrate")
-        back, front = free_port(), free_port()
+        back = free_port()
+        balancer = HAProxy(tmp_path, {"revoctl": ("127.0.0.1", back)}, BALANCER_SOURCE)
         gateway_log = tmp_path / GATEWAY_LOG
-        haproxy_cfg = tmp_path / "haproxy.cfg"
-        haproxy_cfg.write_text(
-            HAPROXY_CONFIG.format(front=front, back=back, source=BALANCER_SOURCE)
-        )
-        haproxy_log = tmp_path / "haproxy.log"
-        with gateway_log.open("w") as out, haproxy_log.open("w") as balancer_out:
+        with gateway_log.open("w") as out:
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "revoctl", "serve", "--port", str(back)],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            balancer = subprocess.Popen(
-                [haproxy, "-db", "-f", str(haproxy_cfg)],
-                stdout=balancer_out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-            try:
-                wait_for_port(back, gateway, gateway_log)
-                wait_for_port(front, balancer, haproxy_log)
-                yield front, back
-            finally:
-                stop(balancer)
-                stop(gateway)
+        try:
+            wait_for_port("127.0.0.1", back, gateway, gateway_log)
+            balancer.start()
+            yield balancer.port, back
+        finally:
+            balancer.stop()
+            stop_group(gateway)
 
 
 def ask(port: int, source: str, **headers: str) -> int:

@@ -178,10 +178,12 @@ def test_a_host_killed_mid_load_is_taken_out_and_nothing_fails_after_the_mark(
     mark = marks[victim.name].timestamp()
     before = [ok for began, ok in outcomes if began < mark]
     after = [ok for began, ok in outcomes if began >= mark]
+    between = [ok for began, ok in outcomes if killed_at <= began < mark]
     print(
         f"\n{len(outcomes)} requests; killed {victim.name}, marked down"
         f" {mark - killed_at:.3f} s later ({datetime.fromtimestamp(mark).isoformat()});"
-        f" failed before the mark: {before.count(False)} of {len(before)},"
+        f" failed before the mark: {before.count(False)} of {len(before)}"
+        f" ({between.count(False)} of the {len(between)} started after the kill),"
         f" after: {after.count(False)} of {len(after)}"
     )
     assert states[victim.name].startswith("DOWN")

@@ -79,6 +79,13 @@ NOT_RUN = {
         "does, for REVOCTL_TOUR_VENV); make test is the suite this test is part of"
     ),
     "make test PYTEST_ARGS=": "the suite this test is part of: it would run this test again",
+    "pytest tests/e2e/test_several_hosts.py": (
+        "runs the multi-host test, which the suite runs (HAProxy, PostgreSQL and Redis)"
+    ),
+    "haproxy -f haproxy.cfg": (
+        "starts three gateways and HAProxy on loopback addresses; tests/e2e/test_several_hosts.py "
+        "runs that layout and these commands against it"
+    ),
     "REVOCTL_SECRETS__PROVIDER=azure_key_vault": (
         "needs an Azure account (a vault and an identity DefaultAzureCredential can use); the "
         "provider itself is tested against the Key Vault stand-in (marker keyvault)"

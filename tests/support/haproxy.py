@@ -2,9 +2,12 @@
 configuration: it listens on a free port of 127.0.0.1, connects to its servers from a
 loopback address of its own (``source``, which the gateways name in ``trusted_proxies``),
 appends the client's address to ``X-Forwarded-For`` and removes a ``Forwarded`` it does not
-write, checks each server with ``GET /health/live`` every ``inter_ms``, and answers on a
-runtime socket (TCP on 127.0.0.1: a Unix socket's path could outgrow 108 bytes under pytest's
-temporary directory) with each server's state and counters.
+write, retries a failed connection (``retries``) on another server (``option redispatch``),
+and checks each server with ``GET /health/live`` every ``inter_ms``: down after ``fall``
+failed checks (a dead server refuses the connection at once; a live one's answer may take
+2 s, so a busy machine marks no live server down). Its runtime socket (TCP on 127.0.0.1: a
+Unix socket's path could outgrow 108 bytes under pytest's temporary directory) answers with
+each server's state and counters.
 
 Its log (RFC 5424, microsecond timestamps of the wall clock) goes to ``haproxy.log`` in the
 directory given: `marked_down` reads from it when the health check took a server out.
@@ -39,6 +42,7 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+    timeout check 2s
     retries {retries}
 {redispatch}
 frontend edge
@@ -131,7 +135,8 @@ class HAProxy:
         )
 
     def start(self) -> None:
-        """Starts it (skips the test when HAProxy is not installed) and waits for its port."""
+        """Starts it (skips the test when HAProxy is not installed), until it listens and
+        reports every server up."""
         binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
         if binary is None:
             unavailable("haproxy", FileNotFoundError("apt-get install haproxy"))
@@ -144,6 +149,8 @@ class HAProxy:
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         wait_for_port("127.0.0.1", self.port, self.process, self.log)
+        for name in self.servers:
+            self.wait_until(name, "UP")
 
     def stop(self) -> None:
         if self.process is not None:
