@@ -65,7 +65,7 @@ def test_a_per_ip_rule_is_exact_across_three_hosts(
         sources = CLIENT_ADDRESSES[:CLIENTS]
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
             statuses = dict(zip(sources, pool.map(calls, sources), strict=True))
-        served = {name: row for name, row in fleet.balancer.stats().items()}
+        served = fleet.balancer.stats()
 
     per_host = {name: int(row["hrsp_2xx"]) + int(row["hrsp_4xx"]) for name, row in served.items()}
     print(f"\nrequests served per host: {per_host}")
@@ -87,6 +87,7 @@ def first_refusal(url: str, source: str, until: float) -> float | None:
         while time.monotonic() < until:
             answered = chat(http)
             if answered.status_code == 503:
+                assert answered.json()["error"]["code"] == "circuit_open", answered.text
                 return time.time()
             assert answered.status_code == 200, answered.text
             time.sleep(0.01)
@@ -164,6 +165,7 @@ def test_a_host_killed_mid_load_is_taken_out_and_nothing_fails_after_the_mark(
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
             running = [pool.submit(load, source) for source in CLIENT_ADDRESSES[:CLIENTS]]
             time.sleep(2)
+            served_before = int(fleet.balancer.stats()[victim.name]["hrsp_2xx"])
             killed_at = time.time()
             victim.kill()
             fleet.balancer.wait_until(victim.name, "DOWN")
@@ -186,6 +188,7 @@ def test_a_host_killed_mid_load_is_taken_out_and_nothing_fails_after_the_mark(
         f" ({between.count(False)} of the {len(between)} started after the kill),"
         f" after: {after.count(False)} of {len(after)}"
     )
+    assert served_before > 0  # it was serving its share when it was killed
     assert states[victim.name].startswith("DOWN")
     assert len(after) > 0 and all(after)
 
