@@ -145,6 +145,7 @@ def test_a_host_killed_mid_load_is_taken_out_and_nothing_fails_after_the_mark(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str, llm: LLMStandIn
 ) -> None:
     outcomes: list[tuple[float, bool]] = []  # each request's start (wall clock) and success
+    failures: list[str] = []
     stop = threading.Event()
 
     def load(source: str) -> None:
@@ -152,10 +153,14 @@ def test_a_host_killed_mid_load_is_taken_out_and_nothing_fails_after_the_mark(
             while not stop.is_set():
                 began = time.time()
                 try:
-                    ok = chat(http).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    answered = chat(http)
+                    ok = answered.status_code == 200
+                    failed = f"{answered.status_code} {answered.text[:80]}"
+                except httpx.HTTPError as exc:
+                    ok, failed = False, repr(exc)
                 outcomes.append((began, ok))
+                if not ok:
+                    failures.append(f"{began:.6f} {source}: {failed}")
 
     with several_hosts(
         tmp_path, postgres_url=postgres_url, redis_url=redis_url, prefix=redis_prefix,
@@ -188,6 +193,7 @@ def test_a_host_killed_mid_load_is_taken_out_and_nothing_fails_after_the_mark(
         f" ({between.count(False)} of the {len(between)} started after the kill),"
         f" after: {after.count(False)} of {len(after)}"
     )
+    print("failed (start, client: what):", *failures, sep="\n  ")
     assert served_before > 0  # it was serving its share when it was killed
     assert states[victim.name].startswith("DOWN")
     assert len(after) > 0 and all(after)
