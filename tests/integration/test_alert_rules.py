@@ -6,25 +6,22 @@ tested firing and not firing, and naming only metrics the gateway registers (the
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 import yaml
 
 from revoctl.runtime.metrics import GatewayMetrics
-from tests.conftest import REQUIRE_SERVICES
 from tests.support.metric_names import (
     ALERTS,
     ALERTS_TEST,
     SCRAPER_NAMES,
     alert_rules,
     names_in,
+    run_promtool,
     sample_names,
 )
 
-PROMETHEUS_DIR = ALERTS.parent
 RULE_GROUPS = {
     "breaker open": ["RevoctlBreakerOpen", "RevoctlBreakerForcedOpen"],
     "store failing": [
@@ -40,20 +37,6 @@ RULE_GROUPS = {
     "instance gone": ["RevoctlInstanceDown", "RevoctlNoInstanceReporting"],
 }
 """What the issue asks the rules to cover, and the rules that do."""
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        reason = "promtool is not installed (apt-get install prometheus)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason}; REVOCTL_REQUIRE_SERVICES=1 makes this a failure")
-        pytest.skip(reason)
-    return found
-
-
-def run_promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_promtool_checks_the_rules_and_the_scrape_configuration() -> None:

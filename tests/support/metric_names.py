@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+from tests.conftest import REQUIRE_SERVICES
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 ALERTS = EXAMPLES / "prometheus" / "alerts.yml"
 ALERTS_TEST = EXAMPLES / "prometheus" / "alerts_test.yml"
 DASHBOARD = EXAMPLES / "grafana" / "revoctl.json"
+PROMETHEUS_DIR = ALERTS.parent
 
 SCRAPER_NAMES = {"up"}
 """Series Prometheus itself writes for each scrape, not the gateway."""
@@ -91,3 +97,17 @@ def sample_names(family_type: str, name: str) -> set[str]:
     if family_type == "histogram":
         return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
     return {name}
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is not installed (apt-get install prometheus)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason}; REVOCTL_REQUIRE_SERVICES=1 makes this a failure")
+        pytest.skip(reason)
+    return found
+
+
+def run_promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120)

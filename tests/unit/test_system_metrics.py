@@ -5,10 +5,7 @@ metric family at all."""
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
@@ -16,6 +13,7 @@ from prometheus_client import generate_latest
 from revoctl.runtime import system_metrics
 from revoctl.runtime.metrics import GatewayMetrics
 from revoctl.runtime.system_metrics import HostSampler
+from tests.support.fake_nvml import FakeNvml
 
 GIB = 1 << 30
 
@@ -54,32 +52,6 @@ def test_the_real_host_is_sampled_onto_the_gauges() -> None:
     assert available is not None and 0 < available <= total
     cpu = value("revoctl_host_cpu_usage_ratio")
     assert cpu is not None and 0.0 <= cpu <= 1.0
-
-
-class FakeNvml(types.ModuleType):
-    """What `GpuSampler` asks of ``pynvml``, for two GPUs (or a driver that is not there)."""
-
-    def __init__(self, *, driver: bool = True) -> None:
-        super().__init__("pynvml")
-        self.driver = driver
-        self.devices = [(37, 3 * GIB, 16 * GIB), (100, 15 * GIB, 16 * GIB)]
-
-    def nvmlInit(self) -> None:
-        if not self.driver:
-            raise RuntimeError("NVML Shared Library Not Found")
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.devices)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
-        return SimpleNamespace(gpu=self.devices[handle][0], memory=0)
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        _, used, total = self.devices[handle]
-        return SimpleNamespace(used=used, total=total, free=total - used)
 
 
 def test_gpus_are_sampled_when_nvml_imports(monkeypatch: pytest.MonkeyPatch) -> None:
