@@ -209,6 +209,8 @@ class GatewayMetrics:
         self.db_checkout_timeouts = counter("revoctl_db_pool_checkout_timeouts_total")
         self.db_pool_max = gauge("revoctl_db_pool_max_connections", "livesum")
         self.secret_degraded = counter("revoctl_secret_degraded_reads_total", "served")
+        for served in ("stale", "fallback"):
+            self.secret_degraded.labels(served)  # exported at 0 until it happens
         self.breaker_store_up = gauge("revoctl_breaker_store_up", "livemin")
         self.key_spend = gauge("revoctl_key_spend", "livemax", "key")
         self.key_budget = gauge("revoctl_key_budget", "livemax", "key")
