@@ -6,6 +6,7 @@ GPU families; then one scrape of ``/metrics`` must hold every name they use."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.support.fleet import OPENAI_KEY, Fleet, free_port
 from tests.support.llm_standin import LLMStandIn
 from tests.support.metric_names import SCRAPER_NAMES, used_names
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 BUDGET = 100.0
 CONFIG = """
@@ -102,7 +103,8 @@ def fleet(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Fleet]:
     # The served workers import the fake NVML first: the GPU families get their samples.
-    monkeypatch.setenv("PYTHONPATH", str(write_module(tmp_path / "nvml")))
+    path = [str(write_module(tmp_path / "nvml")), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, path)))
     config = tmp_path / "revoctl.toml"
     with LLMStandIn(api_key=OPENAI_KEY) as llm:
         config.write_text(
