@@ -46,7 +46,8 @@ from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.exchange import Exchange
 from revoctl.runtime.identity import Identity
 from revoctl.runtime.instance import INSTANCE_REPORT_SECONDS, Instance
-from revoctl.runtime.metrics import METRICS_SYNC_SECONDS, MetricsSync
+from revoctl.runtime.metrics import METRICS_SYNC_SECONDS
+from revoctl.runtime.metrics_sync import MetricsSync
 from revoctl.runtime.routing import Routing
 from revoctl.runtime.usage import MAX_USER_LENGTH, UsageLog
 from revoctl.runtime.watch import SecretChangeWatcher
@@ -96,6 +97,7 @@ class Gateway:
         work fails at start-up, not at the first request.
         """
         services = self.services
+        self.metrics_sync.attach()
         await services.limiter.initialize()
         await services.breakers.initialize()
         await self.identity.start(services.keys)

@@ -3,7 +3,8 @@
 Every `INSTANCE_REPORT_SECONDS` (and at once on start) the instance writes its row in
 ``runtime_instances`` (its pool, for ``revoctl db pool``), under the process name every
 store knows it by (`revoctl.core._process.process_name`); once a minute its CPU and memory
-go to ``system_metrics``. Readiness (``/health/ready``) is answered from memory.
+go to ``system_metrics``, with the host's (and the GPUs', where NVML is present).
+Readiness (``/health/ready``) is answered from memory.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ class Instance:
             )
             if sample < INSTANCE_REPORT_SECONDS:
                 process = self.metrics.sample_process()
-                for name, value in process.items():
+                system = self.metrics.system_sample or self.metrics.sample_system()
+                rows = {f"process_{name}": value for name, value in process.items()} | system
+                for name, value in rows.items():
                     session.add(
                         SystemMetrics(
-                            name=f"process_{name}",
+                            name=name,
                             value=value,
                             labels={"instance": self.name},
                             ts=now,

@@ -10,8 +10,9 @@ the fleet's state, or its own where worse), or one per worker
 ``getrusage``).
 
 The core services keep their own counters (decisions per rule, breaker calls, cache
-hits, slow queries); `MetricsSync` folds what changed into these families once a second
-and before each scrape, so no hot path pays for a Prometheus call.
+hits, slow queries); `MetricsSync` (`revoctl.runtime.metrics_sync`) folds what changed
+into these families once a second and before each scrape, so no hot path pays for a
+Prometheus call.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import math
 import os
 import resource
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -34,15 +35,14 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from revoctl.core._batch import DROP_REASONS
-
-if TYPE_CHECKING:
-    from revoctl.core.services import Services
+from revoctl.runtime.system_metrics import GpuSampler, HostSampler, nvml
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 """Bytes in a unit of ``ru_maxrss``: bytes on macOS, kilobytes on Linux and the BSDs."""
@@ -61,7 +61,7 @@ BREAKER_OUTCOMES = {
 """``revoctl_breaker_calls_total``'s ``outcome`` label -> the breaker's own counter."""
 
 
-Merge = Literal["livesum", "livemax", "liveall"]
+Merge = Literal["livesum", "livemax", "livemin", "liveall"]
 """How a gauge's workers merge (prometheus-client's ``multiprocess_mode``): their sum, their
 worst, or one sample each; a worker that stopped leaves the merge."""
 METRICS_SYNC_SECONDS = 1.0
@@ -133,6 +133,36 @@ HELP = {
         "Requests answered 503 overloaded at once: the instance had gateway.max_in_flight "
         "in flight."
     ),
+    "revoctl_db_statement_seconds": (
+        "Time of each database statement, by operation (select, insert, update, delete, other)."
+    ),
+    "revoctl_db_pool_checkout_seconds": (
+        "Time waiting for a pooled database connection (queueing, connecting, pre-ping)."
+    ),
+    "revoctl_db_pool_checkout_timeouts_total": (
+        "Checkouts that gave up waiting for a free pooled connection."
+    ),
+    "revoctl_db_pool_max_connections": (
+        "Connections the pools may open (pool_size + max_overflow), summed over live workers."
+    ),
+    "revoctl_secret_degraded_reads_total": (
+        "Secret reads answered while the provider failed: served stale (a cached value "
+        "past its TTL) or from the fallback store."
+    ),
+    "revoctl_breaker_store_up": (
+        "1 while the breakers' shared store answers, 0 while it does not (each process "
+        "then decides alone), the worst live worker."
+    ),
+    "revoctl_key_spend": "Each key's spend in its current budget period (price table units).",
+    "revoctl_key_budget": "Each key's budget for its current period (tier budget plus top-ups).",
+    "revoctl_host_cpu_usage_ratio": "The host's CPU busy share (0 to 1) since the last sample.",
+    "revoctl_host_memory_total_bytes": "The host's memory.",
+    "revoctl_host_memory_available_bytes": (
+        "The host's memory available to programs without swapping (MemAvailable)."
+    ),
+    "revoctl_gpu_utilization_ratio": "Each GPU's utilization (0 to 1), from NVML.",
+    "revoctl_gpu_memory_used_bytes": "Each GPU's memory in use, from NVML.",
+    "revoctl_gpu_memory_total_bytes": "Each GPU's memory, from NVML.",
     "revoctl_process_cpu_seconds": "CPU time used by each worker process.",
     "revoctl_process_resident_memory_bytes": "Resident memory of each worker process now.",
     "revoctl_process_peak_resident_memory_bytes": (
@@ -172,6 +202,18 @@ class GatewayMetrics:
         )
         self.pool_connections = gauge("revoctl_db_pool_connections", "livesum", "state")
         self.slow_queries = counter("revoctl_db_slow_queries_total")
+        self.db_statements = histogram(
+            "revoctl_db_statement_seconds", "operation", buckets=DB_BUCKETS
+        )
+        self.db_checkout = histogram("revoctl_db_pool_checkout_seconds", buckets=DB_BUCKETS)
+        self.db_checkout_timeouts = counter("revoctl_db_pool_checkout_timeouts_total")
+        self.db_pool_max = gauge("revoctl_db_pool_max_connections", "livesum")
+        self.secret_degraded = counter("revoctl_secret_degraded_reads_total", "served")
+        for served in ("stale", "fallback"):
+            self.secret_degraded.labels(served)  # exported at 0 until it happens
+        self.breaker_store_up = gauge("revoctl_breaker_store_up", "livemin")
+        self.key_spend = gauge("revoctl_key_spend", "livemax", "key")
+        self.key_budget = gauge("revoctl_key_budget", "livemax", "key")
         self.secret_cache = counter("revoctl_secret_cache_lookups_total", "result")
         self.tokens = counter("revoctl_tokens_total", "provider", "model", "kind")
         self.cost = counter("revoctl_cost_usd_total", "provider", "model")
@@ -185,6 +227,16 @@ class GatewayMetrics:
         self.process_cpu = gauge("revoctl_process_cpu_seconds", "liveall")
         self.process_memory = gauge("revoctl_process_resident_memory_bytes", "liveall")
         self.process_peak_memory = gauge("revoctl_process_peak_resident_memory_bytes", "liveall")
+        self.host_cpu = gauge("revoctl_host_cpu_usage_ratio", "livemax")
+        self.host_memory_total = gauge("revoctl_host_memory_total_bytes", "livemax")
+        self.host_memory_available = gauge("revoctl_host_memory_available_bytes", "livemin")
+        self.host = HostSampler()
+        self.system_sample: dict[str, float] = {}
+        """The last `sample_system` (the host's CPU share is over the time between two)."""
+        library = nvml()
+        self.gpus = GpuSampler(library) if library is not None else None
+        self._gpu_gauges: tuple[Gauge, Gauge, Gauge] | None = None
+        """Registered at the first GPU sample: without NVML, no GPU family at all."""
 
     def _counter(self, name: str, *labels: str) -> Counter:
         return Counter(name, HELP[name], labels, registry=self.registry)
@@ -222,6 +274,34 @@ class GatewayMetrics:
             sample["resident_memory_bytes"] = memory
         return sample
 
+    def sample_system(self) -> dict[str, float]:
+        """The host's CPU and memory and each GPU's (`revoctl.runtime.system_metrics`), set
+        on the gauges; named as in ``system_metrics`` (``host_*``, ``gpu<N>_*``)."""
+        host = self.host.sample()
+        gauges = {
+            "cpu_usage_ratio": self.host_cpu,
+            "memory_total_bytes": self.host_memory_total,
+            "memory_available_bytes": self.host_memory_available,
+        }
+        for name, value in host.items():
+            gauges[name].set(value)
+        sample = {f"host_{name}": value for name, value in host.items()}
+        for gpu in self.gpus.sample() if self.gpus is not None else ():
+            if self._gpu_gauges is None:
+                names = ("utilization_ratio", "memory_used_bytes", "memory_total_bytes")
+                made = [self._gauge(f"revoctl_gpu_{n}", "livemax", "gpu") for n in names]
+                self._gpu_gauges = (made[0], made[1], made[2])
+            label = str(gpu.index)
+            utilization, used, total = self._gpu_gauges
+            utilization.labels(label).set(gpu.utilization)
+            used.labels(label).set(gpu.memory_used)
+            total.labels(label).set(gpu.memory_total)
+            sample[f"gpu{label}_utilization_ratio"] = gpu.utilization
+            sample[f"gpu{label}_memory_used_bytes"] = gpu.memory_used
+            sample[f"gpu{label}_memory_total_bytes"] = gpu.memory_total
+        self.system_sample = sample
+        return sample
+
 
 def resident_memory_bytes() -> float | None:
     """This process's resident memory now, from ``/proc/self/statm`` (Linux); None where
@@ -232,84 +312,6 @@ def resident_memory_bytes() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return float(resident_pages * resource.getpagesize())
-
-
-class MetricsSync:
-    """Folds the services' own counters and gauges, and the usage writer's, into the families."""
-
-    def __init__(
-        self, services: Services, metrics: GatewayMetrics, usage: Callable[[], dict[str, Any]]
-    ) -> None:
-        self.services = services
-        self.metrics = metrics
-        self.usage = usage
-        self._deltas = DeltaCounter()
-
-    async def sync(self) -> None:
-        """Every family fed from elsewhere, brought up to date (only the services built)."""
-        m = self.metrics
-        built = self.services.built()
-        if "limiter" in built:
-            decisions = self.services.limiter.decisions()
-            self._deltas.fold(
-                m.rate_limit_decisions,
-                (
-                    ((rule, outcome), count)
-                    for rule, outcomes in decisions.items()
-                    for outcome, count in outcomes.items()
-                ),
-            )
-        if "breakers" in built:
-            breakers = self.services.breakers
-            for name, stats in breakers.stats().items():
-                self._deltas.fold(
-                    m.breaker_calls,
-                    (
-                        ((name, outcome), float(stats[counter]))
-                        for outcome, counter in BREAKER_OUTCOMES.items()
-                    ),
-                )
-            for name, state in breakers.reported.states().items():
-                m.breaker_state.labels(name).set(BREAKER_STATE_VALUES.get(state, 2))
-            transitions = breakers.reported.transitions().items()
-            self._deltas.fold(m.breaker_transitions, ((k, float(n)) for k, n in transitions))
-        if "db" in built:
-            pool = self.services.db.pool_stats()
-            if pool is not None:
-                m.pool_connections.labels("checked_out").set(pool["checked_out"])
-                m.pool_connections.labels("idle").set(pool["checked_in"] or 0)
-                m.pool_connections.labels("overflow").set(pool["overflow"])
-                self._deltas.fold(m.slow_queries, [((), pool["slow_queries"])])
-        if "secrets" in built:
-            cache = self.services.secrets.cache_stats()
-            self._deltas.fold(
-                m.secret_cache, [(("hit",), cache["hits"]), (("miss",), cache["misses"])]
-            )
-        self.sync_usage()
-        m.sample_process()
-
-    def sync_usage(self) -> None:
-        """The usage writer's buffer and drops (also what shutdown dropped, at the end)."""
-        usage = self.usage()
-        self.metrics.usage_buffered.set(usage["buffered"])
-        self.metrics.usage_oldest.set(usage["oldest_seconds"] or 0.0)
-        drops = [((reason,), rows) for reason, rows in usage["drops"].items()]
-        self._deltas.fold(self.metrics.usage_dropped, drops)
-
-
-class DeltaCounter:
-    """Turns a running total kept elsewhere into increments of a Prometheus counter."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[Any, ...], float] = {}
-
-    def fold(self, counter: Counter, totals: Iterable[tuple[tuple[str, ...], float]]) -> None:
-        for labels, total in totals:
-            key = (id(counter), *labels)
-            delta = total - self._seen.get(key, 0.0)
-            if delta > 0:
-                (counter.labels(*labels) if labels else counter).inc(delta)
-            self._seen[key] = total
 
 
 def mark_worker_gone() -> None:

@@ -380,3 +380,17 @@ def test_a_new_instance_shows_in_db_pool_at_once(gateway, cli) -> None:
         time.sleep(0.05)
     assert [i["instance"].rsplit(":", 1)[-1] for i in instances] == ["runtime"]
     assert instances[0]["stale"] is False and instances[0]["pool"]["size"] == 10
+
+
+def test_the_hosts_cpu_and_memory_go_to_system_metrics_beside_the_process(
+    gateway, revoctl_home: Path
+) -> None:
+    """The report at start writes the host's sample with the process's (once a minute)."""
+    deadline = time.monotonic() + INSTANCE_REPORT_SECONDS
+    names: set[str] = set()
+    while time.monotonic() < deadline and "host_memory_total_bytes" not in names:
+        with sqlite3.connect(revoctl_home / "revoctl.db") as conn:
+            names = {row[0] for row in conn.execute("SELECT name FROM system_metrics")}
+        time.sleep(0.1)
+    assert {"host_memory_total_bytes", "host_memory_available_bytes"} <= names
+    assert {"process_cpu_seconds", "process_peak_resident_memory_bytes"} <= names

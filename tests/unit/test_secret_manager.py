@@ -227,6 +227,8 @@ async def test_stale_value_is_served_while_the_provider_fails_up_to_the_bound(
     assert health["status"] == "degraded"
     assert health["reachable"] is False
     assert health["stale_served"] == 1
+    assert manager.cache_stats()["stale_served"] == 1  # revoctl_secret_degraded_reads_total
+    assert manager.cache_stats()["fallback_served"] == 0
     clock.advance(0.5)
     with pytest.raises(BackendUnavailableError, match="no cached value, no fallback"):
         await manager.get_secret("api-key")
@@ -262,6 +264,8 @@ async def test_fallback_answers_when_nothing_is_cached(store: MemoryStore, clock
     assert (secret.value, secret.provider) == ("local-value", SecretProvider.LOCAL)
     health = await manager.health_check()
     assert (health["status"], health["fallback_in_use"]) == ("degraded", True)
+    assert manager.cache_stats()["fallback_served"] == 1
+    assert manager.cache_stats()["stale_served"] == 0
     # Fallback values are kept briefly, so the primary is tried again soon.
     store.failing = False
     store.seed("api-key", "vault-value")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from revoctl.core.db._manager import DatabaseManager
     from revoctl.core.db._migrations import current, downgrade, heads, history, upgrade
     from revoctl.core.db._revisions import SHIPPED_REVISIONS
-    from revoctl.core.db._stats import PoolStats
+    from revoctl.core.db._stats import DbObserver, PoolStats
     from revoctl.core.db.settings import DatabaseConfig
 
 __getattr__, __dir__ = lazy_exports(__name__)

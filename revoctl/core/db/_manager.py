@@ -367,8 +367,7 @@ class DatabaseManager(AsyncService):
                 conn = await engine.connect()
             except Exception as exc:
                 if is_pool_timeout(exc):
-                    self.stats.checkout_timeouts += 1
-                    self.stats.record_wait(time.perf_counter() - started)
+                    self.stats.record_wait(time.perf_counter() - started, timed_out=True)
                 raise
             finally:
                 CHECKOUT_WAIT.reset(bound)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -16,6 +16,24 @@ logger = logging.getLogger("revoctl.db")
 _QUERY_START = "revoctl.query_start"
 STATEMENT_LOG_LIMIT = 2000
 """Characters of a slow statement that go into the log line."""
+OPERATIONS = ("select", "insert", "update", "delete")
+"""Statement kinds told apart for `DbObserver.statement`; any other is ``"other"``."""
+
+
+class DbObserver(Protocol):
+    """Told of each statement's time and each pool checkout's wait (the runtime's metrics
+    fill it; core keeps no metrics library of its own)."""
+
+    def statement(self, operation: str, seconds: float) -> None: ...
+
+    def checkout(self, seconds: float, *, timed_out: bool) -> None: ...
+
+
+def operation_of(statement: str) -> str:
+    """``statement``'s kind: its first word when one of `OPERATIONS`, else ``"other"``."""
+    words = statement.lstrip(" \t\r\n(").split(None, 1)
+    word = words[0].lower() if words else ""
+    return word if word in OPERATIONS else "other"
 
 
 @dataclass
@@ -40,9 +58,12 @@ class PoolStats:
     wait_count: int = 0
     wait_total_s: float = 0.0
     wait_max_s: float = 0.0
+    observer: DbObserver | None = field(default=None, repr=False)
+    """Told of statement times and checkout waits when set (the runtime's metrics)."""
 
     def attach(self, engine: Engine, slow_query_ms: float) -> None:
-        """Listen to ``engine``'s pool, and to its cursor when ``slow_query_ms`` > 0."""
+        """Listen to ``engine``'s pool and to its cursor (statement times for the `observer`,
+        slow queries when ``slow_query_ms`` > 0)."""
         from sqlalchemy import event
 
         event.listen(engine, "connect", self._on_connect)
@@ -50,13 +71,16 @@ class PoolStats:
         event.listen(engine, "checkin", self._on_checkin)
         event.listen(engine, "invalidate", self._on_invalidate)
         event.listen(engine, "soft_invalidate", self._on_invalidate)
-        if slow_query_ms > 0:
-            SlowQueryMonitor(self, slow_query_ms).attach(engine)
+        SlowQueryMonitor(self, slow_query_ms).attach(engine)
 
-    def record_wait(self, seconds: float) -> None:
+    def record_wait(self, seconds: float, *, timed_out: bool = False) -> None:
         self.wait_count += 1
         self.wait_total_s += seconds
         self.wait_max_s = max(self.wait_max_s, seconds)
+        if timed_out:
+            self.checkout_timeouts += 1
+        if self.observer is not None:
+            self.observer.checkout(seconds, timed_out=timed_out)
 
     def snapshot(self, pool: Pool) -> dict[str, Any]:
         """The counters plus the pool's own gauges, JSON-ready."""
@@ -99,7 +123,8 @@ class PoolStats:
 
 @dataclass
 class SlowQueryMonitor:
-    """Logs a warning for each statement slower than ``threshold_ms``; never its parameters."""
+    """Times each statement for the stats' `DbObserver`, and logs a warning for each one
+    slower than ``threshold_ms`` (0: none); never its parameters."""
 
     stats: PoolStats
     threshold_ms: float
@@ -117,8 +142,12 @@ class SlowQueryMonitor:
         started = conn.info.pop(_QUERY_START, None)
         if started is None:
             return
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if elapsed_ms < self.threshold_ms:
+        elapsed = time.perf_counter() - started
+        observer = self.stats.observer
+        if observer is not None:
+            observer.statement(operation_of(statement), elapsed)
+        elapsed_ms = elapsed * 1000
+        if self.threshold_ms <= 0 or elapsed_ms < self.threshold_ms:
             return
         self.stats.slow_queries += 1
         text = " ".join(statement.split())[:STATEMENT_LOG_LIMIT]

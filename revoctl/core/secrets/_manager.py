@@ -262,8 +262,14 @@ class SecretManager(AsyncService):
     # ------------------------------------------------------------------ health
 
     def cache_stats(self) -> dict[str, int]:
-        """Cache lookups so far, for metrics: answered from the cache, or not."""
-        return {"hits": self._cache.hits, "misses": self._cache.misses}
+        """Cache lookups so far, for metrics: answered from the cache, or not; and reads
+        answered while the provider failed, stale from the cache or from the fallback."""
+        return {
+            "hits": self._cache.hits,
+            "misses": self._cache.misses,
+            "stale_served": self._stale_served,
+            "fallback_served": self._fallback_served,
+        }
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """Provider reachability and latency, cache figures, staleness and fallback use.
