@@ -39,6 +39,7 @@ from revoctl.config import LoadedConfig, load_config
 from revoctl.core._process import Role
 from revoctl.core.logs import configure_logging
 from revoctl.core.services import open_services
+from revoctl.core.tracing import configure as configure_tracing
 from revoctl.runtime.client_address import ClientAddress
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.gateway import Gateway
@@ -54,6 +55,7 @@ from revoctl.runtime.routes.metrics import metrics
 from revoctl.runtime.routes.models import list_models
 from revoctl.runtime.routes.openapi import openapi
 from revoctl.runtime.shedding import LoadShedder
+from revoctl.runtime.tracing import ServerSpans
 
 logger = logging.getLogger("revoctl.gateway")
 
@@ -105,9 +107,10 @@ def create_app(
     # Outermost: a shed request costs nothing of what the others do (revoctl.runtime.shedding).
     in_flight = in_flight_of_this_process(loaded.settings.gateway.in_flight_cap(workers=1))
     shedding = Middleware(LoadShedder, in_flight=in_flight)
+    traced = [Middleware(ServerSpans)] if configure_tracing(loaded.settings.tracing) else []
     return Starlette(
         routes=routes,
-        middleware=[shedding, *behind_proxies, Middleware(AccessLog)],
+        middleware=[shedding, *traced, *behind_proxies, Middleware(AccessLog)],
         exception_handlers={
             GatewayError: refused,
             HTTPException: not_routed,
