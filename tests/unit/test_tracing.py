@@ -144,11 +144,13 @@ async def test_a_ratio_of_zero_keeps_no_new_trace_but_follows_a_sampled_caller()
     try:
         with tracing.span("alone") as alone:
             assert not alone.is_recording()
-        with tracing.server_span(
-            "GET /x", {"traceparent": f"00-{CALLER_TRACE}-b7ad6b7169203331-01"}
+        with (
+            tracing.server_span(
+                "GET /x", {"traceparent": f"00-{CALLER_TRACE}-b7ad6b7169203331-01"}
+            ),
+            tracing.span("inside") as inside,
         ):
-            with tracing.span("inside") as inside:
-                assert inside.is_recording()
+            assert inside.is_recording()
     finally:
         tracing.shutdown()
     assert [s.name for s in exporter.get_finished_spans()] == ["inside", "GET /x"]
