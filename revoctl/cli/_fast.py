@@ -46,6 +46,8 @@ _VALUED = {"--config": "config", "--profile": "profile", "--set": "set", "--outp
 _FORMATS = {member.value: member for member in OutputFormat}
 
 Work = Callable[[Console, OutputFormat], None]
+CLI_EXPORT_SECONDS = 2.0
+"""With ``[tracing]`` on, the longest a command waits at exit for its spans to be sent."""
 
 
 @dataclass
@@ -152,7 +154,7 @@ def against_services(
         async with open_services(loaded, role=Role.CLI) as services:
             return await op(services)
 
-    tracing.configure(loaded.settings.tracing)
+    tracing.configure(loaded.settings.tracing, export_seconds=CLI_EXPORT_SECONDS)
     with tracing.span(command, command=command):
         return asyncio.run(run())
 

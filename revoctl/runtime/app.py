@@ -36,10 +36,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from revoctl.config import LoadedConfig, load_config
+from revoctl.core import tracing
 from revoctl.core._process import Role
 from revoctl.core.logs import configure_logging
 from revoctl.core.services import open_services
-from revoctl.core.tracing import configure as configure_tracing
 from revoctl.runtime.client_address import ClientAddress
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.gateway import Gateway
@@ -89,6 +89,7 @@ def create_app(
             finally:
                 await gateway.stop(flush_seconds=close_seconds)
                 mark_worker_gone()
+                tracing.shutdown(close_seconds)  # the spans still buffered, sent
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -107,7 +108,7 @@ def create_app(
     # Outermost: a shed request costs nothing of what the others do (revoctl.runtime.shedding).
     in_flight = in_flight_of_this_process(loaded.settings.gateway.in_flight_cap(workers=1))
     shedding = Middleware(LoadShedder, in_flight=in_flight)
-    traced = [Middleware(ServerSpans)] if configure_tracing(loaded.settings.tracing) else []
+    traced = [Middleware(ServerSpans)] if tracing.configure(loaded.settings.tracing) else []
     return Starlette(
         routes=routes,
         middleware=[shedding, *traced, *behind_proxies, Middleware(AccessLog)],

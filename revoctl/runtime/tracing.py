@@ -2,12 +2,13 @@
 
 `ServerSpans` is plain ASGI, like `revoctl.runtime.middleware.AccessLog`, and is mounted
 only when ``[tracing] enabled`` is true (`create_app`): off, a request pays nothing. The
-span is named ``METHOD route`` (the route's path pattern, never the query string or a
-body), continues the caller's trace when the request carries a W3C ``traceparent``, and
-holds the method, route and status; the rate-limit, breaker, provider, secret and
-database spans the request causes are its descendants. `traced_call` puts a provider
-call (inside its breaker's span) in a ``provider.call`` span whose ``traceparent`` the
-adapters send upstream (`revoctl.runtime.providers._http`).
+span is named ``METHOD route`` (the route's path pattern; just ``METHOD`` when no route
+matched; never the query string or a body), continues the caller's trace when the request
+carries a W3C ``traceparent``, and holds the method, route and status; the rate-limit,
+breaker, provider, secret and database spans the request causes are its descendants.
+`traced_call` puts a provider call (inside its breaker's span) in a ``provider.call`` span
+whose ``traceparent`` the adapters send upstream (`revoctl.runtime.providers._http`). The
+app's shutdown sends what is still buffered (`revoctl.runtime.app`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ServerSpans:
         }
         method = scope["method"]
         with server_span(
-            f"{method} {scope['path']}",
+            method,  # renamed after its route once routed: a raw path is not a name
             headers,
             **{"http.request.method": method, "url.path": scope["path"]},
         ) as span:

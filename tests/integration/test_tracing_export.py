@@ -62,3 +62,21 @@ def test_a_served_gateway_exports_each_request_as_one_trace(
     every = json.dumps([s.attributes for s in spans]) + b"".join(receiver.bodies).hex()
     for canary in (STANDIN_KEY, key, PROMPT_CANARY):
         assert canary not in every and canary.encode().hex() not in every
+
+
+@pytest.mark.slow
+def test_what_is_buffered_is_sent_when_the_gateway_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch not due for a minute still goes out on SIGTERM: spans are not lost at a
+    rolling restart."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    with OtlpReceiver() as receiver, LLMStandIn(api_key=STANDIN_KEY, reply_tokens=4) as llm:
+        tracing = f'\n[tracing]\nenabled = true\nendpoint = "{receiver.endpoint}"\n'
+        with served_gateway(tmp_path, llm, tiers=tracing) as (fleet, key):
+            with fleet.client(key) as client:
+                assert chat(client).status_code == 200
+            assert not any(s.name.startswith("POST ") for s in receiver.received())
+            fleet.stop()
+            names = {s.name for s in receiver.received()}
+    assert names >= EXPECTED, names

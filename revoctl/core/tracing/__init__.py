@@ -97,11 +97,16 @@ def enabled() -> bool:
     return _start is not None
 
 
-def configure(config: TracingConfig, *, exporter: Any = None) -> bool:
+def configure(
+    config: TracingConfig, *, exporter: Any = None, export_seconds: float | None = None
+) -> bool:
     """Switch tracing on as ``config`` says (once a process; later calls change nothing
     until `shutdown`), and say whether it is on. Off, or without the extra (a warning
     then), nothing is imported and `span` stays free. ``exporter``: an SDK
-    ``SpanExporter`` to send each span to as it ends, instead of OTLP (tests)."""
+    ``SpanExporter`` to send each span to as it ends, instead of OTLP (tests).
+    ``export_seconds``: the bound of each OTLP export, retries included (None: the SDK's,
+    ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` or 10 s); a CLI command waits that long at
+    most at exit for a collector that does not answer."""
     global _start, _tracing
     if not config.enabled or _tracing is not None:
         return _tracing is not None
@@ -113,7 +118,7 @@ def configure(config: TracingConfig, *, exporter: Any = None) -> bool:
             exc.name,
         )
         return False
-    _tracing = _sdk.Tracing(config, exporter)
+    _tracing = _sdk.Tracing(config, exporter, export_seconds)
     _start = _tracing.start
     return True
 

@@ -38,7 +38,12 @@ class Tracing:
     """A tracer provider built from ``[tracing]``, and the calls `revoctl.core.tracing`
     makes on it."""
 
-    def __init__(self, config: TracingConfig, exporter: SpanExporter | None = None) -> None:
+    def __init__(
+        self,
+        config: TracingConfig,
+        exporter: SpanExporter | None = None,
+        export_seconds: float | None = None,
+    ) -> None:
         self.provider = TracerProvider(
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
             resource=Resource.create(
@@ -46,7 +51,8 @@ class Tracing:
             ),
         )
         if exporter is None:
-            self.provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(config)))
+            otlp = _otlp_exporter(config, export_seconds)
+            self.provider.add_span_processor(BatchSpanProcessor(otlp))
         else:
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer("revoctl", __version__)
@@ -77,7 +83,7 @@ class Tracing:
         self.provider.shutdown()
 
 
-def _otlp_exporter(config: TracingConfig) -> SpanExporter:
+def _otlp_exporter(config: TracingConfig, export_seconds: float | None) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=config.endpoint or None)
+    return OTLPSpanExporter(endpoint=config.endpoint or None, timeout=export_seconds)
