@@ -198,3 +198,32 @@ def test_help_never_imports_opentelemetry() -> None:
 
     stdout, loaded = _loaded_backends(["--help"], watched=("opentelemetry",))
     assert "USAGE" in stdout and loaded == []
+
+
+def test_an_endpoint_that_is_not_an_http_url_is_one_clear_error(cli: Any) -> None:
+    result = cli("--set", "tracing.endpoint=collector:4318", "config", "show")
+    assert result.exit_code == 2
+    assert "tracing.endpoint: an OTLP/HTTP URL" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+_WITHOUT_EXTRA = """
+import logging, sys
+sys.modules["opentelemetry"] = None  # the extra not installed
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+from revoctl.core import tracing
+from revoctl.core.tracing.settings import TracingConfig
+print(tracing.configure(TracingConfig(enabled=True)), tracing.enabled())
+with tracing.span("x") as span:
+    print(span.is_recording())
+"""
+
+
+def test_without_the_extra_tracing_stays_off_with_one_warning() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTRA], capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.split() == ["False", "False", "False"], proc.stderr
+    assert proc.stderr.strip() == (
+        "tracing.enabled is true but opentelemetry is missing: pip install 'revoctl[tracing]'"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from revoctl.core._settings import Section
 
@@ -20,3 +20,13 @@ class TracingConfig(Section):
     endpoint: str = ""
     service_name: str = Field("revoctl", min_length=1)
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "an OTLP/HTTP URL (http:// or https://, e.g. http://collector:4318/v1/traces), "
+                'or "" for the SDK\'s OTEL_EXPORTER_OTLP_* variables'
+            )
+        return value
