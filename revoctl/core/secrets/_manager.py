@@ -39,10 +39,10 @@ from revoctl.core.secrets.base import (
     validate_value,
 )
 from revoctl.core.secrets.stores import secret_store_for
+from revoctl.core.tracing import span
 
 if TYPE_CHECKING:
     from revoctl.core.secrets.settings import SecretConfig
-from revoctl.core.tracing import span
 
 T = TypeVar("T")
 
