@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from revoctl.core import tracing
 from revoctl.core.tracing.settings import TracingConfig
@@ -96,3 +97,25 @@ def test_one_gateway_request_is_one_trace_and_the_provider_gets_its_traceparent(
     every = json.dumps([json.loads(s.to_json()) for s in finished])
     for canary in (KEY_CANARY, key, PROMPT_CANARY):
         assert canary not in every
+
+
+def test_a_failed_provider_call_is_marked_failed_and_its_message_stays_out(
+    spans: InMemorySpanExporter, cli: Any, tmp_path: Path
+) -> None:
+    """The stand-in's 401 repeats the key it was sent (as OpenAI's shows part of it): the
+    failed spans say the error's type, and the key is nowhere in them."""
+    with LLMStandIn(api_key=KEY_CANARY, reply_tokens=8) as llm:
+        with serving(cli, tmp_path, openai=llm, anthropic=llm) as (client, key):
+            llm.api_key = "sk-rotated-elsewhere"
+            spans.clear()
+            answer = ask(client, key)
+            assert answer.status_code >= 500, answer.text
+        finished = list(spans.get_finished_spans())
+    calls = [s for s in finished if s.name == "provider.call"]
+    assert len(calls) == 2  # gpt, then its fallback sonnet
+    assert {s.attributes["error.type"] for s in calls} == {"ProviderUnavailableError"}
+    assert all(s.status.status_code is StatusCode.ERROR for s in calls)
+    server = next(s for s in finished if s.name == "POST /v1/chat/completions")
+    assert server.attributes["http.response.status_code"] == answer.status_code
+    every = json.dumps([json.loads(s.to_json()) for s in finished])
+    assert KEY_CANARY not in every and key not in every

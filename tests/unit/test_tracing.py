@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -227,3 +227,17 @@ def test_without_the_extra_tracing_stays_off_with_one_warning() -> None:
     assert proc.stderr.strip() == (
         "tracing.enabled is true but opentelemetry is missing: pip install 'revoctl[tracing]'"
     )
+
+
+def test_an_error_is_marked_by_its_type_and_never_by_its_message(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A driver's message may hold a statement's parameters; an upstream's, what it was
+    sent: a span that fails says the error's type, nothing more."""
+    with pytest.raises(ValueError), tracing.span("db.transaction"):
+        raise ValueError(f"INSERT failed [parameters: ('{SECRET_CANARY}',)]")
+    (failed,) = spans.get_finished_spans()
+    assert failed.status.status_code is StatusCode.ERROR
+    assert dict(failed.attributes) == {"error.type": "ValueError"}
+    assert failed.events == () or list(failed.events) == []
+    assert SECRET_CANARY not in failed.to_json()

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from revoctl import __version__
@@ -66,11 +67,15 @@ class Tracing:
     ) -> Any:
         """The context manager that makes ``name`` the current span while it is open; a
         server span's parent is the ``traceparent`` in ``headers``, when they carry one."""
-        return self.tracer.start_as_current_span(
-            name,
-            context=None if headers is None else _PROPAGATOR.extract(headers),
-            kind=_KINDS[kind],
-            attributes={k: v for k, v in attributes.items() if v is not None},
+        return _Current(
+            self.tracer.start_as_current_span(
+                name,
+                context=None if headers is None else _PROPAGATOR.extract(headers),
+                kind=_KINDS[kind],
+                attributes={k: v for k, v in attributes.items() if v is not None},
+                record_exception=False,
+                set_status_on_exception=False,
+            )
         )
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
@@ -81,6 +86,27 @@ class Tracing:
         """Export what is buffered, within ``timeout_seconds``, and stop."""
         self.provider.force_flush(int(timeout_seconds * 1000))
         self.provider.shutdown()
+
+
+class _Current:
+    """The span current while the block runs; an exception that leaves the block marks it
+    failed with the exception's type only: its message (a driver's, with the statement's
+    parameters; an upstream's) is never exported, nor its traceback."""
+
+    __slots__ = ("_opened", "_span")
+
+    def __init__(self, opened: Any) -> None:
+        self._opened = opened
+
+    def __enter__(self) -> Any:
+        self._span = self._opened.__enter__()
+        return self._span
+
+    def __exit__(self, kind: type[BaseException] | None, exc: object, tb: object) -> Any:
+        if kind is not None and self._span.is_recording():
+            self._span.set_attribute("error.type", kind.__qualname__)
+            self._span.set_status(Status(StatusCode.ERROR))
+        return self._opened.__exit__(kind, exc, tb)
 
 
 def _otlp_exporter(config: TracingConfig, export_seconds: float | None) -> SpanExporter:
