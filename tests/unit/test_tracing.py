@@ -241,3 +241,16 @@ def test_an_error_is_marked_by_its_type_and_never_by_its_message(
     assert dict(failed.attributes) == {"error.type": "ValueError"}
     assert failed.events == () or list(failed.events) == []
     assert SECRET_CANARY not in failed.to_json()
+
+
+def test_inside_a_trace_not_sampled_every_hook_is_the_shared_no_op(
+    spans: InMemorySpanExporter,
+) -> None:
+    unsampled = {"traceparent": f"00-{CALLER_TRACE}-b7ad6b7169203331-00"}
+    with tracing.server_span("GET /x", unsampled) as server:
+        assert not server.is_recording()
+        assert tracing.span("a") is tracing.client_span("b") is tracing.span("c", rule="x")
+        sent = tracing.inject_traceparent({})
+    assert sent["traceparent"].startswith(f"00-{CALLER_TRACE}-")
+    assert sent["traceparent"].endswith("-00")  # the upstream is told: not sampled
+    assert list(spans.get_finished_spans()) == []

@@ -25,6 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from revoctl import __version__
+from revoctl.core.tracing import _NO_SPAN
 from revoctl.core.tracing.settings import TracingConfig
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -66,7 +67,16 @@ class Tracing:
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """The context manager that makes ``name`` the current span while it is open; a
-        server span's parent is the ``traceparent`` in ``headers``, when they carry one."""
+        server span's parent is the ``traceparent`` in ``headers``, when they carry one.
+
+        Inside a trace not sampled, a child would be a span that records nothing: the
+        shared no-op stands in for it (what a ``traceparent`` then carries is the unsampled
+        parent's, which says the same), so ``sample_ratio < 1`` saves most of the cost.
+        """
+        if headers is None:
+            current = trace.get_current_span()
+            if not current.is_recording() and current.get_span_context().is_valid:
+                return _NO_SPAN
         return _Current(
             self.tracer.start_as_current_span(
                 name,
