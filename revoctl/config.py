@@ -39,6 +39,7 @@ from revoctl.core.redis import RedisConfig
 from revoctl.core.references import PATTERN, PREFIX, referenced_names, references_secrets
 from revoctl.core.secrets.base import validate_name
 from revoctl.core.secrets.settings import SecretConfig
+from revoctl.core.tracing.settings import TracingConfig
 
 __all__ = ["ENV_HOME", "LoadedConfig", "Settings", "describe_config", "load_config"]
 
@@ -57,6 +58,7 @@ class Settings(Section):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     tiers: dict[str, TierConfig] = {}
+    tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
     def _references_between_tables(self) -> Settings:

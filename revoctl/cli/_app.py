@@ -191,7 +191,7 @@ def call(ctx: typer.Context, op: Callable[[Services], Awaitable[T]]) -> T:
 
     Components are built on first use, so a command builds only what ``op`` touches.
     """
-    return against_services(AppState.of(ctx).loaded, op)
+    return against_services(AppState.of(ctx).loaded, op, ctx.command_path)
 
 
 def _show_version(value: bool) -> None:

@@ -46,6 +46,8 @@ _VALUED = {"--config": "config", "--profile": "profile", "--set": "set", "--outp
 _FORMATS = {member.value: member for member in OutputFormat}
 
 Work = Callable[[Console, OutputFormat], None]
+CLI_EXPORT_SECONDS = 2.0
+"""With ``[tracing]`` on, the longest a command waits at exit for its spans to be sent."""
 
 
 @dataclass
@@ -137,10 +139,14 @@ def show_health(
         raise CheckFailedError(f"status is {report['status']} (--fail-on {fail_on})")
 
 
-def against_services(loaded: LoadedConfig, op: Callable[[Services], Awaitable[T]]) -> T:
-    """Run one core call against the configured services (role ``cli``), then close them."""
+def against_services(
+    loaded: LoadedConfig, op: Callable[[Services], Awaitable[T]], command: str = "revoctl"
+) -> T:
+    """Run one core call against the configured services (role ``cli``), then close them;
+    in a ``command`` span when ``[tracing]`` is on."""
     import asyncio  # not at module level: it costs start-up time that --help never needs
 
+    from revoctl.core import tracing
     from revoctl.core._process import Role
     from revoctl.core.services import open_services
 
@@ -148,7 +154,9 @@ def against_services(loaded: LoadedConfig, op: Callable[[Services], Awaitable[T]
         async with open_services(loaded, role=Role.CLI) as services:
             return await op(services)
 
-    return asyncio.run(run())
+    tracing.configure(loaded.settings.tracing, export_seconds=CLI_EXPORT_SECONDS)
+    with tracing.span(command, command=command):
+        return asyncio.run(run())
 
 
 def configured(sources: Sources, verbose: int) -> LoadedConfig:
@@ -183,7 +191,7 @@ def _prepare(invocation: Invocation, env: Mapping[str, str]) -> Work | None:
     if invocation.command == "health":
 
         def health(console: Console, output: OutputFormat) -> None:
-            report = against_services(loaded, lambda svc: svc.health_check())
+            report = against_services(loaded, lambda svc: svc.health_check(), "revoctl health")
             show_health(console, report, output, invocation.fail_on)
 
         return health

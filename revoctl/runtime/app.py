@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from revoctl.config import LoadedConfig, load_config
+from revoctl.core import tracing
 from revoctl.core._process import Role
 from revoctl.core.logs import configure_logging
 from revoctl.core.services import open_services
@@ -54,6 +55,7 @@ from revoctl.runtime.routes.metrics import metrics
 from revoctl.runtime.routes.models import list_models
 from revoctl.runtime.routes.openapi import openapi
 from revoctl.runtime.shedding import LoadShedder
+from revoctl.runtime.tracing import ServerSpans
 
 logger = logging.getLogger("revoctl.gateway")
 
@@ -87,6 +89,7 @@ def create_app(
             finally:
                 await gateway.stop(flush_seconds=close_seconds)
                 mark_worker_gone()
+                tracing.shutdown(close_seconds)  # the spans still buffered, sent
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -105,9 +108,10 @@ def create_app(
     # Outermost: a shed request costs nothing of what the others do (revoctl.runtime.shedding).
     in_flight = in_flight_of_this_process(loaded.settings.gateway.in_flight_cap(workers=1))
     shedding = Middleware(LoadShedder, in_flight=in_flight)
+    traced = [Middleware(ServerSpans)] if tracing.configure(loaded.settings.tracing) else []
     return Starlette(
         routes=routes,
-        middleware=[shedding, *behind_proxies, Middleware(AccessLog)],
+        middleware=[shedding, *traced, *behind_proxies, Middleware(AccessLog)],
         exception_handlers={
             GatewayError: refused,
             HTTPException: not_routed,

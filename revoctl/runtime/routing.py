@@ -42,6 +42,7 @@ from revoctl.runtime.providers import (
     api_key_from,
     provider_for,
 )
+from revoctl.runtime.tracing import traced_call
 from revoctl.runtime.upstream_failures import (
     UPSTREAM_AUTH_FAILURES,
     exhausted,
@@ -231,6 +232,7 @@ class Routing:
         from revoctl.core import CircuitOpenError
 
         provider, breaker = self.providers[deployment.provider], deployment.breaker
+        attempt = traced_call(attempt, deployment)  # inside the breaker's span
         labels = (deployment.model, deployment.name)
         gauge = self.metrics.deployment_in_flight.labels(*labels)
         deployment.in_flight += 1

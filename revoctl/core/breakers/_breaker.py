@@ -29,6 +29,7 @@ from revoctl.core.breakers._states import Closed, HalfOpen, State
 from revoctl.core.breakers.base import FleetLink
 from revoctl.core.breakers.settings import CircuitBreakerConfig
 from revoctl.core.errors import CircuitOpenError, first_line
+from revoctl.core.tracing import span
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -125,6 +126,11 @@ class CircuitBreaker(StateMachine):
     # ------------------------------------------------------------------ calls
 
     async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """`_call`, in a ``breaker.call`` span (the breaker, the state the call found)."""
+        with span("breaker.call", breaker=self.name, state=self.state.name):
+            return await self._call(fn, *args, **kwargs)
+
+    async def _call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, awaited when it returns an awaitable, unless the breaker
         refuses it.
 

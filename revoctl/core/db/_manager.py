@@ -46,6 +46,7 @@ from revoctl.core.db.settings import DatabaseConfig
 from revoctl.core.errors import RevoctlError
 from revoctl.core.redaction import redact_url
 from revoctl.core.references import SecretReader
+from revoctl.core.tracing import span
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -175,16 +176,17 @@ class DatabaseManager(AsyncService):
         """
         from sqlalchemy.ext.asyncio import AsyncSession
 
-        async with self.connection(pool_wait=pool_wait) as conn:
-            session = AsyncSession(bind=conn, expire_on_commit=False)
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-            finally:
-                await session.close()
+        with span("db.session"):
+            async with self.connection(pool_wait=pool_wait) as conn:
+                session = AsyncSession(bind=conn, expire_on_commit=False)
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+                finally:
+                    await session.close()
 
     async def transaction(
         self, fn: Callable[[AsyncSession], Awaitable[T]], *, pool_wait: float | None = None
@@ -207,7 +209,10 @@ class DatabaseManager(AsyncService):
                 return await fn(session)
 
         try:
-            return await self.retry_policy.call(attempt, is_retryable_transaction, "transaction")
+            with span("db.transaction"):
+                return await self.retry_policy.call(
+                    attempt, is_retryable_transaction, "transaction"
+                )
         except Exception as exc:
             if is_missing_table(exc):
                 raise not_migrated(missing_table(exc)) from None

@@ -59,6 +59,7 @@ from revoctl.core.limits.reservations import (
     Settlement,
 )
 from revoctl.core.limits.settings import FailureMode, LimitsConfig, RateLimitRule
+from revoctl.core.tracing import span
 
 logger = logging.getLogger("revoctl.limits")
 
@@ -111,6 +112,15 @@ class RateLimiter(FailSoftCalls):
     # ------------------------------------------------------------------ the runtime's calls
 
     async def check_rate_limit(
+        self, rule: str | RateLimitRule, identifier: str | None, weight: int = 1
+    ) -> RateLimitResult:
+        """`_check`, in a ``ratelimit.check`` span (the rule, whether it allowed)."""
+        with span("ratelimit.check", rule=getattr(rule, "name", rule)) as traced:
+            result = await self._check(rule, identifier, weight)
+            traced.set_attribute("allowed", result.allowed)
+            return result
+
+    async def _check(
         self, rule: str | RateLimitRule, identifier: str | None, weight: int = 1
     ) -> RateLimitResult:
         """Decide one request of ``weight`` units for ``identifier`` under ``rule``.
@@ -196,6 +206,16 @@ class RateLimiter(FailSoftCalls):
     # ------------------------------------------------------------------ reservations
 
     async def reserve(self, reservations: Sequence[Reservation]) -> list[Reserved]:
+        """`_reserve`, in a ``ratelimit.reserve`` span (the rules, whether all allowed)."""
+        with span("ratelimit.reserve") as traced:
+            reserved = await self._reserve(reservations)
+            if traced.is_recording():
+                rules = [c.rule.name for r in reservations for c in r.rules]
+                traced.set_attribute("rule", ",".join(rules))
+                traced.set_attribute("allowed", all(r.allowed for r in reserved))
+            return reserved
+
+    async def _reserve(self, reservations: Sequence[Reservation]) -> list[Reserved]:
         """Take every reservation (one store call each, at once), all or nothing: when any
         is denied, what the others took is settled back before this returns, so a denied
         request has nothing to settle. While the store fails, ``failure_mode`` answers a

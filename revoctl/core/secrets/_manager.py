@@ -39,6 +39,7 @@ from revoctl.core.secrets.base import (
     validate_value,
 )
 from revoctl.core.secrets.stores import secret_store_for
+from revoctl.core.tracing import span
 
 if TYPE_CHECKING:
     from revoctl.core.secrets.settings import SecretConfig
@@ -135,12 +136,13 @@ class SecretManager(AsyncService):
         :raises BackendUnavailableError: the provider failed and neither a cached value
             nor the fallback could stand in.
         """
-        secret = self._cache.fresh((name, version)) or await self._miss((name, version))
-        return secret.value
+        with span("secret.read", secret=name):  # the name only, never the value
+            return (self._cache.fresh((name, version)) or await self._miss((name, version))).value
 
     async def read_secret(self, name: str, version: str | None = None) -> Secret:
         """Like `get_secret`, with the version, dates and the provider that answered."""
-        return self._cache.fresh((name, version)) or await self._miss((name, version))
+        with span("secret.read", secret=name):
+            return self._cache.fresh((name, version)) or await self._miss((name, version))
 
     async def _miss(self, key: Key) -> Secret:
         validate_name(key[0])

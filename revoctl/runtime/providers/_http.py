@@ -23,6 +23,7 @@ import aiohttp
 from revoctl.core.errors import RevoctlError
 from revoctl.core.gateway.settings import ProviderConfig
 from revoctl.core.redaction import redact, register_secret
+from revoctl.core.tracing import inject_traceparent
 from revoctl.runtime.providers.base import (
     ApiKey,
     ChatChunk,
@@ -89,7 +90,7 @@ class HttpProvider:
         if key and key != self._registered:
             register_secret(key)  # before any chance to appear in an error or a log
             self._registered = key
-        return self._headers(key)
+        return inject_traceparent(self._headers(key))  # the provider.call span's, when on
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` and return the JSON object answered, all within ``timeout``.
