@@ -42,6 +42,7 @@ _URL_PASSWORD = re.compile(
 SECRET_WORDS = (
     "password", "passwd", "pwd", "secret", "client_secret", "token", "access_token",
     "refresh_token", "api_key", "apikey", "api-key", "x-api-key", "credential", "private_key",
+    "admin_key",
     "authorization", "proxy-authorization", "x-identity-header", "cookie", "set-cookie",
 )  # fmt: skip
 """Names whose values are secrets: as a settings key, a header, or ``name=value`` in text."""

@@ -86,6 +86,14 @@ NOT_RUN = {
         "starts three gateways and HAProxy on loopback addresses; tests/e2e/test_several_hosts.py "
         "runs that layout and these commands against it"
     ),
+    "docker build -f deploy/Dockerfile": (
+        "needs docker and a registry for python:3.11-slim; test_deploy_image.py builds the same "
+        "Dockerfile with podman on a Debian base and checks /health/live and the HEALTHCHECK"
+    ),
+    "kubectl create secret generic revoctl-secrets": (
+        "needs a Kubernetes cluster; test_deploy_manifests.py validates every manifest and runs "
+        "the Job's and the Deployment's commands with the ConfigMap and the Secret's settings"
+    ),
     "REVOCTL_SECRETS__PROVIDER=azure_key_vault": (
         "needs an Azure account (a vault and an identity DefaultAzureCredential can use); the "
         "provider itself is tested against the Key Vault stand-in (marker keyvault)"
