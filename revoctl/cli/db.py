@@ -79,6 +79,38 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
 
 
 @app.command()
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Delete rows older than this in every table, e.g. 90d, 12h, 1w2d "
+            "(default: each table's [retention] days).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count the rows that would go; delete none.")
+    ] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Delete old rows from the log tables in batches; exit 1 when another process is pruning."""
+    from revoctl.cli._durations import parse_duration
+    from revoctl.core.db import prune as prune_tables
+
+    state = AppState.of(ctx)
+    age = parse_duration(older_than) if older_than is not None else None
+    retention = state.settings.retention
+    result = call(ctx, lambda svc: prune_tables(svc.db, retention, older_than=age, dry_run=dry_run))
+    if output is OutputFormat.table:
+        verb = "would delete" if dry_run else "deleted"
+        rows = [{"table": table, verb: count} for table, count in result.items()]
+        state.console.emit(rows, output, ["table", verb])
+        return
+    state.console.emit(result, output)
+
+
+@app.command()
 def migrate(
     ctx: typer.Context,
     revision: Annotated[
