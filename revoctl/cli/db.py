@@ -42,7 +42,8 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
 
     On PostgreSQL the connections are the server's view, so the runtime's pools show
     from any host; on SQLite (no server) they come from each runtime instance's own
-    report. Instances that stopped reporting are flagged stale.
+    report. Instances that stopped reporting are flagged stale; those whose rules or
+    breakers differ from the others' are listed under config_drift.
     """
     report = call(ctx, lambda svc: svc.db.pool_report())
     console = AppState.of(ctx).console
@@ -72,10 +73,15 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
                 "stale": i["stale"],
                 "checked_out": (i["pool"] or {}).get("checked_out"),
                 "idle": (i["pool"] or {}).get("checked_in"),
+                "config_differs": i["config_differs"],
             }
             for i in report["instances"]
         ]
         console.emit(rows, output)
+    if report["config_drift"]:
+        console.line(
+            "configuration drift: rules or breakers differ on " + ", ".join(report["config_drift"])
+        )
 
 
 @app.command()

@@ -150,7 +150,25 @@ class Services:
             for spec in COMPONENTS
             if spec.health_key is not None
         }
-        return await gather_health(checks, timeout)
+        import asyncio
+
+        from revoctl.core.drift import apply_drift
+
+        report, drift = await asyncio.gather(gather_health(checks, timeout), self._drift(timeout))
+        return apply_drift(report, drift)
+
+    async def _drift(self, timeout: float) -> dict[str, list[str]]:
+        """The instances whose rules or breakers differ (`fleet_drift`); none when that
+        cannot be read in time (the database's own entry says why)."""
+        import asyncio
+
+        from revoctl.core.drift import fleet_drift
+
+        try:
+            async with asyncio.timeout(timeout):
+                return await fleet_drift(self.db)
+        except Exception:  # the database's health entry reports the failure
+            return {}
 
     async def aclose(self) -> None:
         """Close every component built, newest first; each is closed whatever the others do."""
