@@ -129,3 +129,41 @@ def test_bad_duration_is_one_line_and_exit_2() -> None:
     result = run_revoctl(["db", "prune", "--older-than", "ninety days"])
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "invalid duration" in result.stderr
+
+
+@pytest.mark.slow
+async def test_a_running_gateway_prunes_every_interval_seconds(tmp_path: Path) -> None:
+    """The gateway applies [retention] at start and again each interval: old rows seeded
+    while it runs go too."""
+    import asyncio
+    import time
+
+    from starlette.testclient import TestClient
+
+    from revoctl.config import load_config
+    from revoctl.runtime.app import create_app
+
+    interval = 0.5
+    url = f"sqlite+aiosqlite:///{tmp_path / 'served.db'}"
+    config = tmp_path / "revoctl.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n[gateway]\nauth = "none"\n'
+        '[limits]\nstore = "memory"\n[breakers]\nstore = "memory"\n'
+        f"[retention]\ninterval_seconds = {interval}\n"
+    )
+    async with DatabaseManager(DatabaseConfig(url=url), role="test") as db:
+        await upgrade(db)
+        await seed(db, AGES)
+
+        async def pruned(expected: int) -> None:
+            deadline = time.monotonic() + 10 * interval + 10  # start-up on a busy machine
+            while await count(db, "rate_limit_logs") != expected:
+                assert time.monotonic() < deadline, await ages(db, "rate_limit_logs")
+                await asyncio.sleep(interval / 5)
+
+        with TestClient(create_app(load_config(config))):
+            await pruned(3)
+            assert await ages(db, "request_logs") == [1, 1, 1, 20, 20, 20]
+            await seed(db, {100: 2}, tables=("rate_limit_logs",))
+            assert await count(db, "rate_limit_logs") == 5
+            await pruned(3)
