@@ -5,6 +5,7 @@ keeps another process's ``revoctl db prune`` from deleting anything."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,46 @@ async def test_a_running_gateway_prunes_every_interval_seconds(tmp_path: Path) -
             await seed(db, {100: 2}, tables=("rate_limit_logs",))
             assert await count(db, "rate_limit_logs") == 5
             await pruned(3)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_two_pruners_at_once_one_prunes_the_other_is_refused(postgres_url: str) -> None:
+    """``db prune`` in two processes: the second, started while the first holds the lease
+    (600 batches of 25 keep it busy for seconds), deletes nothing and exits 1; the first deletes
+    every old row."""
+    import asyncio
+    import subprocess
+    import sys
+    import time
+
+    from sqlalchemy import select
+
+    from revoctl.core.db._sql import table
+    from revoctl.core.db.models import MaintenanceLease
+
+    old_rows = 15_000
+    async with DatabaseManager(DatabaseConfig(url=postgres_url), role="test") as db:
+        await upgrade(db)
+        await seed(db, {500: old_rows, 1: 5}, tables=("request_logs",))
+        env = {"REVOCTL_DATABASE__URL": postgres_url, "REVOCTL_RETENTION__BATCH_SIZE": "25"}
+        command = [sys.executable, "-m", "revoctl", "db", "prune", "-o", "json"]
+        first = subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        leases = table(MaintenanceLease)
+        deadline = time.monotonic() + 30
+        while not await db.transaction(lambda s: s.scalar(select(leases.c.holder))):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            await asyncio.sleep(0.05)
+        second = await asyncio.to_thread(run_revoctl, ["db", "prune", "-o", "json"], env=env)
+        out, err = await asyncio.to_thread(first.communicate, timeout=120)
+        assert first.returncode == 0, err
+        assert second.returncode == 1, (second.stdout, second.stderr)
+        assert "another process is pruning" in second.stderr and second.stdout == ""
+        assert json.loads(out)["request_logs"] == old_rows
+        assert await count(db, "request_logs") == 5
