@@ -143,7 +143,8 @@ class Services:
 
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service, each
-        check cut at ``[health] timeout_seconds``."""
+        check cut at ``[health] timeout_seconds``; the rate limiter and the breakers are
+        degraded when the fleet's instances define them differently (`revoctl.core.drift`)."""
         timeout = self.settings.health.timeout_seconds
         checks = {
             spec.health_key: _bound_check(self, spec.attribute)
@@ -159,13 +160,13 @@ class Services:
 
     async def _drift(self, timeout: float) -> dict[str, list[str]]:
         """The instances whose rules or breakers differ (`fleet_drift`); none when that
-        cannot be read in time (the database's own entry says why)."""
+        cannot be read within the database's own health bound (its entry says why)."""
         import asyncio
 
         from revoctl.core.drift import fleet_drift
 
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(min(timeout, self.settings.database.health_timeout)):
                 return await fleet_drift(self.db)
         except Exception:  # the database's health entry reports the failure
             return {}
