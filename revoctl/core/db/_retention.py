@@ -2,9 +2,10 @@
 
 `prune` deletes, table by table, the rows whose ``ts`` is older than the table's
 ``[retention]`` days (or one ``older_than`` for every table), ``batch_size`` rows per
-statement and per transaction: ``DELETE ... WHERE id IN (SELECT id ... ORDER BY id LIMIT n)``,
-the same SQL on PostgreSQL and SQLite, so no statement holds its locks for long nor writes
-one huge transaction. A dry run counts the rows instead.
+transaction: the batch's last id (``SELECT max(id) FROM (SELECT id ... WHERE ts < cutoff
+ORDER BY id LIMIT n)``), then ``DELETE ... WHERE id <= last AND ts < cutoff``, an index range
+on the primary key; the same SQL on PostgreSQL and SQLite, so no statement holds its locks
+for long nor writes one huge transaction. A dry run counts the rows instead.
 
 Only one process of the fleet prunes at a time: it first takes the ``retention`` row of
 ``maintenance_leases`` (an upsert that succeeds only when the lease is free, lapsed or its
@@ -145,14 +146,20 @@ async def _delete(
 ) -> int:
     """Delete ``name``'s rows older than ``before``, ``batch_size`` per transaction, renewing
     the lease after each batch."""
-    from sqlalchemy import delete, select
+    from sqlalchemy import delete, func, select
 
     rows = _table(name)
-    oldest = select(rows.c.id).where(rows.c.ts < before).order_by(rows.c.id).limit(batch_size)
-    statement = delete(rows).where(rows.c.id.in_(oldest.scalar_subquery()))
+    old = rows.c.ts < before
+    oldest = select(rows.c.id).where(old).order_by(rows.c.id).limit(batch_size).subquery()
+    bound = select(func.max(oldest.c.id))
 
     async def batch(session: AsyncSession) -> int:
-        result: Any = await session.execute(statement)
+        # The batch's last id, then a range on the primary key: an index range scan, where
+        # ``id IN (subquery)`` makes PostgreSQL scan the whole table for every batch.
+        last = await session.scalar(bound)
+        if last is None:
+            return 0
+        result: Any = await session.execute(delete(rows).where(rows.c.id <= last, old))
         return int(result.rowcount)
 
     total = 0
