@@ -211,3 +211,22 @@ async def test_two_pruners_at_once_one_prunes_the_other_is_refused(postgres_url:
         assert "another process is pruning" in second.stderr and second.stdout == ""
         assert json.loads(out)["request_logs"] == old_rows
         assert await count(db, "request_logs") == 5
+
+
+def test_a_negative_retention_is_refused_at_load_naming_the_key() -> None:
+    result = run_revoctl(["--set", "retention.request_logs=-1", "db", "prune"])
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "retention.request_logs" in result.stderr
+
+
+async def test_the_table_says_deleted_or_would_delete(
+    db: DatabaseManager, database_url: str
+) -> None:
+    await seed(db, {500: 2}, tables=("system_metrics",))
+    env = {"REVOCTL_DATABASE__URL": database_url, "NO_COLOR": "1"}
+    dry = run_revoctl(["db", "prune", "--dry-run"], env=env)
+    assert dry.stdout.split("\n")[0].split() == ["TABLE", "WOULD", "DELETE"]
+    assert ["system_metrics", "2"] in [line.split() for line in dry.stdout.splitlines()]
+    done = run_revoctl(["db", "prune"], env=env)
+    assert done.stdout.split("\n")[0].split() == ["TABLE", "DELETED"]
+    assert ["system_metrics", "2"] in [line.split() for line in done.stdout.splitlines()]
