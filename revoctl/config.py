@@ -22,7 +22,7 @@ from revoctl._layers import Layers, Sources, read_sources
 from revoctl.core._paths import ENV_HOME, default_database_url, state_dir
 from revoctl.core._settings import Section
 from revoctl.core.breakers.settings import BreakersConfig
-from revoctl.core.db.settings import DatabaseConfig
+from revoctl.core.db.settings import DatabaseConfig, RetentionConfig
 from revoctl.core.errors import ConfigError, UsageError
 from revoctl.core.gateway.settings import (
     GatewayConfig,
@@ -59,6 +59,7 @@ class Settings(Section):
     models: dict[str, ModelConfig] = {}
     tiers: dict[str, TierConfig] = {}
     tracing: TracingConfig = TracingConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _references_between_tables(self) -> Settings:

@@ -42,7 +42,8 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
 
     On PostgreSQL the connections are the server's view, so the runtime's pools show
     from any host; on SQLite (no server) they come from each runtime instance's own
-    report. Instances that stopped reporting are flagged stale.
+    report. Instances that stopped reporting are flagged stale; those whose rules or
+    breakers differ from the others' are listed under config_drift.
     """
     report = call(ctx, lambda svc: svc.db.pool_report())
     console = AppState.of(ctx).console
@@ -72,10 +73,47 @@ def pool(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
                 "stale": i["stale"],
                 "checked_out": (i["pool"] or {}).get("checked_out"),
                 "idle": (i["pool"] or {}).get("checked_in"),
+                "config_differs": i["config_differs"],
             }
             for i in report["instances"]
         ]
         console.emit(rows, output)
+    if report["config_drift"]:
+        console.line(
+            "configuration drift: rules or breakers differ on " + ", ".join(report["config_drift"])
+        )
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Delete rows older than this in every table, e.g. 90d, 12h, 1w2d "
+            "(default: each table's [retention] days).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count the rows that would go; delete none.")
+    ] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Delete old rows from the log tables in batches; exit 1 when another process is pruning."""
+    from revoctl.cli._durations import parse_duration
+    from revoctl.core.db import prune as prune_tables
+
+    state = AppState.of(ctx)
+    age = parse_duration(older_than) if older_than is not None else None
+    retention = state.settings.retention
+    result = call(ctx, lambda svc: prune_tables(svc.db, retention, older_than=age, dry_run=dry_run))
+    if output is OutputFormat.table:
+        verb = "would delete" if dry_run else "deleted"
+        rows = [{"table": table, verb: count} for table, count in result.items()]
+        state.console.emit(rows, output, ["table", verb])
+        return
+    state.console.emit(result, output)
 
 
 @app.command()

@@ -8,9 +8,8 @@ imports no back end.
 
 from __future__ import annotations
 
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +17,7 @@ import typer
 
 from revoctl.cli._app import AppState, call
 from revoctl.cli._console import OutputFormat, OutputOption
+from revoctl.cli._durations import parse_duration
 from revoctl.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,9 +29,6 @@ app = typer.Typer(
 )
 
 NameArgument = Annotated[str, typer.Argument(help="Secret name: 1-127 letters, digits, dashes.")]
-
-_DURATION = re.compile(r"(\d+)([wdhms])")
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 @app.command("get")
@@ -75,7 +72,7 @@ def list_(
 ) -> None:
     """List secrets with their latest version and date; never their values."""
     state = AppState.of(ctx)
-    age = _duration(older_than) if older_than is not None else None
+    age = parse_duration(older_than) if older_than is not None else None
     found = call(ctx, lambda svc: svc.secrets.list_secrets(older_than=age))
     rows = [{"name": props.name, **_version_record(props)} for props in found]
     state.console.emit(rows, output, ["name", "version", "updated_on", "enabled"])
@@ -172,17 +169,6 @@ def _read_value(name: str, path: Path | None) -> str:
     except UnicodeDecodeError:
         raise UsageError("the value is not UTF-8 text") from None
     return text.removesuffix("\n").removesuffix("\r")
-
-
-def _duration(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``1w2d`` ... as a timedelta."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
-        raise UsageError(f"invalid duration {text!r}: use e.g. 90d, 12h, 30m or 1w2d")
-    try:
-        return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
-    except OverflowError:
-        raise UsageError(f"invalid duration {text!r}: too long") from None
 
 
 def _version_record(props: SecretProperties) -> dict[str, Any]:

@@ -143,14 +143,33 @@ class Services:
 
     async def health_check(self) -> dict[str, Any]:
         """The CONTRACT's health document: overall status and one entry per service, each
-        check cut at ``[health] timeout_seconds``."""
+        check cut at ``[health] timeout_seconds``; the rate limiter and the breakers are
+        degraded when the fleet's instances define them differently (`revoctl.core.drift`)."""
         timeout = self.settings.health.timeout_seconds
         checks = {
             spec.health_key: _bound_check(self, spec.attribute)
             for spec in COMPONENTS
             if spec.health_key is not None
         }
-        return await gather_health(checks, timeout)
+        import asyncio
+
+        from revoctl.core.drift import apply_drift
+
+        report, drift = await asyncio.gather(gather_health(checks, timeout), self._drift(timeout))
+        return apply_drift(report, drift)
+
+    async def _drift(self, timeout: float) -> dict[str, list[str]]:
+        """The instances whose rules or breakers differ (`fleet_drift`); none when that
+        cannot be read within the database's own health bound (its entry says why)."""
+        import asyncio
+
+        from revoctl.core.drift import fleet_drift
+
+        try:
+            async with asyncio.timeout(min(timeout, self.settings.database.health_timeout)):
+                return await fleet_drift(self.db)
+        except Exception:  # the database's health entry reports the failure
+            return {}
 
     async def aclose(self) -> None:
         """Close every component built, newest first; each is closed whatever the others do."""

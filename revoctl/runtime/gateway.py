@@ -112,6 +112,7 @@ class Gateway:
             (METRICS_SYNC_SECONDS, self.metrics_sync.sync, "metrics sync"),
             (INSTANCE_REPORT_SECONDS, self.instance.report, "instance report"),
             (SECRET_WATCH_SECONDS, watcher.check, "secret changes"),
+            (services.settings.retention.interval_seconds, self.instance.retain, "retention"),
         ]
         fleet = self.routing.start()  # the deployments' loads, for least_busy / lowest_latency
         if fleet is not None:

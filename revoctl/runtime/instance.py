@@ -3,8 +3,10 @@
 Every `INSTANCE_REPORT_SECONDS` (and at once on start) the instance writes its row in
 ``runtime_instances`` (its pool, for ``revoctl db pool``), under the process name every
 store knows it by (`revoctl.core._process.process_name`); once a minute its CPU and memory
-go to ``system_metrics``, with the host's (and the GPUs', where NVML is present).
-Readiness (``/health/ready``) is answered from memory.
+go to ``system_metrics``, with the host's (and the GPUs', where NVML is present); its
+``details`` carry the fingerprints of its configuration (`revoctl.core.drift`), for
+``db pool`` and ``health`` to flag drift. Every ``[retention] interval_seconds`` it prunes
+the log tables (`retain`). Readiness (``/health/ready``) is answered from memory.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from revoctl import __version__
 from revoctl.core._process import Role, process_name
+from revoctl.core.drift import fingerprints
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,6 +40,10 @@ class Instance:
         self.started_at = datetime.now(UTC)
         self.ready = False
         """Set once started, cleared as it stops."""
+        self.details = {"version": __version__, "pid": os.getpid()} | fingerprints(
+            services.settings
+        )
+        """What the report says besides the pool: version, pid, configuration fingerprints."""
 
     async def report(self) -> None:
         """This instance's row in ``runtime_instances``: its pool, for ``revoctl db pool``;
@@ -54,7 +61,7 @@ class Instance:
                     started_at=self.started_at,
                     seen_at=now,
                     pool=db.pool_stats() or {},
-                    details={"version": __version__, "pid": os.getpid()},
+                    details=self.details,
                 )
             )
             if sample < INSTANCE_REPORT_SECONDS:
@@ -72,6 +79,13 @@ class Instance:
                     )
 
         await db.transaction(write)
+
+    async def retain(self) -> None:
+        """Apply ``[retention]`` (`revoctl.core.db.apply_retention`): delete the log tables'
+        old rows, unless another instance holds the lease and is doing it."""
+        from revoctl.core.db import apply_retention
+
+        await apply_retention(self.services.db, self.services.settings.retention)
 
     def readiness(self, keys: KeyRing | None) -> dict[str, Any]:
         """Ready: started and, when keys are required, holding them (read at least once).

@@ -33,6 +33,7 @@ from revoctl.core.db._errors import (
 )
 from revoctl.core.db._probe import Probe, pool_view, probe, read_rows
 from revoctl.core.db._reports import (
+    config_drift,
     configured_pool,
     health_report,
     local_connections,
@@ -328,6 +329,7 @@ class DatabaseManager(AsyncService):
             "server_view": server is not None,
             "connections": connections,
             "instances": instances,
+            "config_drift": config_drift(instances),
         }
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:

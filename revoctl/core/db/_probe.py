@@ -34,7 +34,9 @@ INSTANCE_STALE_SECONDS = 15.0
 """A runtime instance that has not reported for this long (three of its 5 s reports) is
 flagged stale: stopped, hung, or cut off from the database."""
 
-_INSTANCES = "SELECT instance, started_at, seen_at, pool FROM runtime_instances ORDER BY instance"
+_INSTANCES = (
+    "SELECT instance, started_at, seen_at, pool, details FROM runtime_instances ORDER BY instance"
+)
 
 _PG_ACTIVITY = """
     SELECT application_name, state, count(*) AS count,
@@ -191,7 +193,9 @@ def _sqlite_instances(url: DatabaseUrl, timeout: float) -> list[tuple[Any, ...]]
         conn.close()
 
 
-def _instance_row(instance: str, started: Any, seen: Any, pool: Any) -> dict[str, Any]:
+def _instance_row(
+    instance: str, started: Any, seen: Any, pool: Any, details: Any
+) -> dict[str, Any]:
     seen_at = _utc(seen)
     age = (datetime.now(UTC) - seen_at).total_seconds()
     return {
@@ -201,6 +205,7 @@ def _instance_row(instance: str, started: Any, seen: Any, pool: Any) -> dict[str
         "seconds_since_report": round(age, 3),
         "stale": age > INSTANCE_STALE_SECONDS,
         "pool": json.loads(pool) if isinstance(pool, str) else pool,
+        "details": json.loads(details) if isinstance(details, str) else details,
     }
 
 

@@ -3,6 +3,7 @@ counters: plain data in, JSON-ready dicts out, no connection of their own."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from revoctl.core.db._probe import Probe
@@ -97,3 +98,32 @@ def reported_connections(instances: list[dict[str, Any]]) -> list[dict[str, Any]
                     }
                 )
     return rows
+
+
+DRIFT_PARTS = ("limits", "breakers")
+"""The parts of the configuration whose drift between instances ``db pool`` and ``health``
+flag: each instance reports ``<part>_fingerprint`` (`revoctl.core.drift`)."""
+
+
+def config_drift(instances: list[dict[str, Any]]) -> list[str]:
+    """The live instances whose rules or breakers differ from the fleet's majority (every
+    live one of a part on a tie), by name; each instance gets ``differs`` (the parts) and
+    ``config_differs``. Stale instances and those that report no fingerprint are left out."""
+    for report in instances:
+        report["differs"], report["config_differs"] = [], False
+    live = [
+        i
+        for i in instances
+        if not i["stale"] and (i.get("details") or {}).get("limits_fingerprint")
+    ]
+    for part in DRIFT_PARTS:
+        seen = Counter(i["details"].get(f"{part}_fingerprint") for i in live)
+        if len(seen) < 2:
+            continue
+        (first, most), *rest = seen.most_common()
+        tie = any(count == most for _, count in rest)
+        for report in live:
+            if tie or report["details"].get(f"{part}_fingerprint") != first:
+                report["differs"].append(part)
+                report["config_differs"] = True
+    return [i["instance"] for i in instances if i["config_differs"]]

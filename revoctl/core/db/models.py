@@ -343,3 +343,14 @@ class RoutingLoad(Base):
     process: Mapped[str] = mapped_column(String(255), primary_key=True)
     loads: Mapped[str] = mapped_column(Text)
     seen_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class MaintenanceLease(Base):
+    """A periodic job that one process of the fleet runs at a time (retention's pruning):
+    who holds it, and when it lapses (epoch seconds on the database's clock)."""
+
+    __tablename__ = "maintenance_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[float] = mapped_column(Double)

@@ -38,3 +38,31 @@ class DatabaseConfig(Section):
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("database.url: ")) from None
         return url
+
+
+RETAINED_TABLES = (
+    "request_logs",
+    "model_usage",
+    "rate_limit_logs",
+    "secret_audit_log",
+    "system_metrics",
+)
+"""The append-only tables retention prunes, each by its ``ts`` column."""
+
+
+class RetentionConfig(Section):
+    """``[retention]``: days to keep each append-only table's rows (0 = keep them forever),
+    applied by one gateway instance at a time every ``interval_seconds``, deleting at most
+    ``batch_size`` rows per statement; ``revoctl db prune`` applies it from a cron job."""
+
+    request_logs: int = Field(30, ge=0, le=36500)
+    model_usage: int = Field(400, ge=0, le=36500)
+    rate_limit_logs: int = Field(14, ge=0, le=36500)
+    secret_audit_log: int = Field(400, ge=0, le=36500)
+    system_metrics: int = Field(14, ge=0, le=36500)
+    interval_seconds: float = Field(3600, gt=0, le=7 * 86400)
+    batch_size: int = Field(5000, ge=1, le=1_000_000)
+
+    def days(self) -> dict[str, int]:
+        """Days to keep, by table."""
+        return {table: int(getattr(self, table)) for table in RETAINED_TABLES}
