@@ -92,6 +92,7 @@ class SecretManager(AsyncService):
         self._inflight: dict[Key, asyncio.Future[Secret]] = {}
         self._stale_served = self._fallback_served = 0
         self._last_error: str | None = None
+        self._served_from = "provider"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,14 +167,14 @@ class SecretManager(AsyncService):
             self._last_error = redact(str(exc))
             stale = self._cache.stale(key, self.config.max_stale_seconds, RETRY_SECONDS)
             if stale is not None:
-                self._stale_served += 1
+                self._stale_served, self._served_from = self._stale_served + 1, "stale"
                 logger.warning("serving the cached value of secret %r: %s", name, exc)
                 return stale
             secret = await self._from_fallback(exc, lambda store: store.get(name, version))
-            self._fallback_served += 1
+            self._fallback_served, self._served_from = self._fallback_served + 1, "fallback"
             self._cache.remember(key, secret, min(self.config.cache_ttl_seconds, RETRY_SECONDS))
             return secret
-        self._last_error = None
+        self._last_error, self._served_from = None, "provider"
         self._cache.remember(key, secret, self.config.cache_ttl_seconds)
         return secret
 
@@ -265,6 +266,20 @@ class SecretManager(AsyncService):
         """Cache lookups so far, for metrics: answered from the cache, or not."""
         return {"hits": self._cache.hits, "misses": self._cache.misses}
 
+    def serving_state(self) -> dict[str, Any]:
+        """Where reads come from, no store asked: ``serving`` is how the last read that reached
+        a store was answered (``provider``, ``stale`` or ``fallback``), with the cache's figures."""
+        fallback = self.fallback_store
+        return {
+            "provider": self.store.provider.value,
+            "fallback": fallback.provider.value if fallback else "none",
+            "serving": self._served_from,
+            "cache": self._cache.figures(),
+            "stale_served": self._stale_served,
+            "fallback_served": self._fallback_served,
+            "last_error": self._last_error,
+        }
+
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """Provider reachability and latency, cache figures, staleness and fallback use.
 
@@ -285,7 +300,7 @@ class SecretManager(AsyncService):
 
         error, fallback_error = await asyncio.gather(
             self._probe(store, timeout),
-            self._probe(fallback, timeout) if fallback is not None else _nothing(),
+            self._probe(fallback, timeout) if fallback is not None else asyncio.sleep(0),
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         servable = self._cache.servable(self.config.max_stale_seconds)
@@ -303,18 +318,16 @@ class SecretManager(AsyncService):
             )
         else:
             status = "unhealthy"
+        state = self.serving_state()
         report: dict[str, Any] = {
             "status": status,
-            "provider": self.store.provider.value,
+            "provider": state.pop("provider"),
             "reachable": error is None,
             "latency_ms": latency_ms,
             "error": error,
-            "fallback": self.fallback_store.provider.value if self.fallback_store else "none",
+            "fallback": state.pop("fallback"),
             "fallback_in_use": error is not None and fallback_ok,
-            "cache": self._cache.figures(),
-            "stale_served": self._stale_served,
-            "fallback_served": self._fallback_served,
-            "last_error": self._last_error,
+            **state,
         }
         if reason:
             report["reason"] = reason
@@ -376,10 +389,6 @@ class SecretManager(AsyncService):
             failure,
         )
         return result
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _version_before(version: str, newest_first: list[SecretProperties]) -> str | None:
