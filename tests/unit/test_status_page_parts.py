@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
 from revoctl.runtime import draining, status_auth
@@ -172,8 +171,10 @@ def test_without_an_admin_key_the_page_is_read_only_and_local(tmp_path: Path) ->
         assert local.get("/status.json").json()["breakers"]["items"]
         assert local.get("/status/login").status_code == 404
         assert local.post("/status/breakers/openai_api/trip").status_code == 404
-        assert local.get("/status/assets/status.js").headers["content-type"].startswith(
-            "text/javascript"
+        assert (
+            local.get("/status/assets/status.js")
+            .headers["content-type"]
+            .startswith("text/javascript")
         )
         assert local.get("/status/assets/page.html").status_code == 404
     with TestClient(app, client=("203.0.113.9", 40000)) as remote:
@@ -208,9 +209,7 @@ def test_with_an_admin_key_the_page_needs_a_session_and_buttons_its_token(
             "/status/breakers/openai_api/reset", headers={"x-csrf-token": csrf.group(1)}
         )
         assert reset.json()["state"] == "closed"
-        unknown = http.post(
-            "/status/breakers/nope/trip", headers={"x-csrf-token": csrf.group(1)}
-        )
+        unknown = http.post("/status/breakers/nope/trip", headers={"x-csrf-token": csrf.group(1)})
         assert unknown.status_code == 404
         http.post("/status/logout")
         assert http.get("/status.json").status_code == 401
