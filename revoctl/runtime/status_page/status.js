@@ -164,12 +164,25 @@
 
   const sections = { breakers, instances: null, rules, secrets, spend, recent };
 
+  // A section is drawn again only when something other than its clocks changed, so that a
+  // button is not replaced under the pointer four times a second; the clocks are updated
+  // in place.
+  const drawn = {};
+  const clocks = new Set(["seconds_in_state", "reported_at", "seen_at", "seconds_since_report"]);
+
   function render(doc) {
     for (const [id, draw] of Object.entries(sections)) {
       const key = id === "instances" ? "pools" : id;
       const section = doc[key];
       if (!section) continue;
+      const shape = JSON.stringify(section, (k, v) => (clocks.has(k) ? undefined : v));
+      if (drawn[id] === shape) continue;
+      drawn[id] = shape;
       fill(id, failed(section) || (id === "instances" ? instances(section) : draw(section)));
+    }
+    for (const b of (doc.breakers && doc.breakers.items) || []) {
+      const cell = document.querySelector('tr[data-breaker="' + CSS.escape(b.name) + '"] .in-state');
+      if (cell) cell.textContent = duration(b.seconds_in_state);
     }
     document.getElementById("served-by").textContent = "served by " + (doc.served_by || "");
     document.getElementById("updated").textContent = "updated " + time(doc.generated_at);
