@@ -37,6 +37,19 @@ _DOCUMENT = {
         },
     },
 }
+_EVENT = {
+    "type": "object",
+    "description": "One event: the document, as JSON text",
+    "required": ["data"],
+    "properties": {
+        "event": {"const": "message"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": _DOCUMENT,
+        },
+    },
+}
 
 
 def status_paths() -> dict[str, Any]:
@@ -45,9 +58,8 @@ def status_paths() -> dict[str, Any]:
     return {
         "/status": {
             "get": {
-                "summary": "The live status page",
+                "summary": "The live status page (without a session: to the login)",
                 "operationId": "status_page",
-                "security": _SESSION,
                 "responses": {
                     "200": {"description": "The page", "content": _HTML},
                     "303": _TO_LOGIN,
@@ -78,7 +90,7 @@ def status_paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "One data: line of the document per update",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": _EVENT}},
                     },
                     **refused,
                 },
