@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from revoctl.runtime import draining, status_auth
@@ -213,3 +214,49 @@ def test_with_an_admin_key_the_page_needs_a_session_and_buttons_its_token(
         assert unknown.status_code == 404
         http.post("/status/logout")
         assert http.get("/status.json").status_code == 401
+
+
+# ------------------------------------------------------------------ the document
+
+
+async def test_a_failed_section_is_its_error_and_the_others_still_show() -> None:
+    from types import SimpleNamespace
+
+    from revoctl.core.errors import BackendUnavailableError
+    from revoctl.core.limits import RateLimitRule
+    from revoctl.core.status import fleet_status
+
+    async def unreachable(name: str | None = None) -> Any:
+        raise BackendUnavailableError(f"redis at 127.0.0.1:6399 unreachable ({ADMIN_KEY})")
+
+    async def inspect(rule: str, key: str | None = None) -> list[Any]:
+        state = SimpleNamespace
+        return [
+            state(key="idle", limit=10, remaining=10, reset_after=0.0),
+            state(key="busy", limit=10, remaining=1, reset_after=4.0),
+            state(key="half", limit=10, remaining=5, reset_after=2.0),
+        ]
+
+    rule = RateLimitRule(name="rpm", requests=10, window_seconds=60)
+    services = SimpleNamespace(
+        breakers=SimpleNamespace(status=unreachable),
+        settings=SimpleNamespace(limits=SimpleNamespace(rules=[rule])),
+        limiter=SimpleNamespace(inspect=inspect),
+        secrets=SimpleNamespace(serving_state=lambda: {"serving": "stale"}),
+    )
+    from revoctl.core.redaction import register_secret
+
+    register_secret(ADMIN_KEY)
+    document = await fleet_status(
+        services,  # type: ignore[arg-type]
+        ["breakers", "rules", "secrets"],
+        busiest=2,
+    )
+    assert "unreachable" in document["breakers"]["error"]
+    assert ADMIN_KEY not in document["breakers"]["error"]  # errors are redacted
+    [rpm] = document["rules"]["items"]
+    assert [(k["key"], k["used"]) for k in rpm["busiest"]] == [("busy", 9), ("half", 5)]
+    assert rpm["keys_tracked"] == 3 and rpm["limit"] == rule.capacity
+    assert document["secrets"] == {"serving": "stale"}
+    with pytest.raises(ValueError, match="nope"):
+        await fleet_status(services, ["nope"])  # type: ignore[arg-type]
