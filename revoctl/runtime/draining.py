@@ -8,7 +8,7 @@ the signal to the exit, the requests' share of the bound).
 The HTTP protocol (`revoctl.runtime.server.NoDelayHTTPProtocol`) calls
 `close_event_streams` as the shutdown reaches its connections; each stream's generator is
 waiting on its `EventStream.closed` and returns, its response completes, and the
-connection closes (measured: 0.20 s from the signal to the exit with a page open, as
+connection closes (measured: 0.16-0.27 s from the signal to the exit with a page open, as
 without one).
 The browser's EventSource then reconnects to whichever instance still listens.
 
