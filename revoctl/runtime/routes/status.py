@@ -162,7 +162,7 @@ async def breaker_action(request: Request) -> Response:
     breakers = gateway.services.breakers
     with core_errors():
         if action == "trip":
-            reason = str(await _reason(request, gateway))[:MAX_REASON] or "from the status page"
+            reason = (await _reason(request, gateway))[:MAX_REASON] or "from the status page"
             done = await breakers.trip(name, reason=reason, actor=viewer.actor)
         else:
             [done] = await breakers.reset(name, actor=viewer.actor)
