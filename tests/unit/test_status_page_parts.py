@@ -260,3 +260,15 @@ async def test_a_failed_section_is_its_error_and_the_others_still_show() -> None
     assert document["secrets"] == {"serving": "stale"}
     with pytest.raises(ValueError, match="nope"):
         await fleet_status(services, ["nope"])  # type: ignore[arg-type]
+
+
+def test_the_cookie_is_secure_when_the_page_came_over_https(tmp_path: Path) -> None:
+    app = app_with(tmp_path, ADMIN_KEY)
+    for base, secure in (("https://status.example", True), ("http://status.example", False)):
+        with TestClient(app, base_url=base, client=LOOPBACK) as http:
+            answer = http.post(
+                "/status/login", data={"admin_key": ADMIN_KEY}, follow_redirects=False
+            )
+            cookie = answer.headers["set-cookie"]
+            assert cookie.endswith("; Secure") is secure
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
