@@ -37,6 +37,7 @@ from revoctl.core.secrets.base import (
     SecretStore,
     validate_name,
     validate_value,
+    version_before,
 )
 from revoctl.core.secrets.stores import secret_store_for
 
@@ -251,7 +252,7 @@ class SecretManager(AsyncService):
         written = await self._call(self.store, lambda store: store.set(name, value))
         self.invalidate(name)
         after = await self._call(self.store, lambda store: store.versions(name))
-        previous = _version_before(written.version, after) or before[0].version
+        previous = version_before(written.version, after) or before[0].version
         audited = await self._audit.complete(intent, written.version, previous)
         return Rotation(name, written.version, previous, written.updated_on, value, audited)
 
@@ -265,20 +266,6 @@ class SecretManager(AsyncService):
     def cache_stats(self) -> dict[str, int]:
         """Cache lookups so far, for metrics: answered from the cache, or not."""
         return {"hits": self._cache.hits, "misses": self._cache.misses}
-
-    def serving_state(self) -> dict[str, Any]:
-        """Where reads come from, no store asked: ``serving`` is how the last read that reached
-        a store was answered (``provider``, ``stale`` or ``fallback``), with the cache's figures."""
-        fallback = self.fallback_store
-        return {
-            "provider": self.store.provider.value,
-            "fallback": fallback.provider.value if fallback else "none",
-            "serving": self._served_from,
-            "cache": self._cache.figures(),
-            "stale_served": self._stale_served,
-            "fallback_served": self._fallback_served,
-            "last_error": self._last_error,
-        }
 
     async def health_check(self, budget: float | None = None) -> dict[str, Any]:
         """Provider reachability and latency, cache figures, staleness and fallback use.
@@ -341,6 +328,18 @@ class SecretManager(AsyncService):
             return redact(str(exc))
         return None
 
+    def serving_state(self) -> dict[str, Any]:
+        """How the last read a store answered was served (``serving``); no store is asked."""
+        return {
+            "provider": self.store.provider.value,
+            "fallback": self.fallback_store.provider.value if self.fallback_store else "none",
+            "serving": self._served_from,  # "provider", "stale" or "fallback"
+            "cache": self._cache.figures(),
+            "stale_served": self._stale_served,
+            "fallback_served": self._fallback_served,
+            "last_error": self._last_error,
+        }
+
     # ------------------------------------------------------------------ plumbing
 
     async def _call(
@@ -389,11 +388,3 @@ class SecretManager(AsyncService):
             failure,
         )
         return result
-
-
-def _version_before(version: str, newest_first: list[SecretProperties]) -> str | None:
-    """The version written just before ``version``, from a newest-first history."""
-    ids = [props.version for props in newest_first]
-    if version in ids and ids.index(version) + 1 < len(ids):
-        return ids[ids.index(version) + 1]
-    return None
