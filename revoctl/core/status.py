@@ -7,8 +7,8 @@ Each section is what an operator's command prints, gathered through the same com
 - ``rules``: each configured rule with its busiest keys, read as ``revoctl limits inspect``
   reads them (consuming nothing): the keys with the least left, at most ``busiest`` of them;
 - ``pools``: ``revoctl db pool`` (the configured pool, the live connections, every runtime
-  instance's report of its pool; a report's extra keys, such as a configuration fingerprint's
-  flag, pass through untouched);
+  instance's report of its pool, with ``config_differs`` where ``db pool`` flags a drifting
+  configuration; every key of a report passes through untouched);
 - ``secrets``: `SecretManager.serving_state` (the provider, the fallback, the cache, whether
   reads are answered stale or from the fallback): no store is asked;
 - ``spend``: ``revoctl keys list``'s keys that have a budget, with the fraction spent;
@@ -150,7 +150,8 @@ async def rules_section(services: Services, busiest: int = BUSIEST_KEYS) -> dict
 async def pools_section(services: Services) -> dict[str, Any]:
     """``db pool``: the configured pool, the connections, each instance's report."""
     report = await services.db.pool_report()
-    return {key: report.get(key) for key in ("backend", "configured", "instances", "connections")}
+    keep = ("backend", "configured", "instances", "connections", "config_drift")
+    return {key: report[key] for key in keep if key in report}
 
 
 async def secrets_section(services: Services) -> dict[str, Any]:

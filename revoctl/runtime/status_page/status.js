@@ -101,10 +101,12 @@
       const pool = i.pool || {};
       const flags = [];
       if (i.stale) flags.push(el("span", { class: "badge stale" }, "stale"));
-      // Configuration drift: an instance report that carries a flag (config_drift: true, or
-      // an object with differs: true; config_differs) shows it here.
-      const drift = i.config_drift ?? i.config_differs;
-      if (drift === true || (drift && drift.differs)) flags.push(el("span", { class: "badge drift", "data-drift": "true" }, "config differs"));
+      // Configuration drift: `db pool` marks each instance whose rules or breakers differ
+      // from the fleet's (config_differs, and the parts in differs).
+      if (i.config_differs === true || i.config_drift === true) {
+        const parts = Array.isArray(i.differs) && i.differs.length ? ": " + i.differs.join(", ") : "";
+        flags.push(el("span", { class: "badge drift", "data-drift": "true" }, "config differs" + parts));
+      }
       return el("tr", { "data-instance": i.instance },
         el("td", {}, i.instance), el("td", {}, time(i.seen_at)),
         el("td", {}, pool.checked_out ?? ""), el("td", {}, pool.checked_in ?? ""),
