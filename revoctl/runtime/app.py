@@ -46,7 +46,7 @@ from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.in_flight import in_flight_of_this_process
 from revoctl.runtime.metrics import GatewayMetrics, mark_worker_gone
 from revoctl.runtime.middleware import AccessLog
-from revoctl.runtime.routes import admin
+from revoctl.runtime.routes import admin, status
 from revoctl.runtime.routes.chat import chat_completions
 from revoctl.runtime.routes.embeddings import embeddings
 from revoctl.runtime.routes.generate import generate
@@ -102,6 +102,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         *admin.ROUTES,
+        *status.ROUTES,
     ]
     trusted = loaded.settings.gateway.trusted_networks()
     behind_proxies = [Middleware(ClientAddress, trusted=trusted)] if trusted else []

@@ -225,6 +225,10 @@ def openapi_document(
         document["components"]["securitySchemes"] = {
             "gatewayKey": {"type": "http", "scheme": "bearer", "description": "revoctl keys create"}
         }
+    from revoctl.runtime import openapi_status
+
+    paths.update(openapi_status.status_paths())
+    document["components"].setdefault("securitySchemes", {}).update(openapi_status.SECURITY)
     if admin:
         from revoctl.runtime.openapi_admin import SECURITY, admin_components, admin_paths
 

@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - the runtime extra installs it
 
 from revoctl.core.errors import BackendUnavailableError, UsageError
 from revoctl.core.gateway.settings import GatewayConfig
+from revoctl.runtime.draining import close_event_streams
 from revoctl.runtime.in_flight import IN_FLIGHT_ENV, create_slot_file
 from revoctl.runtime.metrics import MULTIPROC_ENV
 
@@ -58,7 +59,8 @@ EXIT_GRACE_SECONDS = 0.5
 
 
 class NoDelayHTTPProtocol(_HTTPProtocol):
-    """uvicorn's HTTP/1.1 protocol with Nagle's algorithm off on every connection.
+    """uvicorn's HTTP/1.1 protocol with Nagle's algorithm off on every connection, whose
+    shutdown ends the event streams first.
 
     With ``--workers`` above 1, uvicorn binds the listening socket itself without naming
     TCP as its protocol, so asyncio does not set ``TCP_NODELAY`` on the connections it
@@ -72,6 +74,12 @@ class NoDelayHTTPProtocol(_HTTPProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful close of this connection, once the open event streams are told
+        to end: a status page left open would else hold the exit (`revoctl.runtime.draining`)."""
+        close_event_streams()
+        super().shutdown()
 
 
 class Supervisor(Multiprocess):

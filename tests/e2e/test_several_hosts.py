@@ -199,7 +199,7 @@ def test_a_host_killed_mid_load_is_taken_out_and_nothing_fails_after_the_mark(
     assert len(after) > 0 and all(after)
 
 
-def test_db_pool_lists_every_host(
+def test_db_pool_and_status_list_every_host(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str, llm: LLMStandIn
 ) -> None:
     with several_hosts(
@@ -214,6 +214,9 @@ def test_db_pool_lists_every_host(
             if reported >= pids or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        for host in fleet.hosts:  # each host's /status lists the three instances
+            shown = httpx.get(f"{host.url}/status.json", timeout=10).json()["pools"]["instances"]
+            assert {int(i["instance"].split(":")[-2]) for i in shown} == pids, host.name
     print(f"\ndb pool instances: {[i['instance'] for i in pool['instances']]}")
     assert reported == pids
     assert not any(instance["stale"] for instance in pool["instances"])

@@ -10,13 +10,16 @@ a body too long for its schema's bounds (more than 2,048 token arrays of 8,192 t
 too large to read at all, which is a documented 413 rejection as good as a 400
 (``negative_data_rejection``'s expected statuses, 413 added).
 The admin API is on: each route gets its own key (the gateway key or the admin key, by the
-security scheme the document names for it). Then: no 500, every response conforms to the
-document, no traceback nor the admin key in the server's log, and the server still healthy.
+security scheme the document names for it; the status page's routes a session signed in with
+the admin key, its CSRF token in every request, two events read from its stream). Then: no
+500, every response conforms to the document, no traceback nor the admin key in the server's
+log, and the server still healthy.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -33,6 +36,7 @@ EXAMPLES_PER_OPERATION = 100
 TIME_CAP_SECONDS = 300
 ADMIN_KEY = "adm-fuzz-canary-0c4b7e19"
 AUTH = """
+max-stream-events = 2
 [auth.openapi.gatewayKey]
 bearer = "{key}"
 [auth.openapi.adminKey]
@@ -40,6 +44,10 @@ bearer = "{admin_key}"
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428",
                      "429", "5xx"]
+[auth.openapi.statusSession]
+api_key = "{session}"
+[headers]
+x-csrf-token = "{csrf}"
 """
 """A run that does not end in this long has hung: it is stopped and fails (it takes 15-30 s)."""
 
@@ -52,7 +60,8 @@ def test_schemathesis_finds_nothing_and_the_gateway_stays_healthy(tmp_path: Path
         served_gateway(tmp_path, llm, admin_key=ADMIN_KEY) as (gateway, key),
     ):
         auth = tmp_path / "schemathesis.toml"  # each route's own key: a gateway's or the admin's
-        auth.write_text(AUTH.format(key=key, admin_key=ADMIN_KEY))
+        session, csrf = status_session(gateway.url)  # the status page's cookie and CSRF token
+        auth.write_text(AUTH.format(key=key, admin_key=ADMIN_KEY, session=session, csrf=csrf))
         document = httpx.get(f"{gateway.url}/openapi.json").json()
         started = time.monotonic()
         run = subprocess.run(
@@ -95,8 +104,9 @@ def test_schemathesis_finds_nothing_and_the_gateway_stays_healthy(tmp_path: Path
         for path in document["paths"]
         for method in document["paths"][path]
     }
-    # every route, but the document itself: schemathesis leaves out the address it read it from
-    assert set(summary["valid_rates"]) == described - {"GET /openapi.json"}
+    # every route, but the document itself: schemathesis leaves out the address it read it from;
+    # and the status page's login, which only the admin key passes (a secret it cannot guess)
+    assert set(summary["valid_rates"]) == described - {"GET /openapi.json", "POST /status/login"}
     assert summary["operations"]["tested"] == summary["operations"]["total"]
     assert summary["test_cases"]["generated"] >= 300
     assert '"status": 500' not in log and "Traceback" not in log and ADMIN_KEY not in log
@@ -105,3 +115,14 @@ def test_schemathesis_finds_nothing_and_the_gateway_stays_healthy(tmp_path: Path
     assert [reset.status_code for reset in resets] == [200, 200]
     assert health.status_code == 200 and ready.json()["ready"] is True
     assert served.status_code == 200, served.text
+
+
+def status_session(url: str) -> tuple[str, str]:
+    """A session of the status page (its cookie's value) and its CSRF token, signed in with
+    the admin key as a browser is."""
+    signed_in = httpx.post(f"{url}/status/login", data={"admin_key": ADMIN_KEY})
+    session = signed_in.cookies["revoctl_status"]
+    page = httpx.get(f"{url}/status", cookies={"revoctl_status": session}).text
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert found is not None, page[:500]
+    return session, found.group(1)

@@ -74,6 +74,10 @@ NOT_RUN = {
         "calls a running gateway with an admin key; tests/integration/test_admin_api.py makes "
         "the same calls against a real revoctl serve"
     ),
+    "8000/status/login": (
+        "signs in to a running gateway's status page; tests/integration/test_status_page.py and "
+        "tests/e2e/test_status_page_browser.py do the same against a real revoctl serve"
+    ),
     "make demo": (
         "make demo builds the venv the tour runs in: test_readme_tour.py runs it (or .ci/run "
         "does, for REVOCTL_TOUR_VENV); make test is the suite this test is part of"

@@ -454,3 +454,35 @@ def test_the_package_exports_a_sorted_all():
 
     assert package.__all__ == sorted(package.__all__)
     assert all(getattr(package, name) is not None for name in package.__all__)
+
+
+async def test_serving_state_says_where_reads_come_from_without_asking_a_store(
+    store: MemoryStore, clock: FakeClock
+):
+    fallback = MemoryStore(SecretProvider.LOCAL)
+    store.seed("api-key", "value-one")
+    fallback.seed("other-key", "value-two")
+    manager = make_manager(store, clock, fallback=fallback)
+    await manager.get_secret("api-key")
+    calls = list(store.calls)
+    state = manager.serving_state()
+    assert store.calls == calls  # nothing asked
+    assert (state["provider"], state["fallback"], state["serving"]) == (
+        "azure_key_vault",
+        "local",
+        "provider",
+    )
+    assert state["cache"]["size"] == 1 and state["last_error"] is None
+    store.failing = True
+    clock.advance(61)
+    assert await manager.get_secret("api-key") == "value-one"
+    assert manager.serving_state()["serving"] == "stale"
+    assert await manager.get_secret("other-key") == "value-two"
+    state = manager.serving_state()
+    assert (state["serving"], state["stale_served"], state["fallback_served"]) == ("fallback", 1, 1)
+    assert "fake vault unreachable" in state["last_error"]
+    store.failing = False
+    clock.advance(61)
+    await manager.get_secret("api-key")
+    assert manager.serving_state()["serving"] == "provider"
+    assert "value-one" not in str(manager.serving_state())

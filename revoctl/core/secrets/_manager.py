@@ -37,6 +37,7 @@ from revoctl.core.secrets.base import (
     SecretStore,
     validate_name,
     validate_value,
+    version_before,
 )
 from revoctl.core.secrets.stores import secret_store_for
 from revoctl.core.tracing import span
@@ -93,6 +94,7 @@ class SecretManager(AsyncService):
         self._inflight: dict[Key, asyncio.Future[Secret]] = {}
         self._stale_served = self._fallback_served = 0
         self._last_error: str | None = None
+        self._served_from = "provider"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,14 +170,14 @@ class SecretManager(AsyncService):
             self._last_error = redact(str(exc))
             stale = self._cache.stale(key, self.config.max_stale_seconds, RETRY_SECONDS)
             if stale is not None:
-                self._stale_served += 1
+                self._stale_served, self._served_from = self._stale_served + 1, "stale"
                 logger.warning("serving the cached value of secret %r: %s", name, exc)
                 return stale
             secret = await self._from_fallback(exc, lambda store: store.get(name, version))
-            self._fallback_served += 1
+            self._fallback_served, self._served_from = self._fallback_served + 1, "fallback"
             self._cache.remember(key, secret, min(self.config.cache_ttl_seconds, RETRY_SECONDS))
             return secret
-        self._last_error = None
+        self._last_error, self._served_from = None, "provider"
         self._cache.remember(key, secret, self.config.cache_ttl_seconds)
         return secret
 
@@ -252,7 +254,7 @@ class SecretManager(AsyncService):
         written = await self._call(self.store, lambda store: store.set(name, value))
         self.invalidate(name)
         after = await self._call(self.store, lambda store: store.versions(name))
-        previous = _version_before(written.version, after) or before[0].version
+        previous = version_before(written.version, after) or before[0].version
         audited = await self._audit.complete(intent, written.version, previous)
         return Rotation(name, written.version, previous, written.updated_on, value, audited)
 
@@ -293,7 +295,7 @@ class SecretManager(AsyncService):
 
         error, fallback_error = await asyncio.gather(
             self._probe(store, timeout),
-            self._probe(fallback, timeout) if fallback is not None else _nothing(),
+            self._probe(fallback, timeout) if fallback is not None else asyncio.sleep(0),
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         servable = self._cache.servable(self.config.max_stale_seconds)
@@ -311,18 +313,16 @@ class SecretManager(AsyncService):
             )
         else:
             status = "unhealthy"
+        state = self.serving_state()
         report: dict[str, Any] = {
             "status": status,
-            "provider": self.store.provider.value,
+            "provider": state.pop("provider"),
             "reachable": error is None,
             "latency_ms": latency_ms,
             "error": error,
-            "fallback": self.fallback_store.provider.value if self.fallback_store else "none",
+            "fallback": state.pop("fallback"),
             "fallback_in_use": error is not None and fallback_ok,
-            "cache": self._cache.figures(),
-            "stale_served": self._stale_served,
-            "fallback_served": self._fallback_served,
-            "last_error": self._last_error,
+            **state,
         }
         if reason:
             report["reason"] = reason
@@ -335,6 +335,18 @@ class SecretManager(AsyncService):
         except RevoctlError as exc:
             return redact(str(exc))
         return None
+
+    def serving_state(self) -> dict[str, Any]:
+        """How the last read a store answered was served (``serving``); no store is asked."""
+        return {
+            "provider": self.store.provider.value,
+            "fallback": self.fallback_store.provider.value if self.fallback_store else "none",
+            "serving": self._served_from,  # "provider", "stale" or "fallback"
+            "cache": self._cache.figures(),
+            "stale_served": self._stale_served,
+            "fallback_served": self._fallback_served,
+            "last_error": self._last_error,
+        }
 
     # ------------------------------------------------------------------ plumbing
 
@@ -384,15 +396,3 @@ class SecretManager(AsyncService):
             failure,
         )
         return result
-
-
-async def _nothing() -> None:
-    return None
-
-
-def _version_before(version: str, newest_first: list[SecretProperties]) -> str | None:
-    """The version written just before ``version``, from a newest-first history."""
-    ids = [props.version for props in newest_first]
-    if version in ids and ids.index(version) + 1 < len(ids):
-        return ids[ids.index(version) + 1]
-    return None

@@ -120,3 +120,11 @@ def validate_value(value: str) -> str:
     if size > MAX_VALUE_BYTES:
         raise UsageError(f"a secret value is limited to {MAX_VALUE_BYTES} bytes")
     return value
+
+
+def version_before(version: str, newest_first: list[SecretProperties]) -> str | None:
+    """The version written just before ``version``, from a newest-first history."""
+    ids = [props.version for props in newest_first]
+    if version in ids and ids.index(version) + 1 < len(ids):
+        return ids[ids.index(version) + 1]
+    return None
