@@ -17,6 +17,8 @@ import logging
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from revoctl.core.tracing._no_span import NO_SPAN as _NO_SPAN
+
 if TYPE_CHECKING:
     from revoctl.core.tracing.settings import TracingConfig
 
@@ -44,25 +46,6 @@ class SpanLike(Protocol):
     def set_attribute(self, key: str, value: Any) -> None: ...
 
 
-class _NoSpan:
-    """The span while tracing is off: a context manager that does nothing, shared by all."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> _NoSpan:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def is_recording(self) -> bool:
-        return False
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        return None
-
-
-_NO_SPAN = _NoSpan()
 _start: Any = None
 """`_sdk.Tracing.start` while tracing is on, else None."""
 _tracing: Any = None

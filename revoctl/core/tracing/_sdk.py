@@ -25,7 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from revoctl import __version__
-from revoctl.core.tracing import _NO_SPAN
+from revoctl.core.tracing._no_span import NO_SPAN
 from revoctl.core.tracing.settings import TracingConfig
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -76,7 +76,7 @@ class Tracing:
         if headers is None:
             current = trace.get_current_span()
             if not current.is_recording() and current.get_span_context().is_valid:
-                return _NO_SPAN
+                return NO_SPAN
         return _Current(
             self.tracer.start_as_current_span(
                 name,
