@@ -104,7 +104,9 @@ def set_(
 @app.command("rotate")
 def rotate(
     ctx: typer.Context,
-    name: NameArgument,
+    name: Annotated[
+        str | None, typer.Argument(help="Secret name: 1-127 letters, digits, dashes.")
+    ] = None,
     length: Annotated[
         int, typer.Option("--length", help="Random bytes in the generated value.")
     ] = 32,
@@ -112,11 +114,31 @@ def rotate(
         bool, typer.Option("--stdin", help="Read the new value from stdin instead of generating.")
     ] = False,
     show: Annotated[bool, typer.Option("--show", help="Print the new value too.")] = False,
+    due: Annotated[
+        bool, typer.Option("--due", help="Rotate every secret past its [secrets.rotation] age.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --due: list what is due, change nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as -o json.")] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Write a new version of a secret (random URL-safe text by default); the old stays readable."""
+    """Write a new version of a secret (random URL-safe text by default); the old stays readable.
+
+    With --due instead of NAME: rotate every secret older than its [secrets.rotation]
+    rule's max_age (for a cron job); exits 1 when one failed.
+    """
     from revoctl.core.secrets import validate_name
 
+    output = OutputFormat.json if as_json else output
+    if due or dry_run:
+        if name is not None or stdin or show or not due:
+            raise UsageError("--due takes no NAME, --stdin or --show; --dry-run needs --due")
+        from revoctl.cli._secrets_due import rotate_due
+
+        return rotate_due(ctx, dry_run=dry_run, output=output)
+    if name is None:
+        raise UsageError("give a secret NAME, or --due to rotate every secret past its age")
     state = AppState.of(ctx)
     value = _read_value(validate_name(name), None) if stdin else None
     done = call(ctx, lambda svc: svc.secrets.rotate(name, value, length))

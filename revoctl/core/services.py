@@ -222,7 +222,7 @@ class DatabaseAuditSink:
         return await self._db().transaction(insert)
 
     async def complete(self, intent: int, event: AuditEvent) -> None:
-        """Mark the intent ``done`` with the version written.
+        """Mark the intent ``done`` with the version written (or with why it was not made).
 
         :raises BackendUnavailableError: the database cannot be reached.
         """
@@ -233,7 +233,11 @@ class DatabaseAuditSink:
         done = (
             update(SecretAuditLog)
             .where(SecretAuditLog.id == intent)
-            .values(version=event.version, previous_version=event.previous_version, status="done")
+            .values(
+                version=event.version,
+                previous_version=event.previous_version,
+                status=event.status,
+            )
         )
         await self._db().transaction(lambda session: session.execute(done))
 

@@ -114,6 +114,9 @@ class Gateway:
             (SECRET_WATCH_SECONDS, watcher.check, "secret changes"),
             (services.settings.retention.interval_seconds, self.instance.retain, "retention"),
         ]
+        rotation = services.settings.secrets.rotation.interval_seconds
+        if rotation > 0:  # [secrets.rotation]: one instance at a time, under a lease
+            background.append((rotation, self.instance.rotate_secrets, "secret rotation"))
         fleet = self.routing.start()  # the deployments' loads, for least_busy / lowest_latency
         if fleet is not None:
             background.append((fleet.refresh_seconds, fleet.refresh, "routing loads"))

@@ -11,6 +11,7 @@ the log tables (`retain`). Readiness (``/health/ready``) is answered from memory
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,16 @@ class Instance:
         from revoctl.core.db import apply_retention
 
         await apply_retention(self.services.db, self.services.settings.retention)
+
+    async def rotate_secrets(self) -> None:
+        """Apply ``[secrets.rotation]`` (`revoctl.core.rotation.rotate_due`), unless another
+        instance holds the lease and is doing it."""
+        from revoctl.core.rotation import RotationLeaseHeldError, rotate_due
+
+        services = self.services
+        config = services.settings.secrets.rotation
+        with contextlib.suppress(RotationLeaseHeldError):
+            await rotate_due(services.secrets, services.db, config, holder=self.name)
 
     def readiness(self, keys: KeyRing | None) -> dict[str, Any]:
         """Ready: started and, when keys are required, holding them (read at least once).

@@ -39,9 +39,13 @@ class AuditEvent:
     provider: str
     actor: str
     occurred_at: datetime
+    status: str = "done"
+    """``done``, or why a change was not made (``hook_failed``: its ``on_rotate`` failed)."""
 
-    def written(self, version: str, previous_version: str | None) -> AuditEvent:
-        return replace(self, version=version, previous_version=previous_version)
+    def written(
+        self, version: str | None, previous_version: str | None, status: str = "done"
+    ) -> AuditEvent:
+        return replace(self, version=version, previous_version=previous_version, status=status)
 
 
 class AuditSink(Protocol):
@@ -89,12 +93,15 @@ class AuditTrail:
         token = await self._bounded(event, self._sink.begin(event))
         return None if token is _NOT_RECORDED else (event, token)
 
-    async def complete(self, intent: Intent, version: str, previous: str | None) -> bool:
-        """Complete a recorded intent with the version written; whether the change is audited."""
+    async def complete(
+        self, intent: Intent, version: str | None, previous: str | None, status: str = "done"
+    ) -> bool:
+        """Complete a recorded intent with the version written (or, with another ``status``,
+        none: the change was not made); whether the change is audited."""
         if intent is None or self._sink is None:
             return False
         event, token = intent
-        done = event.written(version, previous)
+        done = event.written(version, previous, status)
         return await self._bounded(done, self._sink.complete(token, done)) is not _NOT_RECORDED
 
     async def _bounded(self, event: AuditEvent, step: Awaitable[T]) -> T | object:

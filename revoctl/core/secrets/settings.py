@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from revoctl.core._settings import Section
+from revoctl.core.secrets.rotation_settings import RotationConfig
 
 DAY = 86400.0
 
@@ -44,6 +45,7 @@ class SecretConfig(Section):
     max_stale_seconds: float = Field(86400, ge=0, le=30 * DAY)
     timeout_seconds: float = Field(10, gt=0, le=300)
     azure: AzureKeyVaultConfig = AzureKeyVaultConfig()
+    rotation: RotationConfig = RotationConfig()
 
     @model_validator(mode="after")
     def _vault_url_when_azure(self) -> SecretConfig:
