@@ -382,6 +382,7 @@ def test_the_every_key_block_is_the_defaults_and_writes_nowhere_else(tmp_path: P
     not_shown = {
         "database.url": "a comment: it depends on REVOCTL_HOME",
         "limits.rules": "a comment: a list of tables, none by default",
+        "secrets.rotation.rules": "a comment: a list of tables, none by default",
         "breakers.defaults.name": "each breaker's own name, filled in per breaker",
         "breakers.services": "shown by an example, [breakers.services.openai_api]",
         "tiers": "shown by an example, [tiers.free], with each key's default",
