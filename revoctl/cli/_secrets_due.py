@@ -20,8 +20,11 @@ def rotate_due(ctx: typer.Context, *, dry_run: bool, output: OutputFormat) -> No
     config = state.loaded.settings.secrets.rotation
     if not config.rules:
         state.console.info("no [secrets.rotation] rules: nothing is ever due")
-    results = call(ctx, lambda svc: apply(svc.secrets, svc.db, config, dry_run=dry_run))
-    rows = [{column: row.get(column, "") for column in COLUMNS} | row for row in results]
-    state.console.emit(rows, output, COLUMNS, empty="no secret is due for rotation")
-    if any(row["outcome"] in ("failed", "hook_failed") for row in results):
+    report = call(ctx, lambda svc: apply(svc.secrets, svc.db, config, dry_run=dry_run))
+    if output is OutputFormat.table:
+        rows = [{column: row.get(column, "") for column in COLUMNS} for row in report["secrets"]]
+        state.console.emit(rows, output, COLUMNS, empty="no secret is due for rotation")
+    else:
+        state.console.emit(report, output)
+    if report["failed"]:
         raise typer.Exit(1)

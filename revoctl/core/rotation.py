@@ -74,14 +74,19 @@ def rule_for(name: str, config: RotationConfig) -> RotationRule | None:
     return None
 
 
-def due(found: list[SecretProperties], config: RotationConfig, now: datetime) -> list[Due]:
-    """The secrets of ``found`` whose latest version is at least their rule's age, by name."""
-    chosen = []
+def due(
+    found: list[SecretProperties], config: RotationConfig, now: datetime
+) -> tuple[list[Due], list[str]]:
+    """The secrets of ``found`` whose latest version is at least their rule's age, by name;
+    and the names a rule matches that are younger (skipped)."""
+    chosen, skipped = [], []
     for props in sorted(found, key=lambda p: p.name):
         rule = rule_for(props.name, config)
         if rule is not None and now - props.updated_on >= rule.age:
             chosen.append(Due(props, rule))
-    return chosen
+        elif rule is not None:
+            skipped.append(props.name)
+    return chosen, skipped
 
 
 async def rotate_due(
@@ -92,8 +97,10 @@ async def rotate_due(
     dry_run: bool = False,
     holder: str | None = None,
     actor: str | None = None,
-) -> list[dict[str, Any]]:
-    """Rotate every secret past its rule's age; one record per secret with its ``outcome``:
+) -> dict[str, Any]:
+    """Rotate every secret past its rule's age. The report: names ``due`` (at the start),
+    ``rotated``, ``failed`` (a ``hook_failed`` or failed write) and ``skipped`` (a rule
+    matches, not due yet); ``secrets``, one record per due secret with its ``outcome``:
     ``rotated``, ``hook_failed`` or ``failed`` (``due`` in a dry run, which takes no lease
     and changes nothing).
 
@@ -105,7 +112,8 @@ async def rotate_due(
 
     if dry_run:
         now = datetime.now(UTC)
-        return [item.record(now) | {"outcome": "due"} for item in await _due(secrets, config)]
+        chosen, skipped = await _due(secrets, config)
+        return _report(chosen, skipped, [item.record(now) | {"outcome": "due"} for item in chosen])
     holder = holder or process_name(db.role)
     seconds = 2 * config.hook_timeout_seconds + 60
     current = await take_lease(db, holder, name=LEASE, seconds=seconds)
@@ -113,18 +121,32 @@ async def rotate_due(
         raise RotationLeaseHeldError(f"another process is rotating (it holds the lease): {current}")
     try:
         results = []
-        for item in await _due(secrets, config):
+        chosen, skipped = await _due(secrets, config)
+        for item in chosen:
             if await take_lease(db, holder, name=LEASE, seconds=seconds) != holder:
                 break  # lapsed and taken: the other process carries on
             results.append(await _rotate_one(secrets, item, config, actor))
     finally:
         await release_lease(db, holder, name=LEASE)
-    return results
+    return _report(chosen, skipped, results)
 
 
-async def _due(secrets: SecretManager, config: RotationConfig) -> list[Due]:
+def _report(chosen: list[Due], skipped: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def named(*outcomes: str) -> list[str]:
+        return [row["name"] for row in rows if row["outcome"] in outcomes]
+
+    return {
+        "due": [item.props.name for item in chosen],
+        "rotated": named("rotated"),
+        "failed": named("failed", HOOK_FAILED),
+        "skipped": skipped,
+        "secrets": rows,
+    }
+
+
+async def _due(secrets: SecretManager, config: RotationConfig) -> tuple[list[Due], list[str]]:
     if not config.rules:
-        return []
+        return [], []
     return due(await secrets.list_secrets(), config, datetime.now(UTC))
 
 

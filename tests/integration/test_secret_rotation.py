@@ -131,13 +131,20 @@ async def test_due_rotates_only_old_secrets_matching_the_globs(
     dry = run_revoctl(["secrets", "rotate", "--due", "--dry-run", "--json"], env=setup["env"])
     assert dry.returncode == 0, dry.stderr
     planned = json.loads(dry.stdout)
-    assert [(r["name"], r["outcome"]) for r in planned] == [("api-old", "due"), ("db-old", "due")]
+    assert [(r["name"], r["outcome"]) for r in planned["secrets"]] == [
+        ("api-old", "due"),
+        ("db-old", "due"),
+    ]
+    assert planned["due"] == ["api-old", "db-old"] and planned["skipped"] == ["api-new"]
+    assert planned["rotated"] == planned["failed"] == []
     assert await versions(revoctl_home) == before  # the dry run changed nothing
     assert await audit_rows(setup["url"]) == []
 
     done = run_revoctl(["secrets", "rotate", "--due", "-o", "json"], env=setup["env"])
     assert done.returncode == 0, done.stderr
-    rotated = json.loads(done.stdout)
+    report = json.loads(done.stdout)
+    assert report["rotated"] == ["api-old", "db-old"] and report["failed"] == []
+    rotated = report["secrets"]
     assert [(r["name"], r["outcome"]) for r in rotated] == [
         ("api-old", "rotated"),
         ("db-old", "rotated"),
@@ -156,7 +163,14 @@ async def test_due_rotates_only_old_secrets_matching_the_globs(
     assert rows[0]["previous_version"] == before["api-old"][0]
 
     again = run_revoctl(["secrets", "rotate", "--due", "--json"], env=setup["env"])
-    assert again.returncode == 0 and json.loads(again.stdout) == []
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {
+        "due": [],
+        "rotated": [],
+        "failed": [],
+        "skipped": ["api-new", "api-old", "db-old"],
+        "secrets": [],
+    }
 
 
 async def test_hook_gets_the_value_on_stdin_never_in_argv_and_its_failure_keeps_the_old(
@@ -166,7 +180,9 @@ async def test_hook_gets_the_value_on_stdin_never_in_argv_and_its_failure_keeps_
     before = await versions(revoctl_home)
     result = run_revoctl(["secrets", "rotate", "--due", "--json"], env=setup["env"])
     assert result.returncode == 1, result.stderr  # a failed rotation fails the cron job
-    outcomes = {r["name"]: r for r in json.loads(result.stdout)}
+    report = json.loads(result.stdout)
+    assert report["failed"] == ["fail-old"] and report["rotated"] == ["api-old", "db-old"]
+    outcomes = {r["name"]: r for r in report["secrets"]}
     assert outcomes["db-old"]["outcome"] == "rotated"
     assert outcomes["api-old"]["outcome"] == "rotated"  # its rule has no hook
     failed = outcomes["fail-old"]
@@ -204,7 +220,7 @@ async def test_a_hook_past_its_timeout_is_killed_and_the_old_version_stays(
     configure(tmp_path, rules, "hook_timeout_seconds = 0.5")
     result = run_revoctl(["secrets", "rotate", "--due", "--json"], env=setup["env"])
     assert result.returncode == 1, result.stderr
-    slow = next(r for r in json.loads(result.stdout) if r["name"] == "slow-old")
+    slow = next(r for r in json.loads(result.stdout)["secrets"] if r["name"] == "slow-old")
     assert slow["outcome"] == "hook_failed"
     assert "did not finish within 0.5s" in slow["reason"]
     assert await current(revoctl_home, "slow-old") == "initial-slow-old"
@@ -248,7 +264,7 @@ async def test_two_cli_runs_at_once_rotate_each_secret_once(
     rotated = []
     for code, out, err in results:
         if code == 0:
-            rotated += [r["name"] for r in json.loads(out) if r["outcome"] == "rotated"]
+            rotated += json.loads(out)["rotated"]
         else:  # refused: the other holds the lease
             assert code == 1 and "holds the lease" in err and out == "", err
     assert sorted(rotated) == ["api-old", "db-old"]

@@ -221,7 +221,8 @@ class SecretAuditLog(_Event, Base):
     actor: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
     """``pending`` from before the store is written until the version is known, then ``done``;
-    a row left ``pending`` is a change whose process died mid-way."""
+    a row left ``pending`` is a change whose process died mid-way; ``hook_failed``, a rotation
+    whose ``on_rotate`` command failed, so nothing was written."""
 
 
 class GatewayKey(Base):
