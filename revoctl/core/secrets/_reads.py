@@ -1,0 +1,90 @@
+"""Reads in the audit log, when ``[secrets] audit_reads`` asks for them.
+
+Every read the provider answers or fails (never a cache hit: a cached value was already
+read, and recorded, once) becomes one ``secret_audit_log`` row: ``action = "read"``, the
+version read, the actor, the provider and the outcome in ``status``: ``ok`` or
+``error`` (not found, refused, unreachable, timed out). Never the value.
+
+The rows are written in batches off the read path (a `BatchWriter`): a read never waits
+for the database, and a database away leaves rows waiting in a bounded buffer, not
+failed reads. Read rows are neither ``pending`` nor ``done``, so the gateway's change
+watcher (which drops cached values of changed secrets) never mistakes a read for a change.
+
+`audit_entries` lists the log, writes and reads, newest first (``revoctl secrets audit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from revoctl.core.db import DatabaseManager
+    from revoctl.core.secrets._audit import ReadEvent
+
+AUDIT_ENTRY_KEYS = (
+    "ts",
+    "secret_name",
+    "action",
+    "version",
+    "previous_version",
+    "provider",
+    "actor",
+    "status",
+)
+"""The keys of one `audit_entries` row (``secrets audit --json``), in table order."""
+
+
+class SqlReadAuditSink:
+    """Inserts read rows into ``secret_audit_log`` through the database reached by ``db()``
+    (on first write, so a process that reads nothing never opens the database)."""
+
+    def __init__(self, db: Callable[[], DatabaseManager]) -> None:
+        self._db = db
+
+    async def __call__(self, events: Sequence[ReadEvent]) -> None:
+        from sqlalchemy import insert
+
+        from revoctl.core.db._errors import refused_rows
+        from revoctl.core.db.models import SecretAuditLog
+
+        rows = [{**asdict(event), "action": "read", "previous_version": None} for event in events]
+        with refused_rows():
+            await self._db().transaction(
+                lambda session: session.execute(insert(SecretAuditLog), rows)
+            )
+
+
+async def audit_entries(
+    db: DatabaseManager,
+    *,
+    name: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The audit log (writes and reads), newest first: of ``name`` only, from ``since`` on,
+    at most ``limit`` rows; each a dict of `AUDIT_ENTRY_KEYS` (``ts`` as a datetime).
+
+    :raises UsageError: the table is missing (the database is not migrated).
+    :raises BackendUnavailableError: the database cannot be reached.
+    """
+    from sqlalchemy import select
+
+    from revoctl.core.db.models import SecretAuditLog
+
+    columns = [getattr(SecretAuditLog, key) for key in AUDIT_ENTRY_KEYS]
+    query = select(*columns).order_by(SecretAuditLog.ts.desc(), SecretAuditLog.id.desc())
+    if name is not None:
+        query = query.where(SecretAuditLog.secret_name == name)
+    if since is not None:
+        query = query.where(SecretAuditLog.ts >= since)
+
+    async def read(session: AsyncSession) -> list[dict[str, Any]]:
+        found = await session.execute(query.limit(limit))
+        return [dict(zip(AUDIT_ENTRY_KEYS, row, strict=True)) for row in found.all()]
+
+    return await db.transaction(read)
