@@ -155,8 +155,8 @@ def audit(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the audit log, newest first: sets, rotations and (with audit_reads) reads; no values."""
+    from revoctl.core.secret_audit import AUDIT_ENTRY_KEYS, audit_entries
     from revoctl.core.secrets import validate_name
-    from revoctl.core.secrets._reads import AUDIT_ENTRY_KEYS, audit_entries
 
     state = AppState.of(ctx)
     try:

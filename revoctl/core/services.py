@@ -239,8 +239,8 @@ class DatabaseAuditSink:
 
 
 def _build_secrets(services: Services) -> Component:
+    from revoctl.core.secret_audit import SqlReadAuditSink
     from revoctl.core.secrets import SecretManager
-    from revoctl.core.secrets._reads import SqlReadAuditSink
 
     return SecretManager(
         services.settings.secrets,

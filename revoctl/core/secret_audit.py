@@ -1,4 +1,4 @@
-"""Reads in the audit log, when ``[secrets] audit_reads`` asks for them.
+"""The ``secret_audit_log`` table from the secrets' side: read rows, and the log listed.
 
 Every read the provider answers or fails (never a cache hit: a cached value was already
 read, and recorded, once) becomes one ``secret_audit_log`` row: ``action = "read"``, the
@@ -9,6 +9,7 @@ The rows are written in batches off the read path (a `BatchWriter`): a read neve
 for the database, and a database away leaves rows waiting in a bounded buffer, not
 failed reads. Read rows are neither ``pending`` nor ``done``, so the gateway's change
 watcher (which drops cached values of changed secrets) never mistakes a read for a change.
+A batch whose COMMIT answer was lost is written again: a read may then be logged twice.
 
 `audit_entries` lists the log, writes and reads, newest first (``revoctl secrets audit``).
 """
