@@ -165,9 +165,9 @@ def audit(
         raise UsageError(f"invalid duration {since!r}: too long") from None
     secret = validate_name(name) if name is not None else None
     found = call(ctx, lambda svc: audit_entries(svc.db, name=secret, since=cutoff, limit=limit))
-    rows = [{**row, "ts": _timestamp(row["ts"])} for row in found]
+    rows = [{**entry, "at": _timestamp(entry["at"])} for entry in found]
     fmt = OutputFormat.json if as_json else output
-    state.console.emit(rows, fmt, list(AUDIT_ENTRY_KEYS), empty="no audit rows")
+    state.console.emit(rows, fmt, list(AUDIT_ENTRY_KEYS), empty="no audit entries")
 
 
 def _read_value(name: str, path: Path | None) -> str:

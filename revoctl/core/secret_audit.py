@@ -27,17 +27,23 @@ if TYPE_CHECKING:
     from revoctl.core.db import DatabaseManager
     from revoctl.core.secrets._audit import ReadEvent
 
-AUDIT_ENTRY_KEYS = (
-    "ts",
-    "secret_name",
-    "action",
-    "version",
-    "previous_version",
-    "provider",
-    "actor",
-    "status",
-)
-"""The keys of one `audit_entries` row (``secrets audit --json``), in table order."""
+AUDIT_ENTRY_COLUMNS = {
+    "at": "ts",
+    "name": "secret_name",
+    "action": "action",
+    "version": "version",
+    "previous_version": "previous_version",
+    "actor": "actor",
+    "provider": "provider",
+    "outcome": "status",
+}
+"""The keys of one `audit_entries` entry (``secrets audit --json``), in table order, and the
+``secret_audit_log`` column each comes from."""
+AUDIT_ENTRY_KEYS = tuple(AUDIT_ENTRY_COLUMNS)
+
+OUTCOMES = {"done": "ok"}
+"""``outcome`` from a row's ``status``: a completed change is ``ok`` like a read that was;
+``error`` (a failed read) and ``pending`` (a change whose process died mid-way) stay."""
 
 
 class SqlReadAuditSink:
@@ -68,7 +74,9 @@ async def audit_entries(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """The audit log (writes and reads), newest first: of ``name`` only, from ``since`` on,
-    at most ``limit`` rows; each a dict of `AUDIT_ENTRY_KEYS` (``ts`` as a datetime).
+    at most ``limit`` entries; each a dict of `AUDIT_ENTRY_KEYS` (``at`` a datetime,
+    ``action`` one of ``read``, ``set``, ``rotate``; ``outcome`` ``ok``, ``error`` or
+    ``pending``).
 
     :raises UsageError: the table is missing (the database is not migrated).
     :raises BackendUnavailableError: the database cannot be reached.
@@ -77,7 +85,7 @@ async def audit_entries(
 
     from revoctl.core.db.models import SecretAuditLog
 
-    columns = [getattr(SecretAuditLog, key) for key in AUDIT_ENTRY_KEYS]
+    columns = [getattr(SecretAuditLog, column) for column in AUDIT_ENTRY_COLUMNS.values()]
     query = select(*columns).order_by(SecretAuditLog.ts.desc(), SecretAuditLog.id.desc())
     if name is not None:
         query = query.where(SecretAuditLog.secret_name == name)
@@ -86,6 +94,9 @@ async def audit_entries(
 
     async def read(session: AsyncSession) -> list[dict[str, Any]]:
         found = await session.execute(query.limit(limit))
-        return [dict(zip(AUDIT_ENTRY_KEYS, row, strict=True)) for row in found.all()]
+        entries = [dict(zip(AUDIT_ENTRY_KEYS, row, strict=True)) for row in found.all()]
+        for entry in entries:
+            entry["outcome"] = OUTCOMES.get(entry["outcome"], entry["outcome"])
+        return entries
 
     return await db.transaction(read)
