@@ -204,3 +204,12 @@ async def test_a_database_away_neither_fails_nor_holds_up_reads(
     assert time.monotonic() - started < timeout * 2
     assert "still buffered at shutdown were dropped" in caplog.text
     assert CANARY not in caplog.text
+
+
+async def test_concurrent_misses_share_one_read_and_one_row(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("REVOCTL_SECRETS__AUDIT_READS", "true")
+    async with load_services() as services:
+        await services.secrets.set_secret("api-key", CANARY)
+        values = await asyncio.gather(*(services.secrets.get_secret("api-key") for _ in range(8)))
+        assert values == [CANARY] * 8
+    assert len(_reads(await _log("api-key"))) == 1
