@@ -164,6 +164,34 @@ def versions(
     state.console.emit([_version_record(props) for props in found], output)
 
 
+@app.command("audit")
+def audit(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Only this secret's rows.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DURATION", help="Only rows this recent, e.g. 1h, 7d."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most N rows.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list (as -o json).")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List the audit log, newest first: sets, rotations and (with audit_reads) reads; no values."""
+    from revoctl.core.secret_audit import AUDIT_ENTRY_KEYS, audit_entries
+    from revoctl.core.secrets import validate_name
+
+    state = AppState.of(ctx)
+    try:
+        cutoff = datetime.now(UTC) - parse_duration(since) if since is not None else None
+    except OverflowError:
+        raise UsageError(f"invalid duration {since!r}: too long") from None
+    secret = validate_name(name) if name is not None else None
+    found = call(ctx, lambda svc: audit_entries(svc.db, name=secret, since=cutoff, limit=limit))
+    rows = [{**entry, "at": _timestamp(entry["at"])} for entry in found]
+    fmt = OutputFormat.json if as_json else output
+    state.console.emit(rows, fmt, list(AUDIT_ENTRY_KEYS), empty="no audit entries")
+
+
 def _read_value(name: str, path: Path | None) -> str:
     """The value from ``path``, stdin (not a TTY) or a hidden prompt, less a trailing newline."""
     from revoctl.core.secrets.base import MAX_VALUE_BYTES

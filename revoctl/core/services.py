@@ -243,13 +243,21 @@ class DatabaseAuditSink:
 
 
 def _build_secrets(services: Services) -> Component:
+    from revoctl.core.secret_audit import SqlReadAuditSink
     from revoctl.core.secrets import SecretManager
 
     return SecretManager(
         services.settings.secrets,
         home=services.home,
         audit=DatabaseAuditSink(lambda: services.db),
+        reads=SqlReadAuditSink(lambda: services.db),
     )
+
+
+def _secrets_depends(services: Services) -> tuple[str, ...]:
+    """The database, when reads are audited: built first, so it is closed after the secret
+    manager writes its last read rows (building it contacts nothing)."""
+    return ("db",) if services.settings.secrets.audit_reads else ()
 
 
 def _build_database(services: Services) -> Component:
@@ -313,7 +321,7 @@ def _build_accounts(services: Services) -> Component:
 
 
 COMPONENTS: tuple[ComponentSpec, ...] = (
-    ComponentSpec("secrets", "secrets", _build_secrets),
+    ComponentSpec("secrets", "secrets", _build_secrets, _secrets_depends),
     ComponentSpec("db", "database", _build_database),
     ComponentSpec("limiter", "rate_limiter", _build_limiter, _limiter_depends),
     ComponentSpec("breakers", "circuit_breakers", _build_breakers, _breakers_depends),

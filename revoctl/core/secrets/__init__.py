@@ -12,6 +12,8 @@ Decisions worth knowing before relying on them:
 * Every set and rotate is recorded in the ``secret_audit_log`` table (migration
   0002). When that fails (no database, not migrated) the change still stands: the
   failure is logged as a warning and the rotation reports ``audited: false``.
+* With ``audit_reads = true`` every read that reaches the provider (not a cache hit) is a
+  row of that table too, written in batches off the read path (`revoctl.core.secret_audit`).
 """
 
 from __future__ import annotations

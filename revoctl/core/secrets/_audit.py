@@ -5,23 +5,31 @@ completion (the new version) after. A process killed between the two leaves an i
 marked incomplete, so no acknowledged change ever lacks its record. A log that fails or
 does not answer within the manager's ``timeout_seconds`` never fails the change: it is
 a warning, and the change reports that it was not audited.
+
+Reads, when ``[secrets] audit_reads`` asks, are rows of their own, one per read the
+provider answers or fails, written in batches off the read path (`ReadAudit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from revoctl.core._batch import BatchWriter
 from revoctl.core.actors import default_actor
 
 if TYPE_CHECKING:
+    from revoctl.core.secrets.base import Secret
     from revoctl.core.secrets.settings import SecretProvider
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Secret")
+
+ReadOutcome = Literal["ok", "error"]
 
 logger = logging.getLogger("revoctl.secrets")
 
@@ -123,3 +131,66 @@ class AuditTrail:
                 reason,
             )
             return _NOT_RECORDED
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    """One read that reached the provider; never its value."""
+
+    secret_name: str
+    version: str | None
+    provider: str
+    actor: str
+    status: ReadOutcome
+    ts: datetime
+
+
+ReadSink = Callable[[Sequence[ReadEvent]], Awaitable[None]]
+"""Writes one batch of read events (e.g. `SqlReadAuditSink`)."""
+
+
+class ReadAudit:
+    """The manager's record of provider reads (``provider()`` names the store asked);
+    records nothing when ``sink`` is None (``[secrets] audit_reads = false``)."""
+
+    def __init__(
+        self,
+        sink: ReadSink | None,
+        provider: Callable[[], SecretProvider],
+        *,
+        interval: float = 1.0,
+    ) -> None:
+        self._provider = provider
+        self.writer: BatchWriter[ReadEvent] | None = None
+        if sink is not None:
+            self.writer = BatchWriter(
+                sink, what="secret read audit rows", describe=_describe, interval=interval
+            )
+
+    async def record(self, key: tuple[str, str | None], read: Awaitable[S]) -> S:
+        """``await read``, the provider's read of ``key`` (name, version), recording its
+        outcome: the version read, or ``error`` (then the failure is raised as it was)."""
+        if self.writer is None:
+            return await read
+        name, version = key
+        try:
+            secret = await read
+        except Exception:
+            self._add(name, version, "error")
+            raise
+        self._add(name, secret.version, "ok")
+        return secret
+
+    def _add(self, name: str, version: str | None, status: ReadOutcome) -> None:
+        assert self.writer is not None
+        provider, actor, now = self._provider().value, default_actor(), datetime.now(UTC)
+        self.writer.add(ReadEvent(name, version, provider, actor, status, now))
+
+    async def close(self, timeout: float) -> None:
+        """Write the rows still buffered, for at most ``timeout`` seconds."""
+        if self.writer is not None:
+            await self.writer.close(timeout)
+
+
+def _describe(event: ReadEvent) -> str:
+    return f"the read of secret {event.secret_name!r} at {event.ts.isoformat()}"

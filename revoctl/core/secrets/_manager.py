@@ -1,10 +1,9 @@
 """`SecretManager`: one cached, bounded, fail-soft way to read and change secrets.
 
-Reads go through an in-memory TTL cache keyed by (name, version). Concurrent
-misses for one key share one provider call (single-flight). Every provider call
-is bounded by ``timeout_seconds``. When the provider fails, a read is served,
-in this order, from the cached value (stale for at most ``max_stale_seconds``
-past its TTL), from the fallback store, or not at all (`BackendUnavailableError`).
+Reads go through an in-memory TTL cache keyed by (name, version). Concurrent misses for one
+key share one provider call (single-flight), bounded by ``timeout_seconds``. When the
+provider fails, a read is served, in this order, from the cached value (stale for at most
+``max_stale_seconds`` past its TTL), the fallback store, or not at all (`BackendUnavailableError`).
 
 Every value the manager hands out or is handed is registered with the log
 redaction filter first, so it can never reach a log line, an error or a traceback.
@@ -28,7 +27,7 @@ from revoctl.core._lifecycle import AsyncService
 from revoctl.core._paths import state_dir
 from revoctl.core.errors import BackendUnavailableError, NotFoundError, RevoctlError, UsageError
 from revoctl.core.redaction import redact, register_secret
-from revoctl.core.secrets._audit import AuditSink, AuditTrail
+from revoctl.core.secrets._audit import AuditSink, AuditTrail, ReadAudit, ReadSink
 from revoctl.core.secrets._cache import Key, SecretCache
 from revoctl.core.secrets.base import (
     Secret,
@@ -53,8 +52,7 @@ RETRY_SECONDS = 30.0
 """How long a stale or fallback answer stands before the failing provider is tried again:
 reads in between are answered at once instead of each waiting out the timeout."""
 
-MIN_GENERATED_BYTES = 16
-MAX_GENERATED_BYTES = 8192
+MIN_GENERATED_BYTES, MAX_GENERATED_BYTES = 16, 8192
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,7 @@ class SecretManager(AsyncService):
         *,
         home: Path | None = None,
         audit: AuditSink | None = None,
+        reads: ReadSink | None = None,
         store: SecretStore | None = None,
         fallback_store: SecretStore | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -89,6 +88,7 @@ class SecretManager(AsyncService):
         self.config = config
         self.home = home if home is not None else state_dir()
         self._audit = AuditTrail(audit, config.timeout_seconds)
+        self._reads = ReadAudit(reads if config.audit_reads else None, lambda: self.store.provider)
         self._injected = (store, fallback_store)
         self._cache = SecretCache(clock)
         self._inflight: dict[Key, asyncio.Future[Secret]] = {}
@@ -122,6 +122,7 @@ class SecretManager(AsyncService):
     async def _close(self) -> None:
         """Close the stores that were built and forget every cached value."""
         self._cache.clear()
+        await self._reads.close(self.config.timeout_seconds)
         async with contextlib.AsyncExitStack() as stack:  # every store is closed, errors or not
             for name in ("store", "fallback_store"):
                 built = self.__dict__.pop(name, None)
@@ -165,7 +166,7 @@ class SecretManager(AsyncService):
     async def _load(self, key: Key) -> Secret:
         name, version = key
         try:
-            secret = await self._call(self.store, lambda store: store.get(name, version))
+            secret = await self._reads.record(key, self._call(self.store, lambda s: s.get(*key)))
         except BackendUnavailableError as exc:
             self._last_error = redact(str(exc))
             stale = self._cache.stale(key, self.config.max_stale_seconds, RETRY_SECONDS)

@@ -44,6 +44,8 @@ class SecretConfig(Section):
     cache_ttl_seconds: float = Field(3600, ge=0, le=30 * DAY)
     max_stale_seconds: float = Field(86400, ge=0, le=30 * DAY)
     timeout_seconds: float = Field(10, gt=0, le=300)
+    audit_reads: bool = False
+    """Record every read the provider answers (not cache hits) in the audit log."""
     azure: AzureKeyVaultConfig = AzureKeyVaultConfig()
     rotation: RotationConfig = RotationConfig()
 
