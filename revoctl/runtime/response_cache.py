@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     from revoctl.core.gateway.settings import ResponseCacheConfig
     from revoctl.core.services import Services
     from revoctl.runtime.exchange import Exchange
-    from revoctl.runtime.gateway import Gateway
     from revoctl.runtime.metrics import GatewayMetrics
     from revoctl.runtime.providers import ChatResponse
+    from revoctl.runtime.usage import UsageLog
 
 logger = logging.getLogger("revoctl.gateway")
 
@@ -215,14 +215,14 @@ class ResponseCache:
             self._store = None
 
 
-def answered_from_cache(gateway: Gateway, exchange: Exchange, answer: ChatResponse) -> Response:
+def answered_from_cache(usage: UsageLog, exchange: Exchange, answer: ChatResponse) -> Response:
     """A hit's response: the stored answer, nothing charged; its row (a model call of
     provider ``cache``, 0 tokens, cost 0) is written once the response is sent."""
     exchange.settled = True  # nothing was charged: nothing to settle
     exchange.served_by = exchange.model
     exchange.provider = CACHE_PROVIDER
     headers = {**exchange.headers(), CACHE_HEADER: "hit"}
-    row = BackgroundTask(gateway.usage.record, exchange, 200, None, cached=True)
+    row = BackgroundTask(usage.record, exchange, 200, None, cached=True)
     return JSONResponse(answer, headers=headers, background=row)
 
 

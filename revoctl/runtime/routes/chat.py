@@ -46,7 +46,7 @@ async def chat_completions(request: Request) -> Response:
     if cache_key is not None:
         cached = await gateway.cache.lookup(exchange, cache_key)
         if cached is not None:  # a hit: nothing charged, no provider called
-            return answered_from_cache(gateway, exchange, cached)
+            return answered_from_cache(gateway.usage, exchange, cached)
     await gateway.charge(exchange)
     if exchange.request.get("stream"):
         stream, first = await gateway.routing.open_stream(exchange)
