@@ -55,6 +55,7 @@ default_max_tokens = 64
 [gateway.cache]
 enabled = true
 ttl_seconds = {ttl}
+max_bytes = {max_bytes}
 scope = "{scope}"
 
 [providers.llm]
@@ -107,6 +108,7 @@ def serving(
     store: str = "redis",
     scope: str = "key",
     ttl: int = 300,
+    max_bytes: int = 262144,
 ) -> Iterator[Served]:
     config = tmp_path / "revoctl.toml"
     config.write_text(
@@ -117,6 +119,7 @@ def serving(
             store=store,
             scope=scope,
             ttl=ttl,
+            max_bytes=max_bytes,
             openai=llm.openai_base_url,
             budget=BUDGET,
         )
@@ -300,3 +303,16 @@ def _cache_rows(database: str) -> tuple[list[str], list[bytes]]:
         return [r[0] for r in found], [r[1].encode() for r in found]
 
     return asyncio.run(read())
+
+
+def test_an_answer_over_max_bytes_is_answered_and_not_stored(
+    cli: Any, tmp_path: Path, llm: LLMStandIn, servers: dict[str, str]
+) -> None:
+    with serving(cli, tmp_path, llm, max_bytes=256, **servers) as served:
+        for _ in range(2):
+            answered = served.ask("gold-a", temperature=0)
+            assert answered.status_code == 200, answered.text
+            assert len(answered.content) > 256
+            assert "x-revoctl-cache" not in answered.headers
+        assert len(llm.requests) == 2
+        assert served.metric("too_large") == 2 and served.metric("hit") == 0
