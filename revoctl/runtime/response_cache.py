@@ -1,7 +1,8 @@
 """The response cache (``[gateway.cache]``): exact-match answers of deterministic requests.
 
 A non-streamed chat request is *cacheable* when it is deterministic: its ``temperature``
-is 0, or its ``metadata`` asks with ``"cache": true``. Its cache key (`cache_key`) is a
+is 0, or its ``metadata`` asks with ``"cache": true`` (or ``"true"``: OpenAI's metadata
+values are strings). Its cache key (`cache_key`) is a
 SHA-256 of its scope, its model and its normalized body: the checked request with sorted
 keys, without ``stream``, ``stream_options``, ``user`` and the ``metadata.cache`` flag. The
 scope keeps callers apart: ``scope = "key"`` (the default) is the key's name, so no caller
@@ -76,12 +77,14 @@ class CacheStore(Protocol):
 
 def cacheable(request: dict[str, Any]) -> bool:
     """Whether a request may be answered from the cache: not streamed, and deterministic
-    (``temperature`` 0, or ``metadata.cache`` true)."""
+    (``temperature`` 0, or ``metadata.cache`` true or ``"true"``)."""
     if request.get("stream"):
         return False
     metadata = request.get("metadata")
-    if isinstance(metadata, dict) and metadata.get("cache") is True:
-        return True
+    if isinstance(metadata, dict):
+        asked = metadata.get("cache")
+        if asked is True or asked == "true":  # not 1, which equals True
+            return True
     temperature = request.get("temperature")
     return (
         isinstance(temperature, int | float)

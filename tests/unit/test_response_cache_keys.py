@@ -18,7 +18,10 @@ BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_to
         ({}, False),  # the default temperature is 1
         ({"temperature": False}, False),  # not a number
         ({"temperature": 0.7, "metadata": {"cache": True}}, True),
-        ({"temperature": 0.7, "metadata": {"cache": "true"}}, False),
+        ({"temperature": 0.7, "metadata": {"cache": "true"}}, True),  # OpenAI's: strings
+        ({"temperature": 0.7, "metadata": {"cache": "yes"}}, False),
+        ({"temperature": 0.7, "metadata": {"cache": False}}, False),
+        ({"temperature": 0.7, "metadata": {"cache": 1}}, False),
         ({"temperature": 0, "stream": True}, False),
     ],
 )
