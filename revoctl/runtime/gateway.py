@@ -48,6 +48,7 @@ from revoctl.runtime.identity import Identity
 from revoctl.runtime.instance import INSTANCE_REPORT_SECONDS, Instance
 from revoctl.runtime.metrics import METRICS_SYNC_SECONDS
 from revoctl.runtime.metrics_sync import MetricsSync
+from revoctl.runtime.response_cache import ResponseCache, open_cache_store
 from revoctl.runtime.routing import Routing
 from revoctl.runtime.usage import MAX_USER_LENGTH, UsageLog
 from revoctl.runtime.watch import SecretChangeWatcher
@@ -78,6 +79,12 @@ class Gateway:
         self.routing = Routing(services, self.models, metrics)
         self.usage = UsageLog(
             lambda: services.db, self.models, metrics, capacity=self.config.usage_buffer
+        )
+        self.cache = ResponseCache(
+            self.config.cache,
+            open_cache_store(services),
+            metrics,
+            timeout_seconds=services.settings.limits.timeout_seconds,
         )
         self.metrics_sync = MetricsSync(services, metrics, self.usage.stats)
         self.instance = Instance(services, metrics)
@@ -134,6 +141,7 @@ class Gateway:
         await self.usage.writer.close(flush_seconds)
         self.metrics_sync.sync_usage()  # what shutdown dropped is counted too
         await self.routing.close()
+        await self.cache.close()
 
     async def identify(self, request: Request, body: Any) -> Caller:
         """Who asks (`Identity.identify`, with the ``user`` ``body`` names). The request's

@@ -73,6 +73,9 @@ def multiprocess() -> bool:
 
 
 HELP = {
+    "revoctl_cache_requests_total": (
+        "Cacheable requests by model and outcome: hit, miss (stored), too_large, not_stored, error."
+    ),
     "revoctl_http_requests_total": "HTTP requests served, by route, model and status code.",
     "revoctl_http_request_duration_seconds": "Time from request to the last byte of the response.",
     "revoctl_time_to_first_token_seconds": "Time from request to the first streamed chunk.",
@@ -217,6 +220,7 @@ class GatewayMetrics:
         self.secret_cache = counter("revoctl_secret_cache_lookups_total", "result")
         self.tokens = counter("revoctl_tokens_total", "provider", "model", "kind")
         self.cost = counter("revoctl_cost_usd_total", "provider", "model")
+        self.cache_requests = counter("revoctl_cache_requests_total", "model", "outcome")
         self.usage_dropped = counter("revoctl_usage_rows_dropped_total", "reason")
         for reason in DROP_REASONS:
             self.usage_dropped.labels(reason)  # every reason exported, at 0 until it happens

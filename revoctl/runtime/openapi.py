@@ -42,6 +42,11 @@ RATE_LIMIT_HEADERS = {
         "schema": {"type": "string", "pattern": "^[0-9.]+$"},
     },
 }
+CACHE_HEADER = {
+    "description": "[gateway.cache]: hit (answered from the cache, nothing charged) or miss "
+    "(its answer was stored); absent when the request was not cacheable",
+    "schema": {"type": "string", "enum": ["hit", "miss"]},
+}
 STREAM_EVENT = {
     "type": "object",
     "description": "One server-sent event: its data is a ChatCompletionChunk as JSON; the last "
@@ -112,7 +117,7 @@ def openapi_document(
     ask = {status: ERROR for status in refusals if keys_required or status != "401"}
     chat_answer = {
         "description": "The answer; a stream of server-sent events when ``stream`` is true.",
-        "headers": RATE_LIMIT_HEADERS,
+        "headers": {**RATE_LIMIT_HEADERS, "x-revoctl-cache": CACHE_HEADER},
         "content": {
             "application/json": {"schema": _ref("ChatCompletion")},
             "text/event-stream": {"schema": STREAM_EVENT},

@@ -133,14 +133,23 @@ class UsageLog:
         )
 
     def record(
-        self, exchange: Exchange, status: int, usage: Usage | None, code: str | None = None
+        self,
+        exchange: Exchange,
+        status: int,
+        usage: Usage | None,
+        code: str | None = None,
+        *,
+        cached: bool = False,
     ) -> None:
         """The request's row (written in the background) and its metrics, now; ``code`` is a
-        refusal's."""
+        refusal's; ``cached``: answered from the response cache (a call of provider
+        ``exchange.provider``, 0 tokens, cost 0)."""
         elapsed = time.perf_counter() - exchange.started
         call = None
         model = exchange.served_by or exchange.model
-        if usage is not None and exchange.served_by is not None:
+        if cached:
+            call = ModelCall(str(exchange.provider), model, 0, 0, Decimal(0))
+        elif usage is not None and exchange.served_by is not None:
             config = self.models[exchange.served_by]
             provider = exchange.provider or config.providers()[0]
             prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]

@@ -355,3 +355,15 @@ class MaintenanceLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[float] = mapped_column(Double)
+
+
+class ResponseCacheEntry(Base):
+    """One answer of the response cache (`revoctl.runtime.response_cache`) under its key (a
+    SHA-256 of the scope, the model and the normalized request), until ``expires_at``
+    (epoch seconds on the writer's clock)."""
+
+    __tablename__ = "response_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    answer: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)

@@ -63,6 +63,26 @@ CLOSE_SECONDS_MAX = 5.0
 """The most of ``gateway.drain_seconds`` kept for the close after the requests in flight."""
 
 
+class CacheScope(StrEnum):
+    """``[gateway.cache] scope``: whose answers a caller may be served from the cache."""
+
+    KEY = "key"
+    """Each key its own: no caller ever sees another key's answers."""
+    TIER = "tier"
+    """Shared by the keys of one tier (a key with no tier keeps its own)."""
+
+
+class ResponseCacheConfig(Section):
+    """``[gateway.cache]``: exact-match answers of deterministic requests (temperature 0,
+    or ``metadata.cache = true``), kept in the limits' store (`revoctl.runtime.response_cache`)."""
+
+    enabled: bool = False
+    ttl_seconds: int = Field(300, ge=1, le=30 * 86400)
+    max_bytes: int = Field(256 * 1024, ge=256, le=64 * 1024 * 1024)
+    """The largest answer (its JSON) stored; a larger one is answered and not kept."""
+    scope: CacheScope = CacheScope.KEY
+
+
 class GatewayConfig(Section):
     """``[gateway]``: who may call, and what each request is charged."""
 
@@ -92,6 +112,9 @@ class GatewayConfig(Section):
     routing_refresh_seconds: float = Field(1.0, gt=0, le=60)
     """How often each instance publishes its deployments' calls in flight and latencies to
     the store and reads the fleet's (``least_busy`` and ``lowest_latency`` routing)."""
+
+    cache: ResponseCacheConfig = Field(default_factory=ResponseCacheConfig)
+    """``[gateway.cache]``: the response cache (off by default)."""
 
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or CIDRs of the proxies whose ``X-Forwarded-For`` / ``Forwarded`` is

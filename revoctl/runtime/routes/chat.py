@@ -24,6 +24,7 @@ from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.exchange import Exchange
 from revoctl.runtime.gateway import Gateway
 from revoctl.runtime.providers import ChatChunk, ProviderStreamError, Usage, usage_of
+from revoctl.runtime.response_cache import CACHE_HEADER, answered_from_cache
 from revoctl.runtime.routing import close_stream
 
 CLIENT_GONE = 499
@@ -41,6 +42,11 @@ async def chat_completions(request: Request) -> Response:
     body = await read_json(request, gateway.config.max_body_bytes)
     caller = await gateway.identify(request, body)
     exchange = gateway.exchange(request, caller, body, started)
+    cache_key = gateway.cache.key_for(exchange)  # None: not cacheable (`response_cache`)
+    if cache_key is not None:
+        cached = await gateway.cache.lookup(exchange, cache_key)
+        if cached is not None:  # a hit: nothing charged, no provider called
+            return answered_from_cache(gateway.usage, exchange, cached)
     await gateway.charge(exchange)
     if exchange.request.get("stream"):
         stream, first = await gateway.routing.open_stream(exchange)
@@ -54,7 +60,11 @@ async def chat_completions(request: Request) -> Response:
     # Settled once the response is sent: the caller does not wait for the store's round
     # trip. The headers show the key as charged at the request's bound, never more than it holds.
     settle = BackgroundTask(gateway.settle, exchange, usage_of(answer))
-    return JSONResponse(answer, headers=exchange.headers(), background=settle)
+    stored = cache_key is not None and await gateway.cache.keep(exchange, cache_key, answer)
+    headers = exchange.headers()
+    if stored:
+        headers[CACHE_HEADER] = "miss"
+    return JSONResponse(answer, headers=headers, background=settle)
 
 
 async def relay(
