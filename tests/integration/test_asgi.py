@@ -176,3 +176,42 @@ async def test_without_the_middleware_a_clear_error(tmp_path: Path) -> None:
     async with client(bare) as http:
         with pytest.raises(RuntimeError, match="add RateLimitMiddleware"):
             await http.get("/")
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, redis_url: str, redis_prefix: str, cli: Any) -> tuple[Path, str]:
+    """The example with ``auth = "keys"`` and a gateway key team-a: the file and the key."""
+    config = example_config(tmp_path, redis_url, redis_prefix)
+    config.write_text(config.read_text().replace('auth = "none"', 'auth = "keys"'))
+    assert cli("--config", str(config), "db", "migrate").exit_code == 0
+    created = cli("--config", str(config), "keys", "create", "team-a", "-o", "json")
+    return config, json.loads(created.stdout)["key"]
+
+
+async def test_gateway_keys_identify_the_caller(
+    keyed: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``auth = "keys"`` a request needs a valid gateway key (401 as the gateway's
+    otherwise), and a per_user bucket is KEYNAME:USER, as the gateway counts it."""
+    config, key = keyed
+    app = create_app(config)
+    with ModelStandIn() as model:
+        monkeypatch.setenv("MODEL_URL", model.url)
+        async with lifespan(app), client(app) as http:
+            anonymous = await http.post("/generate", json={"prompt": "x"})
+            wrong = await http.post(
+                "/generate", json={"prompt": "x"}, headers={"authorization": "Bearer rvk_nope"}
+            )
+            keyed = await http.post(
+                "/generate",
+                json={"prompt": "x"},
+                headers={"authorization": f"Bearer {key}", "x-revoctl-user": "erin"},
+            )
+    assert anonymous.status_code == wrong.status_code == 401
+    assert anonymous.json()["error"]["code"] == "invalid_api_key"
+    assert keyed.status_code == 200
+    shown = run_revoctl(
+        ["--config", str(config), "limits", "inspect", "api_generation", "-o", "json"]
+    )
+    assert [row["key"] for row in json.loads(shown.stdout)] == ["team-a:erin"]
+    assert key not in shown.stdout
