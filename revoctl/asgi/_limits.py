@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from revoctl.core.limits.reservations import hash_tag
 from revoctl.core.services import Services
 from revoctl.runtime.charges import Charge, Charged
-from revoctl.runtime.client_address import client_address
+from revoctl.runtime.client_address import set_client
 from revoctl.runtime.denials import denied
 from revoctl.runtime.errors import GatewayError
 from revoctl.runtime.identity import Caller, Identity
@@ -118,11 +118,8 @@ class AppLimits:
         scope[SCOPE_KEY] = self
         scope.setdefault(CHARGES_KEY, [])
         scope.setdefault("state", {})
-        peer = scope.get("client")
-        if self.trusted and peer:
-            found = client_address(peer[0], scope["headers"], self.trusted)
-            if found != peer[0]:
-                scope["client"] = (found, 0)
+        if self.trusted:
+            set_client(scope, self.trusted)
 
     async def identify(self, request: Request) -> Caller:
         """The caller, as the gateway finds it (the key, the user header, the address).

@@ -215,3 +215,31 @@ async def test_gateway_keys_identify_the_caller(
     )
     assert [row["key"] for row in json.loads(shown.stdout)] == ["team-a:erin"]
     assert key not in shown.stdout
+
+
+async def test_the_middleware_alone_charges_every_request(config: Path) -> None:
+    """``RateLimitMiddleware(rule=...)`` on a plain Starlette app: every request charged,
+    the fourth refused before the app is called."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from revoctl.asgi import RateLimitMiddleware
+
+    served: list[str] = []
+
+    async def hello(request: Any) -> PlainTextResponse:
+        served.append(request.client.host)
+        return PlainTextResponse("hello")
+
+    app = Starlette(
+        routes=[Route("/", hello)],
+        middleware=[Middleware(RateLimitMiddleware, rule="per_address", config=config)],
+    )
+    async with lifespan(app), client(app, peer="192.0.2.1") as http:
+        answers = [await http.get("/") for _ in range(4)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429]
+    assert served == ["192.0.2.1"] * 3
+    assert answers[2].headers["x-ratelimit-remaining-requests"] == "0"
+    assert answers[3].json()["error"]["code"] == "rate_limit_exceeded"
