@@ -6,6 +6,7 @@ process) reads the bucket they filled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -50,6 +51,7 @@ def test_two_workers_share_one_exact_limit(
         try:
             wait_for_port("127.0.0.1", port, server, output)
             _wait_for(lambda: output.read_text().count("Application startup complete") == WORKERS)
+            assert len(_children(server.pid)) == WORKERS
             answers = asyncio.run(_clients(f"http://127.0.0.1:{port}"))
         finally:
             server.send_signal(signal.SIGTERM)
@@ -86,6 +88,20 @@ async def _clients(base: str) -> list[tuple[int, dict[str, Any], dict[str, str]]
             return response.status_code, response.json(), dict(response.headers)
 
     return await asyncio.gather(*(one() for _ in range(CLIENTS)))
+
+
+def _children(pid: int) -> list[int]:
+    """uvicorn's workers under ``pid``: its children started by multiprocessing's spawn_main
+    (its resource tracker is a child too)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            fields = dict(
+                line.split(":\t", 1) for line in (proc / "status").read_text().splitlines()
+            )
+            if int(fields["PPid"]) == pid and b"spawn_main" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
 
 
 def _wait_for(condition: Any, timeout: float = 60) -> None:
