@@ -243,3 +243,29 @@ async def test_the_middleware_alone_charges_every_request(config: Path) -> None:
     assert served == ["192.0.2.1"] * 3
     assert answers[2].headers["x-ratelimit-remaining-requests"] == "0"
     assert answers[3].json()["error"]["code"] == "rate_limit_exceeded"
+
+
+async def test_an_operators_trip_stops_a_guarded_call(config: Path) -> None:
+    """``revoctl breakers trip`` (another process) opens the breaker for ``guarded``: with no
+    fallback the call is refused with `CircuitOpenError`, and never made; outside a request,
+    ``limits=`` names the app's services (without it: a clear error)."""
+    from revoctl.asgi import AppLimits, guarded
+    from revoctl.core import CircuitOpenError
+
+    tripped = run_revoctl(["--config", str(config), "breakers", "trip", "model_api"])
+    assert tripped.returncode == 0, tripped.stderr
+    limits = AppLimits(config=config)
+    calls: list[str] = []
+
+    async def model(prompt: str) -> str:
+        calls.append(prompt)
+        return prompt
+
+    try:
+        with pytest.raises(CircuitOpenError):
+            await guarded("model_api", limits=limits)(model)("hi")
+        with pytest.raises(RuntimeError, match="pass limits="):
+            await guarded("model_api")(model)("hi")
+    finally:
+        await limits.aclose()
+    assert calls == []
