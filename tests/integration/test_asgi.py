@@ -20,7 +20,7 @@ from examples.fastapi_app.app import create_app
 from revoctl.config import load_config
 from revoctl.runtime.app import create_app as create_gateway
 from tests.conftest import run_revoctl
-from tests.support.asgi_app import ModelStandIn, example_config, lifespan
+from tests.support.asgi_app import WINDOW, ModelStandIn, example_config, lifespan
 
 pytestmark = pytest.mark.redis
 
@@ -76,7 +76,7 @@ async def test_exact_limit_under_concurrent_clients(
     ok = next(r for r in alice if r.status_code == 200)
     assert ok.json() == {"answer": "ba", "source": "model"}
     assert ok.headers["x-ratelimit-limit-requests"] == str(LIMIT)
-    assert "q=5;w=60" in ok.headers["ratelimit-policy"]
+    assert f"q=5;w={WINDOW}" in ok.headers["ratelimit-policy"]
     shown = run_revoctl(
         ["--config", str(config), "limits", "inspect", "api_generation", "-o", "json"]
     )

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import run_revoctl
-from tests.support.asgi_app import ModelStandIn, example_config
+from tests.support.asgi_app import WINDOW, ModelStandIn, example_config
 from tests.support.haproxy import free_port, wait_for_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -68,7 +68,7 @@ def test_two_workers_share_one_exact_limit(
         assert body["error"]["type"] == "requests"
         assert int(headers["retry-after"]) >= 1
         assert headers["x-ratelimit-remaining-requests"] == "0"
-        assert headers["ratelimit-policy"] == '"requests";q=5;w=60'
+        assert headers["ratelimit-policy"] == f'"requests";q=5;w={WINDOW}'
     assert model.calls == LIMIT  # a refusal never reaches the model
     shown = run_revoctl(
         ["--config", str(config), "limits", "inspect", "api_generation", "-k", "dave", "-o", "json"]
