@@ -16,6 +16,7 @@ import contextvars
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from revoctl.core.limits._operator import MAX_KEY_LENGTH
 from revoctl.core.limits.reservations import hash_tag
 from revoctl.core.services import Services
 from revoctl.runtime.charges import Charge, Charged
@@ -124,10 +125,14 @@ class AppLimits:
     async def identify(self, request: Request) -> Caller:
         """The caller, as the gateway finds it (the key, the user header, the address).
 
-        :raises RateLimited: 401 when keys are required and the request has none valid.
+        :raises RateLimited: 401 when keys are required and the request has none valid; 400
+            for a user longer than a rate-limit key may be.
         """
         await self.start()
         user = request.headers.get(self.user_header) if self.user_header else None
+        if user and len(user) > MAX_KEY_LENGTH:
+            message = f"{self.user_header} is at most {MAX_KEY_LENGTH} characters"
+            raise RateLimited(GatewayError(400, message, code="user_too_long"), [])
         try:
             return await self.identity.identify(request, user or None)
         except GatewayError as exc:

@@ -70,7 +70,12 @@ async def test_exact_limit_under_concurrent_clients(
                     for u in ["alice"] * 12 + ["bob"] * 3
                 )
             )
-    alice = [r for r in answers[:12]]
+            too_long = await http.post(
+                "/generate", json={"prompt": "ab"}, headers={"x-revoctl-user": "u" * 256}
+            )
+    assert too_long.status_code == 400
+    assert too_long.json()["error"]["code"] == "user_too_long"
+    alice = answers[:12]
     assert sorted(r.status_code for r in alice) == [200] * LIMIT + [429] * (12 - LIMIT)
     assert all(r.status_code == 200 for r in answers[12:])  # bob has his own bucket
     ok = next(r for r in alice if r.status_code == 200)
