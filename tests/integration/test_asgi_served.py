@@ -1,6 +1,7 @@
 """The FastAPI example served by uvicorn with two worker processes on the real Redis:
 concurrent clients get exactly the rule's requests between them, the refusals are the
-gateway's 429, the two workers close cleanly, and ``revoctl limits inspect`` (another
+gateway's 429, ``X-Forwarded-For`` from the trusted proxy names the client, the two
+workers close cleanly, and ``revoctl limits inspect`` (another
 process) reads the bucket they filled."""
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def test_two_workers_share_one_exact_limit(
             _wait_for(lambda: output.read_text().count("Application startup complete") == WORKERS)
             assert len(_children(server.pid)) == WORKERS
             answers = asyncio.run(_clients(f"http://127.0.0.1:{port}"))
+            proxied = httpx.get(
+                f"http://127.0.0.1:{port}/whoami", headers={"x-forwarded-for": "203.0.113.9"}
+            )
         finally:
             server.send_signal(signal.SIGTERM)
             code = server.wait(30)
@@ -60,6 +64,7 @@ def test_two_workers_share_one_exact_limit(
     assert code == 0, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     assert text.count("Application shutdown complete") == WORKERS, text[-3000:]
+    assert proxied.json() == {"client": "203.0.113.9"}  # 127.0.0.1 is a trusted proxy
     statuses = sorted(status for status, _, _ in answers)
     assert statuses == [200] * LIMIT + [429] * (CLIENTS - LIMIT)
     refused = [(body, headers) for status, body, headers in answers if status == 429]
