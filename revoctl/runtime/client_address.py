@@ -121,9 +121,16 @@ class ClientAddress:
         self.trusted = trusted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        peer = scope.get("client")
-        if scope["type"] == "http" and peer:
-            found = client_address(peer[0], scope["headers"], self.trusted)
-            if found != peer[0]:
-                scope["client"] = (found, 0)  # the client's port is not forwarded
+        if scope["type"] == "http":
+            set_client(scope, self.trusted)
         await self.app(scope, receive, send)
+
+
+def set_client(scope: Scope, trusted: Sequence[Network]) -> None:
+    """Write the address `client_address` finds into the HTTP ``scope``'s ``client``
+    (`ClientAddress`, and ``revoctl.asgi`` in a user's app)."""
+    peer = scope.get("client")
+    if peer:
+        found = client_address(peer[0], scope["headers"], trusted)
+        if found != peer[0]:
+            scope["client"] = (found, 0)  # the client's port is not forwarded

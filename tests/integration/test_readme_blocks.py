@@ -70,6 +70,10 @@ class Plan:
 
 
 NOT_RUN = {
+    "uvicorn examples.fastapi_app.app:app": (
+        "serves the FastAPI example on Redis; test_asgi_served.py serves it the same way (two "
+        "uvicorn workers) and test_asgi.py runs it in process"
+    ),
     "Bearer $(revoctl secrets get revoctl-admin-key)": (
         "calls a running gateway with an admin key; tests/integration/test_admin_api.py makes "
         "the same calls against a real revoctl serve"
