@@ -32,6 +32,7 @@ def build_guarded_fleet(
     text = text.replace(
         "[breakers]\n", f"[breakers]\nguard_own_calls = {'true' if guard else 'false'}\n", 1
     )
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "revoctl.toml"
     config.write_text(text)
     fleet = Fleet(
