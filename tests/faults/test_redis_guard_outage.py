@@ -17,7 +17,7 @@ from revoctl.core import load_services
 from revoctl.core._process import Role
 from tests.support.redis_servers import private_server
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 REACH_SECONDS = 2.0
 """The issue's bound on a trip reaching a worker once Redis is back."""

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, Fleet, chat
 from tests.support.guarded_fleet import build_guarded_fleet
 from tests.support.llm_standin import LLMStandIn
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 POLL_INTERVAL = 0.25
 """The fleet's ``[breakers] poll_interval``: how soon a trip or a reset reaches a worker."""

@@ -9,10 +9,14 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from revoctl.config import load_config
 from revoctl.core import load_services
 from revoctl.core._process import Role
 from revoctl.core.breakers import CircuitBreaker
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 PROBE_INTERVAL = 0.2
 """``[limits] probe_interval_seconds``: how soon a limiter whose store failed asks again."""
