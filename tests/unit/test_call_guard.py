@@ -5,6 +5,7 @@ PostgreSQL (a server that answers, and a port where none listens)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -155,3 +156,23 @@ async def test_a_refusing_guard_stops_the_pool_and_shows_in_health(postgres_url:
         assert "circuit breaker 'database' is open" in report["reason"]
         with unguarded():  # the breakers' own store traffic still goes through
             assert (await db.read("SELECT 1 AS one")) == [[{"one": 1}]]
+
+
+async def test_no_password_reaches_the_health_report_or_the_refusal() -> None:
+    canary = "pw-canary-guard-5f1e"
+    config = DatabaseConfig(
+        url=f"postgresql+asyncpg://root:{canary}@127.0.0.1:{dead_port()}/none",
+        retry_attempts=0,
+        connect_timeout=2,
+    )
+    async with DatabaseManager(config) as db:
+        cb = breaker(failure_threshold=1)
+        db.guard = BreakerGuard(lambda: cb)
+        with pytest.raises(BackendUnavailableError) as failed:
+            await db.read("SELECT 1")
+        with pytest.raises(GuardOpenError) as refused:
+            await db.read("SELECT 1")
+        report = await db.health_check()
+    assert report["status"] == "unhealthy" and report["guard"]["state"] == "open"
+    for text_ in (json.dumps(report), str(refused.value), str(failed.value)):
+        assert canary not in text_

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from revoctl.core._guard import CallGuard, effective
+from revoctl.core.redaction import redact
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,7 +49,8 @@ def with_guard(report: dict[str, Any], guard: CallGuard) -> dict[str, Any]:
         return report
     breaker, state = refusing["breaker"], refusing["state"]
     reason = f"circuit breaker {breaker!r} is {state}: revoctl does not use the database"
-    if refusing.get("reason"):
+    if refusing.get("reason"):  # a failure's text may name a URL: redacted like the errors
+        refusing = {**refusing, "reason": redact(refusing["reason"])}
         reason += f" ({refusing['reason']})"
     out = {**report, "guard": refusing}
     if out["status"] == "healthy":
