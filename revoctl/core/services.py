@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from revoctl.config import LoadedConfig, Settings
+    from revoctl.core._guard import CallGuard
     from revoctl.core.accounts import Accounts
     from revoctl.core.breakers import CircuitBreakerManager
     from revoctl.core.db import DatabaseManager
@@ -263,9 +264,23 @@ def _secrets_depends(services: Services) -> tuple[str, ...]:
 def _build_database(services: Services) -> Component:
     from revoctl.core.db import DatabaseManager
 
-    return DatabaseManager(
+    db = DatabaseManager(
         services.settings.database, role=services.role, resolve=services.read_secret
     )
+    db.guard = _guard(services, "database")
+    return db
+
+
+def _guard(services: Services, name: str) -> CallGuard:
+    """The guard of revoctl's own calls to the database or Redis: the predefined breaker
+    ``name`` (looked up at the first call), in the runtime when ``guard_own_calls``."""
+    from revoctl.core._guard import NO_GUARD
+
+    if services.role is Role.CLI or not services.settings.breakers.guard_own_calls:
+        return NO_GUARD
+    from revoctl.core.breakers._guard import BreakerGuard
+
+    return BreakerGuard(lambda: services.breakers.get(name))
 
 
 def _build_limiter(services: Services) -> Component:
@@ -285,7 +300,10 @@ def _build_limiter(services: Services) -> Component:
         else RateLimitLogWriter(SqlRateLimitLogSink(lambda: services.db))
     )
     open_store = functools.partial(open_limit_store, config, services.store_context())
-    return RateLimiter(config, open_store=open_store, log=log)
+    limiter = RateLimiter(config, open_store=open_store, log=log)
+    if config.store is StoreKind.REDIS:
+        limiter.guard = _guard(services, "redis")
+    return limiter
 
 
 def _limiter_depends(services: Services) -> tuple[str, ...]:

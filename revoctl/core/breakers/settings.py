@@ -96,6 +96,9 @@ class BreakersConfig(Section):
     """Transitions kept per breaker in the store, newest first."""
     key_prefix: str = Field("revoctl:cb:", max_length=64)
     """Prefix of the Redis keys and channel (store ``redis``)."""
+    guard_own_calls: bool = True
+    """The predefined ``database`` and ``redis`` breakers judge revoctl's own pooled
+    database calls and the rate limiter's Redis calls (in the runtime; not the CLI's)."""
 
     @field_validator("services")
     @classmethod

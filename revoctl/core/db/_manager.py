@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from revoctl.core._guard import NO_GUARD, CallGuard
 from revoctl.core._lifecycle import AsyncService
 from revoctl.core._process import Role, application_name, process_name
 from revoctl.core._retry import RetryPolicy
@@ -31,6 +32,7 @@ from revoctl.core.db._errors import (
     not_migrated,
     translate_errors,
 )
+from revoctl.core.db._guarded import guarded_connection, with_guard
 from revoctl.core.db._probe import Probe, pool_view, probe, read_rows
 from revoctl.core.db._reports import (
     config_drift,
@@ -89,6 +91,8 @@ class DatabaseManager(AsyncService):
         self._engine: AsyncEngine | None = None
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
+        self.guard: CallGuard = NO_GUARD
+        """Judges the pooled calls (the composition fills it with the ``database`` breaker)."""
 
     @property
     def backend(self) -> str:
@@ -144,23 +148,16 @@ class DatabaseManager(AsyncService):
         """A pooled connection, acquired with retries, returned to the pool afterwards.
 
         ``pool_wait`` bounds the wait for a free connection below ``pool_timeout``, for
-        callers that must answer sooner (the rate limiter, the breakers).
+        callers that must answer sooner (the rate limiter, the breakers). Under `guard`
+        (`revoctl.core.db._guarded`): it may refuse the call before the pool is asked.
 
         :raises PoolExhaustedError: the pool stayed exhausted for ``pool_timeout`` (or
             ``pool_wait``).
-        :raises BackendUnavailableError: no connection after the retries.
+        :raises BackendUnavailableError: no connection after the retries, or the guard
+            refuses (`GuardOpenError`).
         """
-        from sqlalchemy.exc import SQLAlchemyError
-
-        await self.initialize()
-        with self._translate_errors():
-            conn = await self._acquire(pool_wait)
-        try:
-            # Only the driver's errors: an OSError of the caller's own is not an outage.
-            with self._translate_errors(attempts=1, only=SQLAlchemyError):
-                yield conn
-        finally:
-            await conn.close()
+        async with guarded_connection(self, pool_wait) as conn:
+            yield conn
 
     @contextlib.asynccontextmanager
     async def get_async_session(
@@ -346,8 +343,8 @@ class DatabaseManager(AsyncService):
         try:
             seen = await self._probe(timeout)
         except RevoctlError as exc:
-            return unhealthy_report(self.backend, self.pool_stats(), exc)
-        return health_report(self.backend, self.pool_stats(), seen)
+            return with_guard(unhealthy_report(self.backend, self.pool_stats(), exc), self.guard)
+        return with_guard(health_report(self.backend, self.pool_stats(), seen), self.guard)
 
     async def _probe(self, timeout: float, *, retry: RetryPolicy | None = None) -> Probe:
         return await probe(

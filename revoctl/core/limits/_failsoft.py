@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from revoctl.core._guard import NO_GUARD, CallGuard, effective
 from revoctl.core._lifecycle import ServiceState
 from revoctl.core.errors import PoolExhaustedError
 from revoctl.core.limits._condition import StoreCondition
@@ -76,6 +77,9 @@ class FailSoftCalls(OperatorCalls):
         self._reserve_local: LocalReserve | None = None
         self._settle_local: LocalSettle | None = None
         self._condition = StoreCondition(config, clock)
+        self.guard: CallGuard = NO_GUARD
+        """Judges the calls to a remote store (the composition fills it with the ``redis``
+        breaker on the Redis store): while it refuses, ``failure_mode`` answers at once."""
 
     async def _open(self) -> None:
         if self._store is None and self._open_store is not None:
@@ -98,8 +102,10 @@ class FailSoftCalls(OperatorCalls):
                 await self.initialize()
             store = self.store
             if store.remote:
-                async with asyncio.timeout(self.config.timeout_seconds):
-                    result = await call(store)
+                # The guard outside the deadline: a call cut by it is the server's failure.
+                async with effective(self.guard).guarded():
+                    async with asyncio.timeout(self.config.timeout_seconds):
+                        result = await call(store)
             else:
                 result = await call(store)
         except PoolExhaustedError as exc:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from revoctl.core._guard import unguarded
 from revoctl.core.breakers.base import (
     STORE_POOL_WAIT,
     ProcessReport,
@@ -191,9 +192,10 @@ class SqlBreakerStateStore:
     async def history(self, name: str, limit: int) -> list[Transition]:
         db = self._db()
         try:
-            async with db.connection(pool_wait=STORE_POOL_WAIT) as conn:
-                result = await conn.execute(self._sql().history, {"name": name, "limit": limit})
-                rows = result.mappings().all()
+            with unguarded():
+                async with db.connection(pool_wait=STORE_POOL_WAIT) as conn:
+                    result = await conn.execute(self._sql().history, {"name": name, "limit": limit})
+                    rows = result.mappings().all()
         except Exception as exc:
             if not _nothing_written(db, exc):
                 raise
@@ -251,17 +253,21 @@ class SqlBreakerStateStore:
         db = self._db()
         now = SERVER_CLOCK[db.backend]
         try:
-            clock, rows = await db.read(
-                f"SELECT {now} AS now", query.format(now=now), pool_wait=STORE_POOL_WAIT
-            )
+            with unguarded():
+                clock, rows = await db.read(
+                    f"SELECT {now} AS now", query.format(now=now), pool_wait=STORE_POOL_WAIT
+                )
         except Exception as exc:
             if not _nothing_written(db, exc):
                 raise
-            [clock], rows = await db.read(f"SELECT {now} AS now", pool_wait=STORE_POOL_WAIT), []
+            with unguarded():
+                [clock] = await db.read(f"SELECT {now} AS now", pool_wait=STORE_POOL_WAIT)
+            rows = []
         return float(clock[0]["now"]), rows
 
     async def _transaction(self, attempt: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        return await self._db().transaction(attempt, pool_wait=STORE_POOL_WAIT)
+        with unguarded():  # the breakers' own traffic: a tripped `database` must not cut it
+            return await self._db().transaction(attempt, pool_wait=STORE_POOL_WAIT)
 
     async def _now(self, session: AsyncSession) -> float:
         return float((await session.execute(self._sql().now)).scalar_one())
