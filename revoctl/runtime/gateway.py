@@ -119,7 +119,6 @@ class Gateway:
             (METRICS_SYNC_SECONDS, self.metrics_sync.sync, "metrics sync"),
             (INSTANCE_REPORT_SECONDS, self.instance.report, "instance report"),
             (SECRET_WATCH_SECONDS, watcher.check, "secret changes"),
-            (services.settings.retention.interval_seconds, self.instance.retain, "retention"),
         ]
         rotation = services.settings.secrets.rotation.interval_seconds
         if rotation > 0:  # [secrets.rotation]: one instance at a time, under a lease
@@ -128,6 +127,13 @@ class Gateway:
         if fleet is not None:
             background.append((fleet.refresh_seconds, fleet.refresh, "routing loads"))
         self._tasks = [asyncio.create_task(every(s, job, what=what)) for s, job, what in background]
+        # Retention's first run is one interval after start, not at once: pruning while the
+        # first requests write their rows is work the start-up need not do (and on SQLite a
+        # prune at start raced the usage writer into a hang at shutdown: seen in CI).
+        retention = services.settings.retention.interval_seconds
+        self._tasks.append(
+            asyncio.create_task(every(retention, self.instance.retain, what="retention", now=False))
+        )
         self.instance.ready = True
 
     async def stop(self, flush_seconds: float) -> None:

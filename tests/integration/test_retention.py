@@ -134,8 +134,8 @@ def test_bad_duration_is_one_line_and_exit_2() -> None:
 
 @pytest.mark.slow
 async def test_a_running_gateway_prunes_every_interval_seconds(tmp_path: Path) -> None:
-    """The gateway applies [retention] at start and again each interval: old rows seeded
-    while it runs go too."""
+    """The gateway applies [retention] one interval after start and again each interval: old
+    rows seeded while it runs go too."""
     import asyncio
     import time
 
