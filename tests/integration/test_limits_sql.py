@@ -104,14 +104,16 @@ async def test_migration_0003_matches_the_models_on_sqlite() -> None:
 
 async def test_expired_rows_are_swept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql_store, "SWEEP_EVERY", 5)
-    rule = RateLimitRule(name="short", requests=3, window_seconds=0.2, algorithm="fixed_window")
+    # 2 s: the four decisions and the first inspect fit in the window on a busy machine
+    window = 2.0
+    rule = RateLimitRule(name="short", requests=3, window_seconds=window, algorithm="fixed_window")
     async with DatabaseManager(DatabaseConfig()) as db:
         await upgrade(db)
         limiter = RateLimiter(LimitsConfig(rules=(rule,)), store=SqlLimitStore(db))
         for i in range(4):
             await limiter.check_rate_limit("short", f"k{i}")
         assert len(await limiter.inspect("short")) == 4
-        async with asyncio.timeout(5):  # the window is 0.2 s: wait for it to run out
+        async with asyncio.timeout(window * 5):  # wait for the window to run out
             while await limiter.inspect("short"):
                 await asyncio.sleep(0.05)
         await limiter.check_rate_limit("short", "fresh")  # the 5th decision sweeps

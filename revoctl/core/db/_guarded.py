@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from revoctl.core._guard import CallGuard, effective
 from revoctl.core.redaction import redact
@@ -18,13 +18,24 @@ from revoctl.core.redaction import redact
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from revoctl.core.db._manager import DatabaseManager
+
+class Pooled(Protocol):
+    """What the guard needs of `DatabaseManager` (named here, so the two modules do not
+    import each other)."""
+
+    guard: CallGuard
+
+    async def initialize(self) -> None: ...
+
+    async def _acquire(self, pool_wait: float | None = None) -> AsyncConnection: ...
+
+    def _translate_errors(
+        self, attempts: int | None = None, only: type[Exception] = Exception
+    ) -> contextlib.AbstractContextManager[None]: ...
 
 
 @contextlib.asynccontextmanager
-async def guarded_connection(
-    db: DatabaseManager, pool_wait: float | None
-) -> AsyncIterator[AsyncConnection]:
+async def guarded_connection(db: Pooled, pool_wait: float | None) -> AsyncIterator[AsyncConnection]:
     """`DatabaseManager.connection`'s body: see there."""
     from sqlalchemy.exc import SQLAlchemyError
 
