@@ -14,33 +14,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import unavailable
 from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, chat
 from tests.support.guarded_fleet import build_guarded_fleet
 from tests.support.llm_standin import LLMStandIn
-from tests.support.postgres_servers import PostgresServer, missing_binaries
+from tests.support.postgres_servers import PostgresServer
 
 pytestmark = [pytest.mark.slow]
 
 OUTAGE_SECONDS = 3.0
 REQUESTS = 500
 CLIENTS = 10
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    reason = missing_binaries()
-    if reason is not None:
-        unavailable("a private PostgreSQL cluster", RuntimeError(reason))
-    with PostgresServer() as server:
-        yield server
 
 
 @dataclass

@@ -12,17 +12,15 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import unavailable
 from tests.support.fleet import ANTHROPIC_KEY, OPENAI_KEY, Fleet, build_fleet
 from tests.support.llm_standin import LLMStandIn
-from tests.support.postgres_servers import PostgresServer, missing_binaries
+from tests.support.postgres_servers import PostgresServer
 from tests.support.request_logs import WRITE_SECONDS, ask, wait_for_rows
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -34,15 +32,6 @@ PACE_SECONDS = 0.02
 """Each client's pause between requests: steady load, not a flood (and far from the limits)."""
 ANSWERS_BEFORE_AND_AFTER = 20
 """Answers the load must have had before the outage starts, and again after it ends."""
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    reason = missing_binaries()
-    if reason is not None:
-        unavailable("a private PostgreSQL cluster", RuntimeError(reason))
-    with PostgresServer() as server:
-        yield server
 
 
 @dataclass
